@@ -1,0 +1,50 @@
+"""The fixed table of network architectures a manifest may name.
+
+A model file names an architecture by id; only ids in this table can be built, so a model
+package can never make LabelFree import or run code of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from labelfree_app.errors import ManifestError
+
+
+def _fnet_unet(**kwargs: Any) -> nn.Module:
+    from labelfree_app.models.unet import UNet
+
+    return UNet(**kwargs)
+
+
+def _cond_denoiser(**kwargs: Any) -> nn.Module:
+    from labelfree_app.models.diffusion.denoiser import ConditionalDenoiser
+
+    return ConditionalDenoiser(**kwargs)
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "fnet_unet": _fnet_unet,
+    "cond_denoiser_unet": _cond_denoiser,
+}
+
+
+def build_network(arch_id: str, kwargs: dict[str, Any]) -> nn.Module:
+    """Build the network ``arch_id`` from the fixed table with ``kwargs``."""
+    factory = ARCHITECTURES.get(arch_id)
+    if factory is None:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ManifestError(
+            f"The model names an unknown architecture '{arch_id}' (field 'architecture.id'); "
+            f"known architectures are: {known}.",
+            field="architecture.id",
+        )
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise ManifestError(
+            f"The model's architecture settings do not fit '{arch_id}' (field 'architecture.kwargs'): {exc}.",
+            field="architecture.kwargs",
+        ) from exc
