@@ -1,0 +1,251 @@
+"""The `labelfree` command line: predict, models, train, evaluate, devices, gui.
+
+Every user error is a ``LabelFreeError``: the CLI prints its one sentence to stderr and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from labelfree_app import __version__
+from labelfree_app.errors import FileAccessError, LabelFreeError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def expand_inputs(items: Sequence[str], *, recursive_dirs: bool = True) -> list[Path]:
+    """Files, folders (their images) and glob patterns -> sorted unique image paths."""
+    from labelfree_app.export import IMAGE_SUFFIXES
+
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive_dirs else "*"
+            found.extend(p for p in sorted(path.glob(pattern)) if p.is_file()
+                         and p.name.lower().endswith(IMAGE_SUFFIXES))
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
+            if not matches:
+                raise FileAccessError(f"No file matches '{item}'; check the pattern.", path=item)
+            found.extend(p for p in matches if p.is_file())
+        else:
+            found.append(path)
+    unique: dict[Path, None] = {}
+    for p in found:
+        unique.setdefault(p, None)
+    return list(unique)
+
+
+# --- predict ---------------------------------------------------------------------------------
+def _add_predict_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", help="model id (default: the default model)")
+    p.add_argument("--channel", "-c", help="transmitted-light channel, by name or index (default: found by name)")
+    p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cuda, mps or cpu")
+    p.add_argument("--samples", type=int, help="diffusion: number of samples for mean and variance")
+    p.add_argument("--steps", type=int, help="diffusion: sampling steps")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp2m"], help="diffusion sampler")
+    p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (diffusion)")
+    p.add_argument("--save-steps", type=int, nargs="?", const=30, default=0, metavar="N",
+                   help="diffusion: also write N denoising frames as a TIFF stack (default 30)")
+    p.add_argument("--tta", action="store_true", help="U-Net: test-time augmentation mean and variance")
+    p.add_argument("--tile", type=int, nargs="+", help="tile shape (Y X or Z Y X)")
+    p.add_argument("--batch-size", type=int, help="tiles per network call")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from labelfree_app.core.engine import PredictSettings
+
+    channel: int | str | None = args.channel
+    if isinstance(channel, str) and channel.lstrip("-").isdigit():
+        channel = int(channel)
+    return PredictSettings(
+        channel=channel, samples=args.samples, steps=args.steps, sampler=args.sampler, eta=args.eta,
+        seed=args.seed, frames=args.save_steps, tta=args.tta, device=args.device,
+        tile_shape=tuple(args.tile) if args.tile else None, batch_size=args.batch_size,
+    )
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from labelfree_app.core.engine import PredictionEngine
+    from labelfree_app.core.events import PredictionResult, Progress
+    from labelfree_app.export import image_stem, output_paths, write_result
+    from labelfree_app.io import read_image, read_plane_series
+    from labelfree_app.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    model_id = args.model or registry.default_for().id
+    package = registry.get(model_id)
+    engine = PredictionEngine(package, device=args.device)
+    settings = _settings(args)
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = expand_inputs(args.inputs)
+    jobs: list[tuple[list[Path], str]] = (
+        [(paths, image_stem(paths[0]))] if args.z_stack else [([p], image_stem(p)) for p in paths]
+    )
+    failures = 0
+    for files, stem in jobs:
+        try:
+            image = read_plane_series(files) if args.z_stack else read_image(files[0])
+            bar = tqdm(total=1, desc=stem, unit="step", leave=True, disable=args.quiet)
+            result: PredictionResult | None = None
+            for event in engine.run(image, settings):
+                if isinstance(event, Progress) and event.stage in ("tiles", "sampling"):
+                    bar.total = event.total
+                    bar.n = event.done
+                    bar.set_postfix_str(event.message, refresh=False)
+                    bar.refresh()
+                elif isinstance(event, PredictionResult):
+                    result = event
+            bar.close()
+            assert result is not None
+            written = write_result(result, engine.manifest, files, output_paths(files[0], model_id, out_dir, stem),
+                                   pixel_size_um=getattr(image, "pixel_size_um", None),
+                                   save_steps=bool(args.save_steps))
+            for path in written:
+                print(path)
+        except LabelFreeError as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+    return EXIT_ERROR if failures else 0
+
+
+# --- models ----------------------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from labelfree_app.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    action = args.models_action
+    if action in (None, "list"):
+        entries = registry.list()
+        if getattr(args, "json", False):
+            print(json.dumps([e.to_json_dict() for e in entries], indent=2))
+        else:
+            if not entries:
+                print("No models installed. Install one with: labelfree models install PATH")
+            for e in entries:
+                flag = "*" if e.default else " "
+                demo = " (demo)" if e.demo else ""
+                print(f"{flag} {e.id:32s} {e.kind:9s} {e.dims}D in={e.input_channels:<3d} {e.target}{demo} [{e.source}]")
+        for problem in registry.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+        return 0
+    if action == "install":
+        entry = registry.install(Path(args.path), overwrite=args.overwrite)
+        print(f"Installed {entry.id} ({entry.kind}, {entry.target}).")
+        return 0
+    if action == "remove":
+        registry.remove(args.id)
+        print(f"Removed {args.id}.")
+        return 0
+    if action == "info":
+        print(json.dumps(registry.get(args.id).manifest.to_dict(), indent=2))
+        return 0
+    if action == "default":
+        registry.set_default(args.target, args.id)
+        print(f"{args.id} is now the default model for {args.target}.")
+        return 0
+    if action == "import-fnet":
+        from labelfree_app.models.fnet_import import import_fnet_model
+
+        out = import_fnet_model(Path(args.model_p), Path(args.train_options) if args.train_options else None,
+                                Path(args.out), model_id=args.id, name=args.name or args.id, target=args.target)
+        print(out)
+        return 0
+    raise AssertionError(action)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from labelfree_app.core.devices import available_devices, select_device
+
+    for info in available_devices():
+        print(info.label)
+    print(f"auto selects: {select_device('auto')}")
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from labelfree_app.__main__ import main as gui_main
+
+    return int(gui_main(args.files) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="labelfree", description="Predict fluorescence images from transmitted light.")
+    parser.add_argument("--version", action="version", version=f"LabelFree {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="predict one or more images and write OME-TIFFs")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--z-stack", action="store_true", help="the inputs are the planes of ONE z-stack (in name order)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_predict_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", help="list, install, remove and inspect models")
+    msub = m.add_subparsers(dest="models_action")
+    ml = msub.add_parser("list", help="list installed models")
+    ml.add_argument("--json", action="store_true")
+    mi = msub.add_parser("install", help="install a model package (folder or .zip)")
+    mi.add_argument("path")
+    mi.add_argument("--overwrite", action="store_true")
+    mr = msub.add_parser("remove", help="remove a user-installed model")
+    mr.add_argument("id")
+    mn = msub.add_parser("info", help="print a model's manifest")
+    mn.add_argument("id")
+    md = msub.add_parser("default", help="make a model the default for its target")
+    md.add_argument("target")
+    md.add_argument("id")
+    mf = msub.add_parser("import-fnet", help="convert a pytorch_fnet model (model.p) to a LabelFree package")
+    mf.add_argument("model_p")
+    mf.add_argument("--train-options")
+    mf.add_argument("--out", required=True)
+    mf.add_argument("--id", required=True)
+    mf.add_argument("--name")
+    mf.add_argument("--target", required=True)
+    m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("devices", help="list compute devices")
+    d.set_defaults(func=cmd_devices)
+
+    g = sub.add_parser("gui", help="open the desktop application")
+    g.add_argument("files", nargs="*")
+    g.set_defaults(func=cmd_gui)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Commands whose modules live elsewhere (training, batch) register themselves here."""
+    from labelfree_app import cli_train
+
+    cli_train.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LabelFreeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted; no partial output was left behind.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

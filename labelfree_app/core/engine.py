@@ -1,0 +1,302 @@
+"""The prediction engine: one image in, events out, the result last.
+
+``PredictionEngine(package).run(image, settings)`` is a generator of ``Progress`` and ``Preview``
+events whose last item is the ``PredictionResult``. The CLI and the GUI worker both consume it;
+closing the generator cancels the run and its ``finally`` blocks drop the big buffers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Generator, Iterator
+
+import numpy as np
+import torch
+
+from labelfree_app.core.devices import is_out_of_memory, select_device
+from labelfree_app.core.events import Event, PredictionResult, Preview, Progress
+from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
+from labelfree_app.core.normalize import Normalizer, fit_normalizer
+from labelfree_app.core.tiling import iter_predict_tiled, shrink_tile_shape
+from labelfree_app.core.welford import Welford
+from labelfree_app.errors import ChannelError, InputShapeError
+
+EngineRun = Generator[Event, None, PredictionResult]
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """What the user can set for one prediction; ``None`` means the model's default."""
+
+    channel: int | str | None = None
+    samples: int | None = None
+    steps: int | None = None
+    sampler: str | None = None
+    eta: float | None = None
+    seed: int = 0
+    frames: int = 0
+    tta: bool = False
+    device: str = "auto"
+    tile_shape: tuple[int, ...] | None = None
+    batch_size: int | None = None
+    preview_interval_s: float = 0.1
+
+
+class PredictionEngine:
+    """Runs one model package on images; the network is loaded once and reused."""
+
+    def __init__(self, package: Any, device: str | torch.device = "auto") -> None:
+        self.package = package
+        self.manifest: dict[str, Any] = package.manifest.to_dict()
+        self.device = device if isinstance(device, torch.device) else select_device(device)
+        self.kind: str = self.manifest["kind"]
+        self.dims: int = int(self.manifest["dims"])
+        inp = self.manifest["input"]
+        self.input_spec = ModelInputSpec(
+            dims=self.dims, channels=int(inp["channels"]), z_as_channels=bool(inp.get("z_as_channels", False))
+        )
+        self._runner: Any = None
+
+    # -- public ---------------------------------------------------------------------------
+    def run(self, image: Any, settings: PredictSettings | None = None) -> EngineRun:
+        """Predict ``image`` (an ``io.Image``); yields events, the last one is the result."""
+        settings = settings or PredictSettings()
+        start = time.perf_counter()
+        yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
+        runner = self._load_runner()
+        yield Progress("loading", 1, 1, "Model loaded")
+        prepared = prepare_input(self._select_pixels(image, settings), self.input_spec, name=_image_name(image))
+        if self.kind == "diffusion":
+            result = yield from self._run_diffusion(runner, prepared, settings)
+        else:
+            result = yield from self._run_unet(runner, prepared, settings)
+        prediction, variance, frames = result
+        final = PredictionResult(
+            prediction=prediction,
+            variance=variance,
+            frames=frames,
+            channel_names=tuple(self.manifest["output"].get("channel_names") or ()),
+            model_id=self.manifest["id"],
+            settings=self._effective_settings(settings),
+            seconds=time.perf_counter() - start,
+            device=str(self.device),
+        )
+        yield final
+        return final
+
+    def predict(self, image: Any, settings: PredictSettings | None = None) -> PredictionResult:
+        """Run to the end, ignoring progress; returns the result."""
+        result: PredictionResult | None = None
+        for event in self.run(image, settings):
+            if isinstance(event, PredictionResult):
+                result = event
+        assert result is not None
+        return result
+
+    # -- input ----------------------------------------------------------------------------
+    def _select_pixels(self, image: Any, settings: PredictSettings) -> np.ndarray:
+        """Pick the transmitted-light channel(s) the model takes, as (Z, Y, X) or (C, Z, Y, X)."""
+        from labelfree_app.io import find_transmitted_channel
+
+        data = image.data
+        if data.ndim == 5:  # T, C, Z, Y, X: predict the first time point
+            data = data[0]
+        wanted = 1 if self.input_spec.z_as_channels else self.input_spec.channels
+        n_channels = data.shape[0]
+        if wanted > 1:
+            if n_channels != wanted:
+                raise InputShapeError(
+                    f"{_image_name(image)} has {n_channels} channel(s) but the model takes {wanted}."
+                )
+            return np.asarray(data)
+        if settings.channel is not None:
+            index = image.channel_index(settings.channel)
+        elif n_channels == 1:
+            index = 0
+        else:
+            try:
+                index = find_transmitted_channel(image)
+            except ChannelError:
+                raise
+        return np.asarray(data[index])
+
+    def _normalizer(self) -> Normalizer:
+        spec = (self.manifest.get("normalization") or {}).get("input") or {"method": "zscore", "params": {}}
+        return Normalizer.from_dict(spec)
+
+    def _output_normalizer(self) -> Normalizer | None:
+        spec = (self.manifest.get("normalization") or {}).get("output")
+        return Normalizer.from_dict(spec) if spec else None
+
+    def _normalize(self, part: np.ndarray) -> np.ndarray:
+        spec = self._normalizer()
+        fitted = fit_normalizer(part, spec.method, **_fit_options(spec))
+        return fitted.apply(part)
+
+    def _to_output_units(self, array: np.ndarray) -> np.ndarray:
+        out_norm = self._output_normalizer()
+        if out_norm is None or not out_norm.params:
+            return array.astype(np.float32, copy=False)
+        return out_norm.invert(array)
+
+    # -- runners --------------------------------------------------------------------------
+    def _load_runner(self) -> Any:
+        if self._runner is None:
+            if self.kind == "diffusion":
+                from labelfree_app.core.diffusion_runner import DiffusionRunner
+
+                self._runner = DiffusionRunner(self.package, self.manifest, self.device)
+            else:
+                from labelfree_app.models.predictor import UNetPredictor
+
+                self._runner = UNetPredictor(self.package, device=self.device)
+        return self._runner
+
+    def _tile_settings(self, runner: Any, settings: PredictSettings) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+        tiling = self.manifest.get("tiling") or {}
+        tile = tuple(settings.tile_shape or tiling.get("tile_shape") or (256,) * self.dims)
+        halo = tuple(tiling.get("halo") or (32,) * self.dims)
+        batch = settings.batch_size or (4 if self.device.type == "cuda" else 1)
+        return tile, halo, batch
+
+    def _run_unet(self, predictor: Any, prepared: PreparedInput, settings: PredictSettings) -> Iterator[Event]:
+        tile, halo, batch = self._tile_settings(predictor, settings)
+        n_parts = len(prepared.parts)
+        outputs: list[np.ndarray] = []
+        variances: list[np.ndarray] = []
+        transforms = tta_transforms(self.dims) if settings.tta else [(lambda a: a, lambda a: a)]
+        for k, part in enumerate(prepared.parts):
+            x = self._normalize(part)
+            stats = Welford()
+            for m, (forward, inverse) in enumerate(transforms):
+                label = f"plane {k + 1}/{n_parts}" if n_parts > 1 else ""
+                if len(transforms) > 1:
+                    label = (label + " " if label else "") + f"augmentation {m + 1}/{len(transforms)}"
+                y = yield from self._tiled_with_retry(
+                    predictor.predict, np.ascontiguousarray(forward(x)), tile, halo,
+                    predictor.required_multiple, batch, stage="tiles", label=label,
+                )
+                stats.update(inverse(y))
+            outputs.append(self._to_output_units(stats.mean))
+            if settings.tta:
+                variances.append(self._scale_variance(stats.variance))
+        prediction = _stack_planes(outputs, self.dims, prepared)
+        variance = _stack_planes(variances, self.dims, prepared) if variances else None
+        return prediction, variance, None
+
+    def _scale_variance(self, variance: np.ndarray) -> np.ndarray:
+        """Variance in output units: output normalizations are affine, so scale by slope²."""
+        out_norm = self._output_normalizer()
+        if out_norm is None or not out_norm.params:
+            return variance.astype(np.float32, copy=False)
+        ends = out_norm.invert(np.array([0.0, 1.0], dtype=np.float32))
+        slope = float(ends[1] - ends[0])
+        return (variance * slope * slope).astype(np.float32)
+
+    def _tiled_with_retry(
+        self, predict: Any, x: np.ndarray, tile: tuple[int, ...], halo: tuple[int, ...],
+        multiple_of: int, batch: int, *, stage: str, label: str,
+    ) -> Generator[Event, None, np.ndarray]:
+        while True:
+            try:
+                gen = iter_predict_tiled(x, predict, tile_shape=tile, overlap=halo, multiple_of=multiple_of,
+                                         batch_size=batch)
+                try:
+                    while True:
+                        done, total = next(gen)
+                        yield Progress(stage, done, total, label)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    gen.close()
+            except Exception as exc:  # noqa: BLE001 - only OOM is retried, the rest re-raised
+                if not is_out_of_memory(exc):
+                    raise
+                smaller = shrink_tile_shape(tile, multiple_of)
+                if tuple(smaller) == tuple(tile) and batch == 1:
+                    raise
+                if batch > 1:
+                    batch = max(1, batch // 2)
+                else:
+                    tile = tuple(smaller)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield Progress(stage, 0, 1, f"Out of memory: retrying with tiles {tile}, batch {batch}")
+
+    def _run_diffusion(self, runner: Any, prepared: PreparedInput, settings: PredictSettings) -> Iterator[Event]:
+        diff = self.manifest.get("diffusion") or {}
+        tile, halo, batch = self._tile_settings(runner, settings)
+        means: list[np.ndarray] = []
+        variances: list[np.ndarray] = []
+        frames_all: list[np.ndarray] = []
+        for k, part in enumerate(prepared.parts):
+            cond = self._normalize(part)
+            mean, var, frames = yield from runner.sample_image(
+                cond,
+                samples=int(settings.samples or diff.get("samples", 8)),
+                steps=int(settings.steps or diff.get("steps", 25)),
+                sampler=settings.sampler or diff.get("sampler", "ddim"),
+                eta=float(settings.eta if settings.eta is not None else diff.get("eta", 0.0)),
+                seed=settings.seed + k,
+                tile_shape=tile, halo=halo, batch_size=batch,
+                n_frames=settings.frames,
+                preview_interval_s=settings.preview_interval_s,
+                to_output_units=lambda a: as_czyx(self._to_output_units(a), self.dims),
+            )
+            means.append(self._to_output_units(mean))
+            variances.append(self._scale_variance(var))
+            if frames is not None:
+                frames_all.append(frames)
+        prediction = _stack_planes(means, self.dims, prepared)
+        variance = _stack_planes(variances, self.dims, prepared)
+        frames_out = None
+        if frames_all:
+            frames_out = frames_all[0] if len(frames_all) == 1 else np.concatenate(frames_all, axis=2)
+        return prediction, variance, frames_out
+
+    def _effective_settings(self, settings: PredictSettings) -> dict[str, Any]:
+        values = {k: v for k, v in asdict(settings).items() if v is not None}
+        if self.kind == "diffusion":
+            diff = self.manifest.get("diffusion") or {}
+            for key in ("samples", "steps", "sampler", "eta"):
+                values.setdefault(key, diff.get(key))
+        values["device"] = str(self.device)
+        return values
+
+
+def tta_transforms(dims: int) -> list[tuple[Any, Any]]:
+    """Flip (and for 2D, rot90) transforms over the last axes, each with its inverse."""
+    y, x = -2, -1
+    transforms: list[tuple[Any, Any]] = []
+    flips = [(), (x,), (y,), (y, x)]
+    for axes in flips:
+        transforms.append((_flip(axes), _flip(axes)))
+    if dims == 2:
+        for axes in flips:
+            fwd = _flip(axes)
+            transforms.append(
+                (lambda a, f=fwd: np.rot90(f(a), 1, axes=(y, x)), lambda a, f=fwd: f(np.rot90(a, -1, axes=(y, x))))
+            )
+    return transforms
+
+
+def _flip(axes: tuple[int, ...]) -> Any:
+    return (lambda a: np.flip(a, axis=axes)) if axes else (lambda a: a)
+
+
+def _stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput) -> np.ndarray:
+    """(C, Y, X) per plane or one (C, Z, Y, X) -> one float32 (C, Z, Y, X) array."""
+    if dims == 3:
+        return np.ascontiguousarray(outputs[0], dtype=np.float32)
+    return np.ascontiguousarray(np.stack(outputs, axis=1), dtype=np.float32)
+
+
+def _fit_options(spec: Normalizer) -> dict[str, Any]:
+    params = spec.params or {}
+    return {k: params[k] for k in ("low", "high") if k in params and spec.method == "percentile"}
+
+
+def _image_name(image: Any) -> str:
+    path = getattr(image, "path", None)
+    return f"'{path.name}'" if path is not None else "the image"

@@ -1,0 +1,64 @@
+"""Events the prediction engine yields: progress, previews, and the final result.
+
+The engine is a generator of these; the CLI turns them into a tqdm bar, the GUI worker into
+Qt signals. Arrays in events are owned by the receiver (the engine never mutates them later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Work done so far in a stage (e.g. "tiles", "sampling")."""
+
+    stage: str
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An intermediate image for the denoising animation.
+
+    ``image`` is (C, Z, Y, X) float32 in output intensity units: the current noisy sample x_t
+    (``kind == "x_t"``) or the network's estimate of the clean image (``kind == "pred_x0"``).
+    """
+
+    kind: str
+    sample: int
+    step: int
+    total_steps: int
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """The final prediction for one image and one model.
+
+    ``prediction`` is the U-Net output or the diffusion mean, ``variance`` the per-pixel variance
+    over diffusion samples (or test-time augmentations), ``frames`` an optional subsampled stack of
+    denoising steps (F, C, Z, Y, X). All arrays are float32 with axes ``axes`` ("CZYX").
+    """
+
+    prediction: np.ndarray
+    axes: str = "CZYX"
+    variance: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    channel_names: tuple[str, ...] = ()
+    model_id: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+Event = Union[Progress, Preview, PredictionResult]

@@ -1,0 +1,72 @@
+"""Turn an image file's pixels into what a model takes: the right channel, planes and dims."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labelfree_app.errors import InputShapeError
+
+
+@dataclass(frozen=True)
+class ModelInputSpec:
+    """What a model's first layer takes, read from its manifest."""
+
+    dims: int
+    channels: int
+    z_as_channels: bool = False
+
+
+@dataclass(frozen=True)
+class PreparedInput:
+    """Model-ready pixels: a list of (C, *spatial) arrays, one per independent prediction.
+
+    A 2D model given a Z-stack (without z-as-channels) predicts each plane on its own, so
+    ``parts`` holds one array per plane and ``planes`` says how many there are.
+    """
+
+    parts: tuple[np.ndarray, ...]
+    planes: int
+    per_plane: bool
+
+
+def prepare_input(zyx_or_czyx: np.ndarray, spec: ModelInputSpec, *, name: str = "the image") -> PreparedInput:
+    """Arrange pixels of one image for a model.
+
+    ``zyx_or_czyx`` is (Z, Y, X) for one picked channel, or (C, Z, Y, X) when the model takes
+    several channels. Returns float32 arrays shaped (C, Y, X) for 2D models or (C, Z, Y, X) for 3D.
+    """
+    data = np.asarray(zyx_or_czyx)
+    if data.ndim == 3:
+        data = data[np.newaxis]
+    if data.ndim != 4:
+        raise InputShapeError(f"{name} has {data.ndim} axes after channel selection; expected Z, Y, X.")
+    c, z, _, _ = data.shape
+
+    if spec.z_as_channels:
+        if c != 1:
+            raise InputShapeError(f"{name}: pick one channel for a model that takes a z-stack as channels.")
+        if z != spec.channels:
+            hint = " (a single plane was given)" if z == 1 else ""
+            raise InputShapeError(
+                f"{name} has {z} z-planes{hint} but the model takes a {spec.channels}-plane z-stack; "
+                f"give it a stack with exactly {spec.channels} planes."
+            )
+        return PreparedInput(parts=(data[0].astype(np.float32, copy=False),), planes=1, per_plane=False)
+
+    if c != spec.channels:
+        raise InputShapeError(
+            f"{name} gives {c} channel(s) but the model takes {spec.channels}; pick the right channel(s)."
+        )
+    if spec.dims == 3:
+        if z < 2:
+            raise InputShapeError(f"{name} is a single plane but this is a 3D model; give it a z-stack.")
+        return PreparedInput(parts=(data.astype(np.float32, copy=False),), planes=z, per_plane=False)
+    parts = tuple(data[:, k].astype(np.float32, copy=False) for k in range(z))
+    return PreparedInput(parts=parts, planes=z, per_plane=z > 1)
+
+
+def as_czyx(array: np.ndarray, dims: int) -> np.ndarray:
+    """Give a model output (C, Y, X) or (C, Z, Y, X) the canonical (C, Z, Y, X) axes."""
+    return array[:, np.newaxis] if dims == 2 else array

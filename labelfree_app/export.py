@@ -1,0 +1,114 @@
+"""Writing prediction results to files with provenance (used by `predict`, `batch` and the GUI)."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from labelfree_app import __version__
+from labelfree_app.core.events import PredictionResult
+
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where one input × model pair is written."""
+
+    prediction: Path
+    variance: Path
+    steps: Path
+
+    def all(self) -> tuple[Path, Path, Path]:
+        return (self.prediction, self.variance, self.steps)
+
+
+def image_stem(path: Path) -> str:
+    """File name without its image suffix ('a.ome.tif' -> 'a')."""
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def output_paths(input_path: Path, model_id: str, out_dir: Path, stem: str | None = None) -> OutputPaths:
+    """``<stem>__<model-id>.ome.tif`` plus ``__variance`` and ``__steps`` siblings."""
+    base = f"{stem or image_stem(input_path)}__{model_id}"
+    return OutputPaths(
+        prediction=out_dir / f"{base}.ome.tif",
+        variance=out_dir / f"{base}__variance.ome.tif",
+        steps=out_dir / f"{base}__steps.ome.tif",
+    )
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Iterable[Path], *,
+               hash_inputs: bool = True) -> dict[str, Any]:
+    """The provenance block stored in every output file."""
+    paths = [Path(p) for p in inputs]
+    return {
+        "software": "LabelFree",
+        "app_version": __version__,
+        "python": platform.python_version(),
+        "model": {
+            "id": manifest.get("id"),
+            "name": manifest.get("name"),
+            "version": manifest.get("version"),
+            "kind": manifest.get("kind"),
+            "target": manifest.get("target"),
+            "weights_sha256": (manifest.get("weights") or {}).get("sha256"),
+            "demo": bool(manifest.get("demo", False)),
+        },
+        "settings": result.settings,
+        "device": result.device,
+        "seconds": round(result.seconds, 3),
+        "inputs": [
+            {"path": str(p.resolve()), **({"sha256": file_sha256(p)} if hash_inputs and p.is_file() else {})}
+            for p in paths
+        ],
+    }
+
+
+def write_result(
+    result: PredictionResult,
+    manifest: dict[str, Any],
+    inputs: list[Path],
+    paths: OutputPaths,
+    *,
+    pixel_size_um: dict[str, float] | None = None,
+    save_steps: bool = False,
+    hash_inputs: bool = True,
+) -> list[Path]:
+    """Write prediction (and variance, steps) atomically; returns the paths written."""
+    from labelfree_app.io import write_image
+
+    meta = provenance(result, manifest, inputs, hash_inputs=hash_inputs)
+    names = list(result.channel_names) or None
+    written: list[Path] = []
+    common = dict(pixel_size_um=pixel_size_um or None, protected_paths=inputs)
+    written.append(write_image(paths.prediction, result.prediction, "CZYX", channel_names=names,
+                               provenance={**meta, "content": "prediction" if result.variance is None
+                                           or manifest.get("kind") != "diffusion" else "mean"},
+                               **common))
+    if result.variance is not None:
+        written.append(write_image(paths.variance, result.variance, "CZYX", channel_names=names,
+                                   provenance={**meta, "content": "variance"}, **common))
+    if save_steps and result.frames is not None:
+        frames = np.asarray(result.frames, dtype=np.float32)  # (F, C, Z, Y, X): frames as time
+        written.append(write_image(paths.steps, frames, "TCZYX", channel_names=names,
+                                   provenance={**meta, "content": "denoising steps"}, **common))
+    return written
