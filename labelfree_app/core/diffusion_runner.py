@@ -104,7 +104,7 @@ class DiffusionRunner:
                 done_samples += size
                 del final
             frames_arr = np.stack(frames) if frames else None
-            return stats.mean.astype(np.float32)[0], stats.variance.astype(np.float32)[0], frames_arr
+            return stats.mean.astype(np.float32), stats.variance.astype(np.float32), frames_arr
         finally:
             frames.clear()
 
@@ -131,8 +131,8 @@ class DiffusionRunner:
                     out = network(xt.to(device), tt.to(device), cnd.to(device))
                 return out.float().cpu().numpy().reshape(b, group * c_out, *tile)
 
-            y = predict_tiled(stacked, predict, tile_shape=tile_shape, overlap=halo,
-                              multiple_of=self.required_multiple, batch_size=batch_size)
+            y = predict_tiled(stacked, predict, tile_shape=tile_shape, overlap=tuple(2 * h for h in halo),
+                              margin=halo, multiple_of=self.required_multiple, batch_size=batch_size)
             return torch.from_numpy(y).reshape(group, c_out, *spatial).to(x_t.dtype)
 
         return model_fn

@@ -14,11 +14,11 @@ from typing import Any, Generator, Iterator
 import numpy as np
 import torch
 
-from labelfree_app.core.devices import is_out_of_memory, select_device
+from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, select_device
 from labelfree_app.core.events import Event, PredictionResult, Preview, Progress
 from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
-from labelfree_app.core.normalize import Normalizer, fit_normalizer
-from labelfree_app.core.tiling import iter_predict_tiled, shrink_tile_shape
+from labelfree_app.core.normalize import Normalizer
+from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import ChannelError, InputShapeError
 
@@ -130,9 +130,8 @@ class PredictionEngine:
         return Normalizer.from_dict(spec) if spec else None
 
     def _normalize(self, part: np.ndarray) -> np.ndarray:
-        spec = self._normalizer()
-        fitted = fit_normalizer(part, spec.method, **_fit_options(spec))
-        return fitted.apply(part)
+        """Normalize on the whole image (per-tile statistics would make seams)."""
+        return self._normalizer().fit(part).apply(part)
 
     def _to_output_units(self, array: np.ndarray) -> np.ndarray:
         out_norm = self._output_normalizer()
@@ -153,15 +152,32 @@ class PredictionEngine:
                 self._runner = UNetPredictor(self.package, device=self.device)
         return self._runner
 
-    def _tile_settings(self, runner: Any, settings: PredictSettings) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    def _tile_settings(self, spatial: tuple[int, ...], settings: PredictSettings) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+        """Tile shape, halo (context discarded per side) and tiles per batch for this device.
+
+        Bigger tiles waste less on overlaps, so the manifest's tile is a floor: 2D images are cut
+        into tiles up to 1024² (or the whole image) as long as the device's free memory allows.
+        """
         tiling = self.manifest.get("tiling") or {}
-        tile = tuple(settings.tile_shape or tiling.get("tile_shape") or (256,) * self.dims)
-        halo = tuple(tiling.get("halo") or (32,) * self.dims)
-        batch = settings.batch_size or (4 if self.device.type == "cuda" else 1)
-        return tile, halo, batch
+        halo = tuple(int(h) for h in (tiling.get("halo") or (32,) * self.dims))
+        batch = settings.batch_size or 1
+        if settings.tile_shape:
+            return tuple(int(t) for t in settings.tile_shape), halo, batch
+        base = tuple(int(t) for t in (tiling.get("tile_shape") or (256,) * self.dims))
+        preferred = tuple(max(b, 1024) for b in base) if self.dims == 2 else base
+        kwargs = (self.manifest.get("architecture") or {}).get("kwargs") or {}
+        bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * max(1, settings.samples or 1)
+        free = free_memory_bytes(self.device) or 2 * 1024**3
+        tile = fit_tile_shape_to_memory(spatial, preferred, multiple_of=self._multiple(),
+                                        free_bytes=free, bytes_per_voxel=bytes_per_voxel, batch_size=batch)
+        return tuple(int(t) for t in tile), halo, batch
+
+    def _multiple(self) -> int:
+        runner = self._runner
+        return int(getattr(runner, "required_multiple", 16))
 
     def _run_unet(self, predictor: Any, prepared: PreparedInput, settings: PredictSettings) -> Iterator[Event]:
-        tile, halo, batch = self._tile_settings(predictor, settings)
+        tile, halo, batch = self._tile_settings(prepared.parts[0].shape[1:], settings)
         n_parts = len(prepared.parts)
         outputs: list[np.ndarray] = []
         variances: list[np.ndarray] = []
@@ -200,8 +216,8 @@ class PredictionEngine:
     ) -> Generator[Event, None, np.ndarray]:
         while True:
             try:
-                gen = iter_predict_tiled(x, predict, tile_shape=tile, overlap=halo, multiple_of=multiple_of,
-                                         batch_size=batch)
+                gen = iter_predict_tiled(x, predict, tile_shape=tile, overlap=tuple(2 * h for h in halo),
+                                         margin=halo, multiple_of=multiple_of, batch_size=batch)
                 try:
                     while True:
                         done, total = next(gen)
@@ -226,7 +242,7 @@ class PredictionEngine:
 
     def _run_diffusion(self, runner: Any, prepared: PreparedInput, settings: PredictSettings) -> Iterator[Event]:
         diff = self.manifest.get("diffusion") or {}
-        tile, halo, batch = self._tile_settings(runner, settings)
+        tile, halo, batch = self._tile_settings(prepared.parts[0].shape[1:], settings)
         means: list[np.ndarray] = []
         variances: list[np.ndarray] = []
         frames_all: list[np.ndarray] = []
@@ -290,11 +306,6 @@ def _stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput)
     if dims == 3:
         return np.ascontiguousarray(outputs[0], dtype=np.float32)
     return np.ascontiguousarray(np.stack(outputs, axis=1), dtype=np.float32)
-
-
-def _fit_options(spec: Normalizer) -> dict[str, Any]:
-    params = spec.params or {}
-    return {k: params[k] for k in ("low", "high") if k in params and spec.method == "percentile"}
 
 
 def _image_name(image: Any) -> str:

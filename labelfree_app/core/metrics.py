@@ -1,0 +1,97 @@
+"""How close a prediction is to the observed image: Pearson r, NRMSE, SSIM, masks, differences."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from skimage.filters import threshold_otsu
+from skimage.metrics import normalized_root_mse, structural_similarity
+
+_SSIM_WINDOW = 7  # scikit-image's default window side
+
+
+def pearson_r(a: Any, b: Any, mask: Any = None) -> float:
+    """Pearson correlation of two same-shaped images (float64), over ``mask`` if given.
+
+    NaN when either image is constant (over the mask) or the mask selects fewer than 2 pixels."""
+    x, y = _same_shape(a, b)
+    if mask is not None:
+        selection = np.asarray(mask, dtype=bool)
+        if selection.shape != x.shape:
+            raise ValueError(f"mask shape {selection.shape} differs from image shape {x.shape}")
+        x, y = x[selection], y[selection]
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.size < 2:
+        return math.nan
+    x = x - x.mean()
+    y = y - y.mean()
+    denominator = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
+    if denominator == 0.0:
+        return math.nan
+    return float(np.dot(x, y) / denominator)
+
+
+def nrmse(pred: Any, target: Any, normalization: str = "min-max") -> float:
+    """Root-mean-square error divided by the target's range ("min-max"), its mean ("mean") or
+    its root-mean-square ("euclidean"), via scikit-image. 0 for a perfect prediction; inf when
+    the divisor is 0 and the prediction is not perfect."""
+    p, t = _same_shape(pred, target)
+    p, t = np.asarray(p, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    divisor = {"min-max": lambda: t.max() - t.min(), "mean": lambda: t.mean(),
+               "euclidean": lambda: math.sqrt(float(np.mean(t * t)))}.get(normalization)
+    if divisor is None:
+        raise ValueError(f"unknown normalization {normalization!r}; use 'min-max', 'mean' or 'euclidean'")
+    if divisor() == 0:
+        return 0.0 if np.array_equal(p, t) else math.inf
+    return float(normalized_root_mse(t, p, normalization=normalization))
+
+
+def ssim(pred: Any, target: Any, *, data_range: float | None = None) -> float:
+    """Structural similarity (scikit-image) of two same-shaped 2D or 3D images.
+
+    ``data_range`` defaults to the target's max - min (1.0 for a constant target). Singleton axes
+    are dropped and the window shrinks (odd, >= 3) for thin images such as short z-stacks."""
+    p, t = _same_shape(pred, target)
+    p = np.squeeze(np.asarray(p, dtype=np.float64))
+    t = np.squeeze(np.asarray(t, dtype=np.float64))
+    if t.ndim < 2 or min(t.shape) < 3:
+        raise ValueError(f"SSIM needs images at least 3 pixels along every axis, got shape {t.shape}")
+    if data_range is None:
+        data_range = float(t.max() - t.min()) or 1.0
+    window = min(_SSIM_WINDOW, min(t.shape))
+    window -= 1 - window % 2
+    return float(structural_similarity(t, p, data_range=data_range, win_size=window))
+
+
+def otsu_mask(image: Any) -> np.ndarray:
+    """Boolean foreground mask: pixels brighter than the Otsu threshold of the finite pixels."""
+    data = np.asarray(image)
+    finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data
+    if finite.size == 0:
+        return np.zeros(data.shape, dtype=bool)
+    threshold = threshold_otsu(finite)
+    with np.errstate(invalid="ignore"):
+        return data > threshold
+
+
+def difference_maps(observed: Any, predicted: Any) -> dict[str, np.ndarray]:
+    """Signed and absolute differences (float32): ``observed_minus_predicted`` (> 0 where the
+    prediction misses signal), ``predicted_minus_observed`` (> 0 where it adds signal) and
+    ``absolute``."""
+    o, p = _same_shape(observed, predicted)
+    observed_minus_predicted = np.subtract(o, p, dtype=np.float32)
+    return {
+        "observed_minus_predicted": observed_minus_predicted,
+        "predicted_minus_observed": np.negative(observed_minus_predicted),
+        "absolute": np.abs(observed_minus_predicted),
+    }
+
+
+def _same_shape(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        raise ValueError(f"images differ in shape: {x.shape} and {y.shape}")
+    return x, y
