@@ -6,6 +6,7 @@ package can never make LabelFree import or run code of its own.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
@@ -31,20 +32,26 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_network(arch_id: str, kwargs: dict[str, Any]) -> nn.Module:
-    """Build the network ``arch_id`` from the fixed table with ``kwargs``."""
+def build_network(arch_id: str, kwargs: dict[str, Any], *, source: str | Path | None = None) -> nn.Module:
+    """Build the network ``arch_id`` from the fixed table with ``kwargs``.
+
+    ``source`` (the manifest file) is named in the error when the id or the settings are bad.
+    """
+    where = f" in {source}" if source is not None else ""
     factory = ARCHITECTURES.get(arch_id)
     if factory is None:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ManifestError(
-            f"The model names an unknown architecture '{arch_id}' (field 'architecture.id'); "
+            f"The model names an unknown architecture '{arch_id}' (field 'architecture.id'{where}); "
             f"known architectures are: {known}.",
             field="architecture.id",
+            path=source,
         )
     try:
         return factory(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ManifestError(
-            f"The model's architecture settings do not fit '{arch_id}' (field 'architecture.kwargs'): {exc}.",
+            f"The model's architecture settings do not fit '{arch_id}' (field 'architecture.kwargs'{where}): {exc}.",
             field="architecture.kwargs",
+            path=source,
         ) from exc

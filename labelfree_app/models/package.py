@@ -1,0 +1,344 @@
+"""Model packages: a folder (or a .zip of it) with manifest.json and weights.safetensors.
+
+``save_package`` writes one atomically, ``load_package`` opens one (extracting a zip safely into the
+cache), and ``ModelPackage`` checks the weights against the manifest's sha256 before they are used.
+A package is data only: the network comes from the fixed architecture table, never from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from labelfree_app import paths
+from labelfree_app.errors import ManifestError, ModelError, WeightsIntegrityError
+from labelfree_app.models import architectures
+from labelfree_app.models.manifest import FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE, Manifest
+
+# Re-exported so callers need one import for everything about packages.
+__all__ = [
+    "MANIFEST_FILE",
+    "WEIGHTS_FILE",
+    "Manifest",
+    "ModelPackage",
+    "load_package",
+    "save_package",
+    "sha256_of_file",
+    "unet_manifest",
+]
+
+_MAX_ZIP_BYTES = 16 * 1024**3  # refuse zip bombs; real packages are well under a GB
+_IGNORED_ZIP_PREFIXES = ("__MACOSX/",)
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class ModelPackage:
+    """An opened model package. ``path`` is the folder holding manifest.json (for a zip, the folder
+    it was extracted to); ``origin`` is what was opened (the folder or the zip). Hashable by identity."""
+
+    path: Path
+    manifest: Manifest
+    origin: Path
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / self.manifest.weights.file
+
+    def _verified_weight_bytes(self) -> bytes:
+        try:
+            data = self.weights_path.read_bytes()
+        except OSError as exc:
+            raise ModelError(
+                f"The weights file {self.weights_path} cannot be read ({exc.strerror or exc}); reinstall the model.",
+                path=self.weights_path,
+            ) from exc
+        if hashlib.sha256(data).hexdigest() != self.manifest.weights.sha256:
+            raise WeightsIntegrityError(
+                f"The weights file {self.weights_path} does not match the sha256 in its manifest "
+                "(it was changed or damaged); reinstall the model.",
+                path=self.weights_path,
+            )
+        return data
+
+    def verify(self) -> None:
+        """Check the weights against the manifest's sha256 (WeightsIntegrityError on mismatch)."""
+        self._verified_weight_bytes()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The verified weights as CPU tensors (the bytes hashed are the bytes loaded)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        data = self._verified_weight_bytes()
+        try:
+            return load(data)
+        except (SafetensorError, ValueError) as exc:
+            raise ModelError(
+                f"The weights file {self.weights_path} is not a valid safetensors file ({exc}); re-export the model.",
+                path=self.weights_path,
+            ) from exc
+
+    def build_network(self, device: torch.device | str = "cpu") -> nn.Module:
+        """The network from the architecture table with the verified weights loaded, in eval mode."""
+        arch = self.manifest.architecture
+        manifest_path = self.path / MANIFEST_FILE
+        network = architectures.build_network(arch.id, arch.kwargs, source=manifest_path)
+        try:
+            network.load_state_dict(self.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise ModelError(
+                f"The weights in {self.weights_path} do not fit the architecture '{arch.id}' described in "
+                f"{manifest_path}; the package is inconsistent, re-export it.",
+                path=self.weights_path,
+            ) from exc
+        return network.to(device).eval()
+
+
+def load_package(path: str | Path) -> ModelPackage:
+    """Open a model package folder or .zip and validate its manifest (the weights are checked on use)."""
+    origin = Path(path).expanduser()
+    if origin.is_dir():
+        folder = origin
+    elif origin.is_file() and zipfile.is_zipfile(origin):
+        folder = _extract_zip(origin)
+    elif origin.exists():
+        raise ModelError(
+            f"{origin} is neither a model package folder nor a .zip of one; "
+            f"give a folder holding {MANIFEST_FILE} and {WEIGHTS_FILE}.",
+            path=origin,
+        )
+    else:
+        raise ModelError(f"No model package found at {origin}; check the path.", path=origin)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise ModelError(
+            f"The model package {origin} has no {MANIFEST_FILE}; a model package is a folder "
+            f"holding {MANIFEST_FILE} and {WEIGHTS_FILE}.",
+            path=origin,
+        )
+    manifest = Manifest.from_dict(_read_json(manifest_path), source=manifest_path)
+    package = ModelPackage(path=folder, manifest=manifest, origin=origin)
+    if not package.weights_path.is_file():
+        raise ModelError(
+            f"The model package {origin} has no weights file '{manifest.weights.file}'; "
+            "copy it next to the manifest or re-export the model.",
+            path=origin,
+        )
+    return package
+
+
+def _read_json(manifest_path: Path) -> Any:
+    try:
+        text = manifest_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"The model manifest {manifest_path} cannot be read ({exc}).", path=manifest_path) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            f"The model manifest {manifest_path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
+            "fix or re-export it.",
+            path=manifest_path,
+        ) from exc
+
+
+def unet_manifest(
+    arch_kwargs: Mapping[str, Any],
+    *,
+    model_id: str,
+    name: str,
+    target: str,
+    version: str = "0.1.0",
+    input_modality: str = "bright-field",
+    tile_shape: list[int] | None = None,
+    halo: list[int] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The manifest dict of an ``fnet_unet`` model (weights left out: ``save_package`` adds them).
+
+    ``arch_kwargs`` are ``UNet``'s keyword arguments; ``fields`` override or add top-level fields.
+    """
+    dims = int(arch_kwargs.get("dims", 2))
+    axes = "CYX" if dims == 2 else "CZYX"
+    default_tile, default_halo = ([256, 256], [32, 32]) if dims == 2 else ([32, 128, 128], [8, 32, 32])
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "id": model_id,
+        "name": name,
+        "version": version,
+        "kind": "unet",
+        "target": target,
+        "input_modality": input_modality,
+        "architecture": {"id": "fnet_unet", "kwargs": dict(arch_kwargs)},
+        "dims": dims,
+        "input": {"axes": axes, "channels": int(arch_kwargs.get("in_channels", 1))},
+        "output": {"axes": axes, "channels": int(arch_kwargs.get("out_channels", 1))},
+        "normalization": {"input": {"method": "zscore", "params": {}}, "output": None},
+        "tiling": {"tile_shape": list(tile_shape or default_tile), "halo": list(halo or default_halo)},
+    }
+    manifest.update(fields)
+    return manifest
+
+
+def save_package(
+    out_dir: str | Path,
+    manifest: Manifest | Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``out_dir`` with weights.safetensors and manifest.json (its sha256 filled in).
+
+    ``manifest`` is a Manifest or its dict form; ``weights`` and ``format_version`` may be left out.
+    The package appears all at once (built in a temp folder beside it, then renamed); an existing
+    package is replaced only with ``overwrite=True``.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir).expanduser()
+    fields = manifest.to_dict() if isinstance(manifest, Manifest) else json.loads(json.dumps(dict(manifest)))
+    fields.setdefault("format_version", FORMAT_VERSION)
+    fields["weights"] = {"file": WEIGHTS_FILE, "sha256": "0" * 64}
+    Manifest.from_dict(fields, source=out_dir / MANIFEST_FILE)  # fail before writing anything
+    if out_dir.exists() and not overwrite:
+        raise ModelError(
+            f"A model package already exists at {out_dir}; choose another folder or allow overwriting.",
+            path=out_dir,
+        )
+    tensors = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state_dict[{key!r}] is a {type(value).__name__}, not a tensor")
+        # clone(): safetensors refuses tensors that share storage
+        tensors[key] = value.detach().to("cpu").contiguous().clone()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        weights_path = staging / WEIGHTS_FILE
+        save_file(tensors, str(weights_path), metadata={"format": "pt"})
+        fields["weights"]["sha256"] = sha256_of_file(weights_path)
+        final = Manifest.from_dict(fields, source=out_dir / MANIFEST_FILE)
+        (staging / MANIFEST_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n", encoding="utf-8")
+        _move_into_place(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _move_into_place(staging: Path, destination: Path) -> None:
+    """Rename ``staging`` to ``destination``, replacing an existing folder without a gap of nothing."""
+    if not destination.exists():
+        os.replace(staging, destination)
+        return
+    backup = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".old", dir=destination.parent))
+    backup.rmdir()
+    os.replace(destination, backup)
+    try:
+        os.replace(staging, destination)
+    except OSError:
+        os.replace(backup, destination)
+        raise
+    if backup.is_dir() and not backup.is_symlink():
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        backup.unlink(missing_ok=True)
+
+
+# --- zips -----------------------------------------------------------------------------------
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _safe_member_parts(name: str, zip_path: Path) -> tuple[str, ...]:
+    """The path parts of a zip entry, refusing absolute paths and '..' (zip-slip)."""
+    normalized = name.replace("\\", "/")
+    parts = tuple(p for p in normalized.split("/") if p not in ("", "."))
+    if normalized.startswith("/") or _DRIVE.match(normalized) or ".." in parts:
+        raise ModelError(
+            f"The zip {zip_path} holds an unsafe entry '{name}' that points outside the package; "
+            "it was not opened.",
+            path=zip_path,
+        )
+    return parts
+
+
+def _package_root(members: list[tuple[str, ...]], zip_path: Path) -> tuple[str, ...]:
+    """Where manifest.json sits in the zip: the top level or one sub-folder."""
+    if (MANIFEST_FILE,) in members:
+        return ()
+    roots = {parts[:-1] for parts in members if len(parts) == 2 and parts[-1] == MANIFEST_FILE}
+    if len(roots) == 1:
+        return roots.pop()
+    problem = "several sub-folders with" if roots else f"no {MANIFEST_FILE} at the top level or in one sub-folder, nor"
+    raise ModelError(
+        f"The zip {zip_path} has {problem} a {MANIFEST_FILE}; zip one model package folder.",
+        path=zip_path,
+    )
+
+
+def _extract_zip(zip_path: Path) -> Path:
+    """Extract a package zip (safely) into the cache, keyed by the zip's sha256; return its root."""
+    cache = paths.user_cache_dir() / "model-packages"
+    target = cache / sha256_of_file(zip_path)[:24]
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            entries = []
+            total = 0
+            for info in archive.infolist():
+                if info.is_dir() or info.filename.startswith(_IGNORED_ZIP_PREFIXES):
+                    continue
+                parts = _safe_member_parts(info.filename, zip_path)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise ModelError(
+                        f"The zip {zip_path} holds a symbolic link '{info.filename}'; it was not opened.",
+                        path=zip_path,
+                    )
+                total += info.file_size
+                entries.append((info, parts))
+            if total > _MAX_ZIP_BYTES:
+                raise ModelError(f"The zip {zip_path} unpacks to more than 16 GB; it was not opened.", path=zip_path)
+            root = _package_root([parts for _, parts in entries], zip_path)
+            if target.joinpath(*root, MANIFEST_FILE).is_file():
+                return target.joinpath(*root)
+            cache.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".extract.", dir=cache))
+            try:
+                for info, parts in entries:
+                    destination = staging.joinpath(*parts)
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(info) as source, open(destination, "wb") as sink:
+                        shutil.copyfileobj(source, sink, 1 << 20)
+                if target.exists():
+                    shutil.rmtree(target, ignore_errors=True)
+                os.replace(staging, target)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise ModelError(f"The zip {zip_path} is damaged ({exc}); download or export it again.", path=zip_path) from exc
+    except OSError as exc:
+        raise ModelError(
+            f"The zip {zip_path} could not be unpacked into {cache} ({exc.strerror or exc}).", path=zip_path
+        ) from exc
+    return target.joinpath(*root)
