@@ -168,7 +168,8 @@ class PredictionEngine:
         kwargs = (self.manifest.get("architecture") or {}).get("kwargs") or {}
         bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * max(1, settings.samples or 1)
         free = free_memory_bytes(self.device) or 2 * 1024**3
-        tile = fit_tile_shape_to_memory(spatial, preferred, multiple_of=self._multiple(),
+        padded = tuple(n + 2 * h for n, h in zip(spatial, halo))  # the grid reflects a halo at edges
+        tile = fit_tile_shape_to_memory(padded, preferred, multiple_of=self._multiple(),
                                         free_bytes=free, bytes_per_voxel=bytes_per_voxel, batch_size=batch)
         return tuple(int(t) for t in tile), halo, batch
 

@@ -7,7 +7,7 @@ Tiling, padding, blending and normalization live outside (core/); this only runs
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from torch import nn
 
 from labelfree_app.errors import DeviceError, InputShapeError
 from labelfree_app.models.manifest import Manifest
+from labelfree_app.models.onnx_backend import onnx_wanted
 from labelfree_app.models.package import ModelPackage
 from labelfree_app.models.unet import UNet, fuse_for_inference
 
@@ -40,10 +41,14 @@ class UNetPredictor:
         channels_last: bool = True,
         amp: bool | None = None,
         tta: bool = False,
+        backend: str = "auto",
     ) -> None:
         self.package: ModelPackage | None = package
         self.manifest: Manifest | None = package.manifest
         self._setup(package.build_network("cpu"), device, channels_last, amp, tta)
+        self._onnx: Any = None
+        self._use_onnx = backend == "onnx" or (backend == "auto" and self._amp_dtype is None
+                                                and onnx_wanted(self.device))
 
     @classmethod
     def from_network(
@@ -59,7 +64,32 @@ class UNetPredictor:
         predictor.package = None
         predictor.manifest = None
         predictor._setup(network, device, channels_last, amp, tta)
+        predictor._onnx = None
+        predictor._use_onnx = False
         return predictor
+
+    @property
+    def backend(self) -> str:
+        """"onnxruntime" when ONNX Runtime runs the network (CPU), else "torch"."""
+        return "onnxruntime" if self._use_onnx else "torch"
+
+    def _onnx_module(self) -> Any:
+        """Export once (cached on disk by weights sha256) and open an ONNX Runtime session."""
+        if self._onnx is None:
+            from labelfree_app.models.onnx_backend import OnnxModule, cache_key
+            from labelfree_app.paths import user_cache_dir
+
+            cache = None
+            if self.manifest is not None:
+                key = cache_key(self.manifest.weights.sha256, self.manifest.architecture.id,
+                                dict(self.manifest.architecture.kwargs))
+                cache = user_cache_dir() / "onnx" / f"{key}.onnx"
+            network = self.network.to(memory_format=torch.contiguous_format)
+            size = (self.required_multiple * 2,) * self.dims
+            example = torch.zeros((1, self.in_channels, *size))
+            axes = {0: "batch", **{2 + d: f"s{d}" for d in range(self.dims)}}
+            self._onnx = OnnxModule(network, [example], ["input"], {"input": axes}, cache_path=cache)
+        return self._onnx
 
     def _setup(
         self, network: nn.Module, device: torch.device | str, channels_last: bool, amp: bool | None, tta: bool
@@ -125,6 +155,8 @@ class UNetPredictor:
         """(B, C_in, *tile) float32 normalized tiles -> (B, C_out, *tile) float32."""
         if self.tta:
             return self.predict_tta(batch)[0]
+        if self._use_onnx:
+            return np.ascontiguousarray(self._onnx_module()(self._check(batch)), dtype=np.float32)
         x = torch.from_numpy(self._check(batch))
         return self._forward(x).cpu().numpy()
 
