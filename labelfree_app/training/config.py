@@ -1,0 +1,193 @@
+"""What a training run is asked to do: paired data, the network, and how long to train.
+
+``TrainConfig`` is a frozen value; the CLI and the GUI build one and hand it to
+``labelfree_app.training.loop.train`` (or ``run_training`` for a generator of events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class PairSpec:
+    """One training pair, as files on disk.
+
+    ``input`` is an image path, a glob pattern of per-plane files (a Z-stack assembled in natural
+    order: ``z_depth-2`` before ``z_depth-10``), or a tuple of per-plane paths in Z order.
+    ``input_channel`` / ``target_channel`` pick a channel (name or index) from multi-channel
+    files; input and target may be the same multi-channel file.
+    """
+
+    input: str | tuple[str, ...]
+    target: str
+    input_channel: str | int | None = None
+    target_channel: str | int | None = None
+
+    @property
+    def is_plane_series(self) -> bool:
+        return isinstance(self.input, tuple) or any(ch in self.input for ch in GLOB_CHARS)
+
+    def describe_input(self) -> str:
+        if isinstance(self.input, tuple):
+            first = self.input[0] if self.input else "?"
+            return f"{first} (+{len(self.input) - 1} planes)"
+        return str(self.input)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"input": list(self.input) if isinstance(self.input, tuple) else self.input,
+                                "target": self.target}
+        if self.input_channel is not None:
+            data["input_channel"] = self.input_channel
+        if self.target_channel is not None:
+            data["target_channel"] = self.target_channel
+        return data
+
+
+@dataclass(frozen=True)
+class UNetSettings:
+    """fnet-style U-Net regressor and its loss."""
+
+    depth: int = 4
+    base_channels: int = 32
+    loss: str = "mse"  # "mse" | "l1"
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """Conditional denoiser, noise schedule and the defaults written to the package."""
+
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    num_res_blocks: int = 1
+    attention_levels: tuple[int, ...] = (3,)
+    dropout: float = 0.0
+    schedule: str = "cosine"
+    train_steps: int = 1000
+    prediction: str = "v"  # "eps" | "v"
+    ema_decay: float = 0.999
+    # Package defaults for prediction.
+    sampler: str = "ddim"
+    sampling_steps: int = 25
+    samples: int = 8
+    eta: float = 0.0
+    # Validation during training: few samples and steps keep it affordable.
+    val_samples: int = 4
+    val_sampling_steps: int = 10
+    val_max_shape: tuple[int, ...] | None = (256, 256)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs. ``out_dir`` receives the model package.
+
+    Work files (``log.csv``, ``checkpoints/``, ``best.safetensors``) go to ``work_dir``, by
+    default ``<out_dir>.training`` next to the package, so the package folder stays clean.
+    ``max_steps`` counts all steps including earlier runs that are resumed; ``max_minutes``
+    is the wall-clock budget of this run.
+    """
+
+    pairs: tuple[PairSpec, ...]
+    out_dir: Path
+    model_type: str = "unet"  # "unet" | "diffusion"
+    dims: int = 2
+    # Validation: a region of every training image ("y0:y1,x0:x1"), and/or separate pairs.
+    val_region: str | None = None
+    val_pairs: tuple[PairSpec, ...] = ()
+    # Data.
+    input_normalization: str = "zscore"  # "zscore" | "percentile"
+    patch_shape: tuple[int, ...] = (128, 128)
+    batch_size: int = 8
+    buffer_size: int = 16
+    buffer_switch_every: int = 2000  # batches between swapping one buffered image
+    foreground_weight: float = 0.0  # 0..1: share of patches drawn towards foreground
+    augment: bool = True
+    # Optimisation.
+    max_steps: int = 2000
+    max_minutes: float | None = None
+    lr: float | None = None  # None: 1e-3 for U-Net, 2e-4 for diffusion
+    weight_decay: float = 1e-4
+    lr_schedule: str = "cosine"  # "cosine" | "step" | "constant"
+    warmup_steps: int = 100
+    grad_clip: float | None = 1.0
+    amp: bool = True  # mixed precision, used on CUDA only
+    seed: int = 0
+    device: str = "auto"
+    # Bookkeeping.
+    val_every: int = 250
+    checkpoint_every: int = 500
+    resume: bool = False
+    overwrite: bool = False
+    work_dir: Path | None = None
+    # Networks.
+    unet: UNetSettings = field(default_factory=UNetSettings)
+    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
+    # Model card.
+    model_id: str | None = None
+    name: str | None = None
+    version: str = "0.1.0"
+    description: str = ""
+    target_name: str = "fluorescence"
+    input_modality: str = "transmitted light"
+    license: str = "unspecified"
+    attribution: str = ""
+    data_description: str = ""
+    demo: bool = False
+    tile_shape: tuple[int, ...] | None = None
+    halo: tuple[int, ...] | None = None
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return Path(self.work_dir) if self.work_dir is not None else Path(f"{self.out_dir}.training")
+
+    @property
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1e-3 if self.model_type == "unet" else 2e-4
+
+    def with_changes(self, **changes: Any) -> "TrainConfig":
+        return replace(self, **changes)
+
+    def settings_dict(self) -> dict[str, Any]:
+        """JSON-ready settings for the manifest (data and paths are recorded separately)."""
+        data = asdict(self)
+        for key in ("pairs", "val_pairs", "out_dir", "work_dir", "resume", "overwrite", "model_id", "name",
+                    "version", "description", "license", "attribution", "data_description", "demo"):
+            data.pop(key, None)
+        data["lr"] = self.resolved_lr
+        if self.model_type == "unet":
+            data.pop("diffusion")
+        else:
+            data.pop("unet")
+        return _jsonable(data)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Settings that must match for a checkpoint to be resumed."""
+        if self.model_type == "unet":
+            network = asdict(self.unet)
+        else:
+            keys = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "schedule",
+                    "train_steps", "prediction")
+            network = {key: getattr(self.diffusion, key) for key in keys}
+        return _jsonable({
+            "model_type": self.model_type,
+            "dims": self.dims,
+            "network": network,
+            "patch_shape": self.patch_shape,
+            "input_normalization": self.input_normalization,
+        })
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

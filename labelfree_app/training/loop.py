@@ -1,0 +1,365 @@
+"""The training loop for both families, as a generator of events.
+
+``run_training(config)`` yields ``TrainEvent`` values and returns the package path;
+``train(config, progress=...)`` runs it to the end. Control from a GUI worker thread:
+
+* stop and keep the best: make ``should_stop()`` return True; the loop checkpoints, writes the
+  package from the best validated weights and finishes with ``stop_reason == "stopped"``;
+* pause: ``close()`` the generator; the current step is checkpointed (no package is written);
+  resume later with ``config.resume=True``, which continues at the same step, with the same
+  optimizer, RNG and sampler state, appending to the same ``log.csv``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generator
+
+import numpy as np
+import torch
+
+from labelfree_app.errors import TrainingDataError
+from labelfree_app.training import checkpoint as ckpt
+from labelfree_app.training.config import TrainConfig
+from labelfree_app.training.datasets import LoadedPair, check_consistent, check_pairs_exist, load_pair
+from labelfree_app.training.events import (CheckpointSaved, LoadingData, StepDone, TrainEvent, TrainFinished,
+                                           TrainStarted, ValidationDone)
+from labelfree_app.training.log import append_log, truncate_log
+from labelfree_app.training.model_card import TrainingRecord, build_manifest
+from labelfree_app.training.objectives import Objective, build, make_objective
+from labelfree_app.training.optim import EMA, build_optimizer, lr_at, set_lr
+from labelfree_app.training.sampling import PatchSampler, Region
+from labelfree_app.training.validation import ValItem, run_validation, validation_items
+
+LOG_EVERY = 10  # steps per train_loss row of log.csv
+TrainRun = Generator[TrainEvent, None, Path]
+
+
+def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> Path:
+    """Train to the end (steps, time budget or ``should_stop``); returns the package folder."""
+    run = run_training(config, should_stop=should_stop)
+    while True:
+        try:
+            event = next(run)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(event)
+
+
+@dataclass
+class _Run:
+    """Mutable state of one run (what a checkpoint saves)."""
+
+    step: int = 0
+    seconds_before: float = 0.0
+    best: dict[str, Any] | None = None
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    last_checkpoint: int = -1
+    last_validation: int = -1
+
+
+def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None = None) -> TrainRun:
+    """Generator of training events; its return value is the package path."""
+    from labelfree_app.core.devices import select_device
+
+    objective = make_objective(config.model_type, config.dims, config.unet, config.diffusion)
+    _check_config(config)
+    work = config.resolved_work_dir
+    _refuse_to_clobber(config, work)
+    check_pairs_exist(config.pairs)
+    if config.val_pairs:
+        check_pairs_exist(config.val_pairs)
+    region = Region.parse(config.val_region) if config.val_region else None
+    max_val = config.diffusion.val_max_shape if config.model_type == "diffusion" else None
+    train_loaded, summaries, val_items = yield from _load_all(config, region, max_val)
+    val_loaded = [_load(config, spec) for spec in config.val_pairs]
+    in_channels, z_as_channels = check_consistent([*summaries, *val_loaded])
+    val_items += validation_items([], None, val_loaded, max_shape=max_val)
+    del val_loaded
+
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    noise_gen = torch.Generator().manual_seed(config.seed + 1)
+    network = build(objective, in_channels).to(device)
+    network.train()
+    optimizer = build_optimizer(network, config.resolved_lr, config.weight_decay)
+    ema = EMA(network, config.diffusion.ema_decay) if config.model_type == "diffusion" else None
+    amp_dtype = _amp_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    def load_index(index: int) -> LoadedPair:
+        # Hand each pre-read pair over to the sampler once, so a swapped-out image can be freed.
+        return train_loaded.pop(index) if index in train_loaded else _load(config, config.pairs[index])
+
+    sampler = PatchSampler(load_index, len(config.pairs), config.patch_shape, exclude=region,
+                           foreground_weight=config.foreground_weight, buffer_size=config.buffer_size,
+                           switch_every=config.buffer_switch_every, augment=config.augment, rng=rng)
+    for index in sampler.buffer:
+        sampler.entry(index)  # corner tables now: a patch that cannot fit fails before training
+
+    _prepare_work_dir(config, work)
+    state = _Run()
+    log_path = work / "log.csv"
+    if config.resume:
+        found = ckpt.load_latest_checkpoint(work / "checkpoints")
+        if found is not None:
+            _restore(found, config, state, network, optimizer, ema, scaler, sampler, rng, noise_gen, device)
+    truncate_log(log_path, state.step)
+
+    run_start = time.perf_counter()
+
+    def seconds() -> float:
+        return state.seconds_before + time.perf_counter() - run_start
+
+    def save() -> CheckpointSaved:
+        state.last_checkpoint = state.step
+        path = ckpt.save_checkpoint(
+            work / "checkpoints", step=state.step, model_state=network.state_dict(),
+            ema_state=ema.state if ema is not None else None,
+            optimizer_blob=_optimizer_blob(optimizer, scaler, noise_gen),
+            state=_state_json(config, state, seconds(), sampler, rng, ema))
+        return CheckpointSaved(state.step, path)
+
+    def validate() -> ValidationDone | None:
+        if not val_items:
+            return None
+        state.last_validation = state.step
+        result = run_validation(objective, _eval_network(network, ema, objective, in_channels, device),
+                                val_items, device, seed=config.seed)
+        result["step"] = state.step
+        is_best = math.isfinite(result["val_r"]) and (state.best is None or result["val_r"] > state.best["val_r"])
+        if is_best:
+            state.best = result
+            ckpt.save_state_dict(work / "best.safetensors", ema.state if ema is not None else network.state_dict())
+            (work / "best.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+        append_log(log_path, state.step, seconds(), None, result["val_r"], optimizer.param_groups[0]["lr"])
+        return ValidationDone(state.step, result["val_r"], is_best, result)
+
+    yield TrainStarted(state.step, config.max_steps, str(device), work, len(config.pairs), len(val_items),
+                       in_channels, sum(p.numel() for p in network.parameters()))
+    stop_reason = "max_steps"
+    try:
+        while state.step < config.max_steps:
+            if should_stop is not None and should_stop():
+                stop_reason = "stopped"
+                break
+            if config.max_minutes is not None and time.perf_counter() - run_start >= 60 * config.max_minutes:
+                stop_reason = "max_minutes"
+                break
+            lr = lr_at(state.step, base_lr=config.resolved_lr, max_steps=config.max_steps,
+                       warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
+            set_lr(optimizer, lr)
+            loss = _train_step(config, objective, network, optimizer, scaler, amp_dtype, sampler, noise_gen, device)
+            if ema is not None:
+                ema.update(network)
+            state.step += 1
+            state.loss_sum += loss
+            state.loss_count += 1
+            if state.step % LOG_EVERY == 0 or state.step == config.max_steps:
+                append_log(log_path, state.step, seconds(), state.loss_sum / state.loss_count, None, lr)
+                state.loss_sum, state.loss_count = 0.0, 0
+            yield StepDone(state.step, config.max_steps, loss, lr, seconds())
+            if config.val_every > 0 and state.step % config.val_every == 0:
+                event = validate()
+                if event is not None:
+                    yield event
+            if config.checkpoint_every > 0 and state.step % config.checkpoint_every == 0:
+                yield save()
+    except GeneratorExit:
+        if state.step != state.last_checkpoint:
+            save()  # pause: keep the progress so far; no package
+        raise
+
+    if state.step != state.last_validation:
+        event = validate()
+        if event is not None:
+            yield event
+    if state.step != state.last_checkpoint:
+        yield save()
+    package = _write_package(config, work, network, ema, objective, in_channels, z_as_channels,
+                             state, seconds(), str(device), stop_reason)
+    best = state.best or {}
+    yield TrainFinished(package, state.step, seconds(), stop_reason, best.get("val_r"), best.get("step"))
+    return package
+
+
+# --- one step --------------------------------------------------------------------------------
+def _train_step(config: TrainConfig, objective: Objective, network: torch.nn.Module,
+                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
+                sampler: PatchSampler, noise_gen: torch.Generator, device: torch.device) -> float:
+    x_np, y_np = sampler.sample(config.batch_size)
+    x = torch.from_numpy(x_np).to(device, non_blocking=True)
+    y = torch.from_numpy(y_np).to(device, non_blocking=True)
+    autocast = (torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext())
+    with autocast:
+        loss = objective.loss(network, x, y, noise_gen)
+    if not torch.isfinite(loss):
+        raise TrainingDataError(
+            f"Training diverged at a loss of {float(loss)}; lower the learning rate (now {config.resolved_lr}).")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if config.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return float(loss.detach())
+
+
+def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _eval_network(network: torch.nn.Module, ema: EMA | None, objective: Objective, in_channels: int,
+                  device: torch.device) -> torch.nn.Module:
+    """The network to validate: the EMA weights for diffusion, the live weights for the U-Net."""
+    if ema is None:
+        return network
+    shadow = copy.deepcopy(network)  # not build(): that would draw from the global torch RNG
+    shadow.load_state_dict(ema.state)
+    return shadow
+
+
+# --- data ------------------------------------------------------------------------------------
+def _check_config(config: TrainConfig) -> None:
+    if config.dims not in (2, 3):
+        raise TrainingDataError(f"dims must be 2 or 3, not {config.dims}.")
+    if len(config.patch_shape) != config.dims:
+        raise TrainingDataError(
+            f"The patch shape {list(config.patch_shape)} needs {config.dims} sizes for a {config.dims}D model.")
+    if config.batch_size < 1 or config.max_steps < 0:
+        raise TrainingDataError("The batch size must be at least 1 and the step count not negative.")
+    if not 0.0 <= config.foreground_weight <= 1.0:
+        raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {config.foreground_weight}.")
+    if config.input_normalization not in ("zscore", "percentile", "minmax"):
+        raise TrainingDataError(f"Unknown input normalization '{config.input_normalization}'; use zscore or percentile.")
+
+
+def _load(config: TrainConfig, spec: Any) -> LoadedPair:
+    return load_pair(spec, dims=config.dims, input_normalization=config.input_normalization)
+
+
+def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ...] | None
+              ) -> Generator[LoadingData, None, tuple[dict[int, LoadedPair], list[LoadedPair], list[ValItem]]]:
+    """Read every pair once to check it; keep the first ``buffer_size`` in memory.
+
+    Returns the kept pairs, a one-pixel summary of every pair (for the channel check) and the
+    validation crops of the validation region.
+    """
+    kept: dict[int, LoadedPair] = {}
+    summaries: list[LoadedPair] = []
+    items: list[ValItem] = []
+    total = len(config.pairs) + len(config.val_pairs)
+    for index, spec in enumerate(config.pairs):
+        yield LoadingData(index, total, Path(spec.target).name)
+        pair = _load(config, spec)
+        if region is not None:
+            items += validation_items([pair], region, [], max_shape=max_val)
+        if index < config.buffer_size:
+            kept[index] = pair
+        corner = (slice(None),) + (slice(0, 1),) * config.dims
+        summaries.append(LoadedPair(spec, pair.input[corner], pair.target[corner], pair.z_as_channels))
+    yield LoadingData(len(config.pairs), total, "")
+    return kept, summaries, items
+
+
+def _refuse_to_clobber(config: TrainConfig, work: Path) -> None:
+    """Refuse to overwrite an earlier run unless resuming or told to overwrite (no side effects)."""
+    if config.resume or config.overwrite:
+        return
+    out = Path(config.out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise TrainingDataError(
+            f"The output folder {out} already holds files; choose another folder or allow overwriting.", path=out)
+    if ckpt.list_checkpoints(work / "checkpoints"):
+        raise TrainingDataError(f"{work} holds an earlier training run; resume it or allow overwriting.", path=work)
+
+
+def _prepare_work_dir(config: TrainConfig, work: Path) -> None:
+    """Create the work folder; a fresh run with ``overwrite`` first removes the earlier run's files."""
+    if config.overwrite and not config.resume:
+        shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        for name in ("log.csv", "best.safetensors", "best.json"):
+            (work / name).unlink(missing_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+
+
+# --- checkpoints and logs --------------------------------------------------------------------
+def _optimizer_blob(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                    noise_gen: torch.Generator) -> dict[str, Any]:
+    blob: dict[str, Any] = {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                            "torch_rng": torch.get_rng_state(), "noise_rng": noise_gen.get_state()}
+    if torch.cuda.is_available():
+        blob["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return blob
+
+
+def _state_json(config: TrainConfig, state: _Run, seconds: float, sampler: PatchSampler,
+                rng: np.random.Generator, ema: EMA | None) -> dict[str, Any]:
+    return {"seconds": seconds, "best": state.best, "loss_sum": state.loss_sum, "loss_count": state.loss_count,
+            "last_validation": state.last_validation, "sampler": sampler.state(),
+            "numpy_rng": rng.bit_generator.state, "ema_updates": ema.updates if ema is not None else 0,
+            "fingerprint": config.fingerprint()}
+
+
+def _restore(found: ckpt.Checkpoint, config: TrainConfig, state: _Run, network: torch.nn.Module,
+             optimizer: torch.optim.Optimizer, ema: EMA | None, scaler: torch.amp.GradScaler,
+             sampler: PatchSampler, rng: np.random.Generator, noise_gen: torch.Generator,
+             device: torch.device) -> None:
+    saved = found.state
+    if saved.get("fingerprint") != config.fingerprint():
+        raise TrainingDataError(
+            f"The checkpoint in {found.path} was made with other model settings; resume with the same "
+            "settings or start a new run.", path=found.path)
+    network.load_state_dict(found.model_state)
+    optimizer.load_state_dict(found.optimizer_blob["optimizer"])
+    scaler.load_state_dict(found.optimizer_blob["scaler"])
+    if ema is not None and found.ema_state is not None:
+        ema.load({k: v.to(device) for k, v in found.ema_state.items()}, int(saved.get("ema_updates", 0)))
+    torch.set_rng_state(found.optimizer_blob["torch_rng"])
+    noise_gen.set_state(found.optimizer_blob["noise_rng"])
+    if "cuda_rng" in found.optimizer_blob and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(found.optimizer_blob["cuda_rng"])
+    rng.bit_generator.state = saved["numpy_rng"]
+    sampler.restore(saved["sampler"])
+    for index in sampler.buffer:
+        sampler.entry(index)
+    state.step = found.step
+    state.last_checkpoint = found.step
+    state.seconds_before = float(saved["seconds"])
+    state.best = saved.get("best")
+    state.loss_sum, state.loss_count = float(saved["loss_sum"]), int(saved["loss_count"])
+    state.last_validation = int(saved.get("last_validation", -1))
+
+
+# --- package ---------------------------------------------------------------------------------
+def _write_package(config: TrainConfig, work: Path, network: torch.nn.Module, ema: EMA | None,
+                   objective: Objective, in_channels: int, z_as_channels: bool, state: _Run,
+                   seconds: float, device: str, stop_reason: str) -> Path:
+    from safetensors.torch import load_file
+
+    from labelfree_app.models.package import save_package
+
+    if state.best is not None and (work / "best.safetensors").is_file():
+        weights = load_file(str(work / "best.safetensors"))
+    else:
+        source = ema.state if ema is not None else network.state_dict()
+        weights = {k: v.detach().cpu().contiguous() for k, v in source.items()}
+    record = TrainingRecord(arch_id=objective.arch_id, arch_kwargs=objective.architecture_kwargs(in_channels),
+                            in_channels=in_channels, z_as_channels=z_as_channels, steps=state.step,
+                            seconds=seconds, device=device, stop_reason=stop_reason, validation=state.best)
+    manifest = build_manifest(config, record)
+    return Path(save_package(config.out_dir, manifest, weights, overwrite=True))

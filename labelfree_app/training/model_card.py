@@ -1,0 +1,145 @@
+"""The manifest a training run writes: what the model is, how to feed it, where it came from."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from labelfree_app.training.config import TrainConfig
+from labelfree_app.training.datasets import describe_pairs
+
+TARGET_NORMALIZATION_NOTE = (
+    "Each training target was z-scored over its whole image (mean 0, std 1), so predictions are in "
+    "z-score units of the target, not in the camera's intensity units."
+)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What the loop knows at the end of a run."""
+
+    arch_id: str
+    arch_kwargs: dict[str, Any]
+    in_channels: int
+    z_as_channels: bool
+    steps: int
+    seconds: float
+    device: str
+    stop_reason: str
+    validation: dict[str, Any] | None  # the best validation result, with "step"
+
+
+def model_id_for(config: TrainConfig) -> str:
+    """``config.model_id`` or one made from the output folder's name."""
+    if config.model_id:
+        return config.model_id
+    slug = re.sub(r"[^a-z0-9._-]+", "-", config.out_dir.name.lower()).strip("-._")
+    return slug if slug and slug[0].isalnum() else f"model-{slug or 'trained'}"
+
+
+def default_tiling(dims: int) -> dict[str, list[int]]:
+    if dims == 3:
+        return {"tile_shape": [32, 128, 128], "halo": [8, 32, 32]}
+    return {"tile_shape": [256, 256], "halo": [32, 32]}
+
+
+def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any]:
+    """The manifest dict (format_version 1) for ``save_package``; weights are added by it."""
+    tiling = default_tiling(config.dims)
+    if config.tile_shape:
+        tiling["tile_shape"] = list(config.tile_shape)
+    if config.halo:
+        tiling["halo"] = list(config.halo)
+    axes = "CYX" if config.dims == 2 else "CZYX"
+    modality = config.input_modality
+    if record.z_as_channels:
+        input_names = [f"{modality} z{k}" for k in range(record.in_channels)]
+    else:
+        input_names = [modality] if record.in_channels == 1 else [f"{modality} {k}" for k in range(record.in_channels)]
+    manifest: dict[str, Any] = {
+        "format_version": 1,
+        "id": model_id_for(config),
+        "name": config.name or model_id_for(config),
+        "version": config.version,
+        "description": config.description or _default_description(config, record),
+        "kind": config.model_type,
+        "target": config.target_name,
+        "input_modality": modality,
+        "architecture": {"id": record.arch_id, "kwargs": record.arch_kwargs},
+        "dims": config.dims,
+        "input": {"axes": axes, "channels": record.in_channels, "channel_names": input_names,
+                  "z_as_channels": record.z_as_channels},
+        "output": {"axes": axes, "channels": 1, "channel_names": [config.target_name]},
+        "normalization": {
+            "input": {"method": config.input_normalization, "params": {}},
+            # No fitted normalization to undo: targets were z-scored per image (see training).
+            "output": None,
+        },
+        "tiling": tiling,
+        "diffusion": _diffusion_block(config) if config.model_type == "diffusion" else None,
+        "training": _training_block(config, record),
+        "metrics": _metrics_block(config, record),
+        "license": config.license,
+        "attribution": config.attribution,
+        "demo": config.demo,
+        "tta": config.model_type == "unet",
+    }
+    return manifest
+
+
+def _default_description(config: TrainConfig, record: TrainingRecord) -> str:
+    family = "U-Net regressor" if config.model_type == "unet" else "conditional diffusion model"
+    stack = f" from a {record.in_channels}-plane z-stack" if record.z_as_channels else ""
+    return (f"{config.dims}D {family} predicting {config.target_name}{stack} ({config.input_modality}), "
+            f"trained with LabelFree for {record.steps} steps. Outputs are in z-score units of the target.")
+
+
+def _diffusion_block(config: TrainConfig) -> dict[str, Any]:
+    d = config.diffusion
+    return {"schedule": d.schedule, "train_steps": d.train_steps, "prediction": d.prediction,
+            "sampler": d.sampler, "steps": d.sampling_steps, "samples": d.samples, "eta": d.eta}
+
+
+def _training_block(config: TrainConfig, record: TrainingRecord) -> dict[str, Any]:
+    """``training``; the manifest keeps only data/steps/seconds/device/settings, so the data list,
+    stop reason and target normalization live inside ``settings``."""
+    data = config.data_description or f"{len(config.pairs)} paired image(s)"
+    settings = config.settings_dict()
+    settings.update({
+        "pairs": describe_pairs(config.pairs),
+        "val_pairs": describe_pairs(config.val_pairs) if config.val_pairs else [],
+        "stop_reason": record.stop_reason,
+        "target_normalization": {"method": "zscore", "scope": "whole image, per image",
+                                 "note": TARGET_NORMALIZATION_NOTE},
+    })
+    return {"data": data, "steps": record.steps, "seconds": round(record.seconds, 1), "device": record.device,
+            "settings": settings}
+
+
+def _metrics_block(config: TrainConfig, record: TrainingRecord) -> dict[str, Any]:
+    validation = record.validation
+    if not validation:
+        return {}
+    parts = []
+    if config.val_region:
+        parts.append(f"validation region {config.val_region} of the training images")
+    if config.val_pairs:
+        parts.append(f"{len(config.val_pairs)} validation pair(s)")
+    metrics: dict[str, Any] = {
+        "pearson_r": validation["val_r"],
+        "test_region": "; ".join(parts),
+        "source": "validation during training (best step)",
+        "step": validation.get("step"),
+    }
+    if config.model_type == "diffusion":
+        d = config.diffusion
+        metrics["samples"] = d.val_samples
+        metrics["sampling_steps"] = d.val_sampling_steps
+        if d.val_max_shape:
+            size = "×".join(map(str, d.val_max_shape))
+            metrics["test_region"] += f" (centre crop of at most {size} px of each)"
+        for key in ("within_1sigma", "within_2sigma", "std_error_spearman"):
+            if key in validation:
+                metrics[key] = validation[key]
+    return metrics
