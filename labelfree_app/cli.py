@@ -83,8 +83,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labelfree_app.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    model_id = args.model or registry.default_for().id
-    package = registry.get(model_id)
+    package = registry.resolve(args.model) if args.model else registry.get(registry.default_for().id)
+    model_id = package.manifest.id
     engine = PredictionEngine(package, device=args.device)
     settings = _settings(args)
     out_dir = Path(args.output)

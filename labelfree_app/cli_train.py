@@ -2,9 +2,166 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
+
+
+def _pairs_from_args(args: argparse.Namespace, *, required: bool = True) -> tuple[Any, ...]:
+    from labelfree_app.errors import TrainingDataError
+    from labelfree_app.training import PairSpec, pairs_from_csv, pairs_from_dirs, pairs_from_multichannel
+
+    if args.pairs:
+        return pairs_from_csv(args.pairs)
+    if args.input_dir or args.target_dir:
+        if not (args.input_dir and args.target_dir):
+            raise TrainingDataError("Give both --input-dir and --target-dir (files are matched by name).")
+        return pairs_from_dirs(args.input_dir, args.target_dir, input_channel=args.input_channel,
+                               target_channel=args.target_channel)
+    if args.multichannel:
+        if args.target_channel is None:
+            raise TrainingDataError("Multi-channel files need --target-channel (and usually --input-channel).")
+        return pairs_from_multichannel(args.multichannel, input_channel=args.input_channel,
+                                       target_channel=args.target_channel)
+    if args.input and args.target:
+        return (PairSpec(input=args.input, target=args.target, input_channel=args.input_channel,
+                         target_channel=args.target_channel),)
+    if required:
+        raise TrainingDataError(
+            "Say where the paired images are: --pairs pairs.csv, --input-dir A --target-dir B, "
+            "--multichannel FILES --target-channel NAME, or --input X --target Y.")
+    return ()
+
+
+def _add_pair_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("paired images (one of)")
+    g.add_argument("--pairs", help="CSV with 'input' and 'target' columns (optional channel columns)")
+    g.add_argument("--input-dir", help="folder of inputs, matched by file name with --target-dir")
+    g.add_argument("--target-dir", help="folder of targets")
+    g.add_argument("--multichannel", nargs="+", help="files holding both the input and the target channel")
+    g.add_argument("--input", help="one input: a file or a glob of per-plane files (a z-stack)")
+    g.add_argument("--target", help="the target of --input")
+    g.add_argument("--input-channel", help="input channel name or index in multi-channel files")
+    g.add_argument("--target-channel", help="target channel name or index in multi-channel files")
+
+
+def _channel(value: str | None) -> str | int | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from labelfree_app.training import (DiffusionSettings, StepDone, TrainConfig, TrainFinished, TrainStarted,
+                                        UNetSettings, ValidationDone, run_training)
+
+    args.input_channel, args.target_channel = _channel(args.input_channel), _channel(args.target_channel)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pairs = _pairs_from_args(args)
+    out = Path(args.out)
+    config = TrainConfig(
+        pairs=pairs, out_dir=out, model_type=args.model_type, dims=args.dims, val_region=args.val_region,
+        patch_shape=tuple(args.patch) if args.patch else ((128, 128) if args.dims == 2 else (32, 64, 64)),
+        batch_size=args.batch_size, max_steps=args.max_steps, max_minutes=args.max_minutes, lr=args.lr,
+        foreground_weight=args.foreground_weight, seed=args.seed, device=args.device,
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
+        overwrite=args.overwrite, unet=UNetSettings(depth=args.depth, base_channels=args.base_channels,
+                                                    loss=args.loss),
+        diffusion=DiffusionSettings(base_channels=args.base_channels),
+        model_id=args.id or out.name, name=args.name or args.id or out.name, target_name=args.target_name,
+        input_modality=args.modality, description=args.description or "",
+    )
+    bar = None
+    result: Path | None = None
+    run = run_training(config)
+    try:
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if isinstance(event, TrainStarted):
+                bar = tqdm(total=event.max_steps, initial=event.start_step, desc="training", unit="step")
+                tqdm.write(f"device {event.device}, {event.train_pairs} pair(s), {event.parameters:,} parameters; "
+                           f"work files in {event.work_dir}")
+            elif isinstance(event, StepDone) and bar is not None:
+                bar.n = event.step
+                bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+                bar.refresh()
+            elif isinstance(event, ValidationDone):
+                tqdm.write(f"step {event.step}: validation r = {event.val_r:.4f}" + (" (best)" if event.is_best else ""))
+            elif isinstance(event, TrainFinished):
+                tqdm.write(f"finished ({event.stop_reason}) after {event.steps} steps, {event.seconds:.0f} s; "
+                           f"best r = {event.best_val_r}")
+    except KeyboardInterrupt:
+        run.close()  # checkpoints the current step; `--resume` continues from it
+        print(f"Interrupted: checkpoint saved; run the same command with --resume to continue.")
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    print(result)
+    print(f"Install it with: labelfree models install {result}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from labelfree_app.models.registry import ModelRegistry
+    from labelfree_app.training import evaluate
+
+    args.input_channel, args.target_channel = _channel(args.input_channel), _channel(args.target_channel)
+    package = ModelRegistry().resolve(args.model)
+    report = evaluate(package, _pairs_from_args(args), region=args.region, device=args.device,
+                      samples=args.samples, steps=args.steps, tta=args.tta, seed=args.seed)
+    print(report.to_table())
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+        print(f"JSON written to {args.json}")
+    return 0
 
 
 def register(sub: Any) -> None:
     """Add the training commands to the `labelfree` subcommand parser."""
-    return None
+    t = sub.add_parser("train", help="train a model on paired transmitted-light / fluorescence images")
+    _add_pair_options(t)
+    t.add_argument("--model-type", choices=["unet", "diffusion"], default="unet")
+    t.add_argument("--out", required=True, help="folder for the model package")
+    t.add_argument("--id", help="model id (default: the folder name)")
+    t.add_argument("--name", help="display name")
+    t.add_argument("--target-name", default="fluorescence", help='what the model predicts, e.g. "DNA (Hoechst)"')
+    t.add_argument("--modality", default="bright-field", help="input modality")
+    t.add_argument("--description")
+    t.add_argument("--dims", type=int, choices=[2, 3], default=2)
+    t.add_argument("--val-region", help="validation region y0:y1,x0:x1 held out of every training image")
+    t.add_argument("--max-steps", type=int, default=2000)
+    t.add_argument("--max-minutes", type=float, help="wall-clock budget")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="replace an earlier run's package and work files")
+    t.add_argument("--patch", type=int, nargs="+", help="patch shape (Y X or Z Y X)")
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--depth", type=int, default=4, help="U-Net depth")
+    t.add_argument("--base-channels", type=int, default=32, help="network width")
+    t.add_argument("--loss", choices=["mse", "l1"], default="mse")
+    t.add_argument("--foreground-weight", type=float, default=0.0, help="0..1 share of patches drawn on foreground")
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--checkpoint-every", type=int, default=500)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, help="CPU threads for torch")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a model on paired images: Pearson r, NRMSE, SSIM, calibration")
+    _add_pair_options(e)
+    e.add_argument("--model", required=True, help="model id or package path")
+    e.add_argument("--region", help="score only this region y0:y1,x0:x1 (e.g. the held-out test region)")
+    e.add_argument("--samples", type=int)
+    e.add_argument("--steps", type=int)
+    e.add_argument("--tta", action="store_true")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", help="also write the report as JSON to this file")
+    e.set_defaults(func=cmd_evaluate)
