@@ -183,16 +183,18 @@ class PredictionEngine:
         outputs: list[np.ndarray] = []
         variances: list[np.ndarray] = []
         transforms = tta_transforms(self.dims) if settings.tta else [(lambda a: a, lambda a: a)]
+        passes = n_parts * len(transforms)
         for k, part in enumerate(prepared.parts):
             x = self._normalize(part)
             stats = Welford()
             for m, (forward, inverse) in enumerate(transforms):
+                pass_index = k * len(transforms) + m
                 label = f"plane {k + 1}/{n_parts}" if n_parts > 1 else ""
                 if len(transforms) > 1:
                     label = (label + " " if label else "") + f"augmentation {m + 1}/{len(transforms)}"
                 y = yield from self._tiled_with_retry(
                     predictor.predict, np.ascontiguousarray(forward(x)), tile, halo,
-                    predictor.required_multiple, batch, stage="tiles", label=label,
+                    predictor.required_multiple, batch, stage="tiles", label=label, passes=(pass_index, passes),
                 )
                 stats.update(inverse(y))
             outputs.append(self._to_output_units(stats.mean))
@@ -213,8 +215,10 @@ class PredictionEngine:
 
     def _tiled_with_retry(
         self, predict: Any, x: np.ndarray, tile: tuple[int, ...], halo: tuple[int, ...],
-        multiple_of: int, batch: int, *, stage: str, label: str,
+        multiple_of: int, batch: int, *, stage: str, label: str, passes: tuple[int, int] = (0, 1),
     ) -> Generator[Event, None, np.ndarray]:
+        """Tiled prediction of one pass; progress counts tiles over all ``passes`` (index, count)."""
+        index, count = passes
         while True:
             try:
                 gen = iter_predict_tiled(x, predict, tile_shape=tile, overlap=tuple(2 * h for h in halo),
@@ -222,7 +226,7 @@ class PredictionEngine:
                 try:
                     while True:
                         done, total = next(gen)
-                        yield Progress(stage, done, total, label)
+                        yield Progress(stage, index * total + done, count * total, label)
                 except StopIteration as stop:
                     return stop.value
                 finally:

@@ -240,11 +240,22 @@ def save_package(
         fields["weights"]["sha256"] = sha256_of_file(weights_path)
         final = Manifest.from_dict(fields, source=out_dir / MANIFEST_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n", encoding="utf-8")
+        _usual_permissions(staging)
         _move_into_place(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _usual_permissions(folder: Path) -> None:
+    """mkdtemp makes 0700 folders: give the package the permissions a normal copy would have,
+    so an installed model (e.g. under /opt) is readable by every user."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for item in folder.iterdir():
+        os.chmod(item, 0o666 & ~umask)
 
 
 def _move_into_place(staging: Path, destination: Path) -> None:
