@@ -68,11 +68,7 @@ def _initial_noise(
     dtype: torch.dtype, noise: torch.Tensor | None,
 ) -> torch.Tensor:
     if noise is not None:
-        if tuple(noise.shape) != tuple(shape):
-            raise InputShapeError(
-                f"The starting noise has shape {tuple(noise.shape)} but the sample shape is {tuple(shape)}."
-            )
-        return noise.to(device=device, dtype=dtype)
+        return noise.detach().to(device=device, dtype=dtype)
     return _randn(tuple(shape), generator, device, dtype)
 
 
@@ -101,8 +97,13 @@ def _denoise(
     return x0, eps
 
 
-def _validated(schedule: NoiseSchedule, steps: int, prediction: str) -> _Plan:
+def _validated(schedule: NoiseSchedule, steps: int, prediction: str, shape: Sequence[int],
+               noise: torch.Tensor | None) -> _Plan:
     check_prediction(prediction)
+    if noise is not None and tuple(noise.shape) != tuple(shape):
+        raise InputShapeError(
+            f"The starting noise has shape {tuple(noise.shape)} but the sample shape is {tuple(shape)}."
+        )
     return _Plan.make(schedule, int(steps))
 
 
@@ -117,7 +118,7 @@ def ddpm_sample(
     The respaced betas are ``1 - abar_t / abar_prev`` (guided-diffusion's respace.py) and the
     variance is the posterior ("fixed small") variance; no noise is added at the last step.
     """
-    plan = _validated(schedule, steps, prediction)
+    plan = _validated(schedule, steps, prediction, shape, noise)
     return _ddpm(model_fn, schedule, plan, shape, prediction, generator, torch.device(device), clip_x0, noise, dtype)
 
 
@@ -152,7 +153,7 @@ def ddim_sample(
     dtype: torch.dtype = torch.float32,
 ) -> Sampling:
     """DDIM (Song et al. 2021): deterministic for ``eta = 0``; ``eta = 1`` matches DDPM's variance."""
-    plan = _validated(schedule, steps, prediction)
+    plan = _validated(schedule, steps, prediction, shape, noise)
     if eta < 0:
         raise LabelFreeError(f"The DDIM eta must be 0 or more, not {eta}; use 0 for deterministic sampling.")
     return _ddim(model_fn, schedule, plan, shape, prediction, generator, torch.device(device),
@@ -195,7 +196,7 @@ def dpmpp_2m_sample(
     update ``x_t = (sigma_t / sigma_s) x_s - alpha_t expm1(-h) D``,
     ``D = (1 + 1/2r) x0_s - (1/2r) x0_prev``, ``r = h_prev / h``.
     """
-    plan = _validated(schedule, steps, prediction)
+    plan = _validated(schedule, steps, prediction, shape, noise)
     return _dpmpp_2m(model_fn, schedule, plan, shape, prediction, generator, torch.device(device),
                      clip_x0, noise, dtype)
 
