@@ -91,7 +91,7 @@ def main() -> int:
                 description="DEMO ONLY: a small conditional diffusion model trained on synthetic cartoon "
                             "cells; several samples give a mean and a variance map. Not for real images.",
                 diffusion=DiffusionSettings(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(),
-                                            samples=8, sampling_steps=25, val_samples=4, val_sampling_steps=10,
+                                            sampler="dpmpp2m", samples=8, sampling_steps=25, val_samples=4, val_sampling_steps=10,
                                             val_max_shape=(128, 128)),
                 patch_shape=(64, 64), batch_size=16, max_steps=100000, max_minutes=args.minutes_diffusion,
                 val_every=400, checkpoint_every=1000, work_dir=Path(tmp) / "work-diffusion", **common))

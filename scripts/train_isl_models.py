@@ -108,10 +108,11 @@ def main() -> int:
                     description=f"Conditional diffusion model predicting {target_name} from a 13-plane "
                                 "phase-contrast z-stack; the mean of several samples is the prediction and "
                                 "their variance the uncertainty.",
-                    diffusion=DiffusionSettings(base_channels=args.base_channels, channel_mults=(1, 2, 2, 4),
-                                                attention_levels=(), val_samples=4, val_sampling_steps=10,
+                    diffusion=DiffusionSettings(base_channels=args.base_channels, channel_mults=(1, 2, 2),
+                                                attention_levels=(), patch_size=2, sampler="dpmpp2m",
+                                                sampling_steps=25, samples=8, val_samples=4, val_sampling_steps=10,
                                                 val_max_shape=(128, 256)),
-                    patch_shape=(96, 96), batch_size=8, val_every=1000, checkpoint_every=1000, **common)
+                    patch_shape=(128, 128), batch_size=8, val_every=500, checkpoint_every=1000, **common)
             if out.exists():
                 shutil.rmtree(out)
             train(config, progress=lambda e: print(e, flush=True) if type(e).__name__ in

@@ -101,7 +101,7 @@ class DiffusionObjective:
         return {"dims": self.dims, "in_channels": in_channels, "out_channels": 1,
                 "base_channels": s.base_channels, "channel_mults": list(s.channel_mults),
                 "num_res_blocks": s.num_res_blocks, "attention_levels": list(s.attention_levels),
-                "dropout": s.dropout}
+                "dropout": s.dropout, "patch_size": s.patch_size}
 
     def loss(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # Noise and timesteps come from a CPU generator so a run is reproducible on any device.
