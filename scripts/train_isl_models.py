@@ -31,6 +31,7 @@ from labelfree_app.training import (DiffusionSettings, PairSpec, TrainConfig, UN
 
 DATA = ROOT.parent / "shared" / "data" / "isl_condition_b"
 TEST_REGION = "512:1024,512:1024"
+VAL_REGION = "256:512,256:512"  # of each training crop: held out to pick the best step
 TARGETS = {
     "DAPI": ("depth_computation-MAXPROJECT_DAPI_CONFOCAL.png", "DNA (DAPI)", 0.5),
     "MAP2": ("depth_computation-MAXPROJECT_MAP2_CONFOCAL.png", "MAP2 (dendrites, somata)", 0.3),
@@ -78,6 +79,9 @@ def main() -> int:
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--out", type=Path, help="package folder (default resources/models/isl-<target>-<type>)")
     parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --work-dir")
+    parser.add_argument("--work-dir", type=Path, help="checkpoints and log (default: a temp folder)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"The ISL data is not at {DATA}; nothing to train on.", file=sys.stderr)
@@ -85,13 +89,20 @@ def main() -> int:
     target_file, target_name, fg = TARGETS[args.target]
     model_id = f"isl-{args.target.lower()}-{args.model_type}"
     out = args.out or ROOT / "resources" / "models" / model_id
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
+        crop_dir = (args.work_dir or Path(tmp)) / "crops"
+        crop_dir.mkdir(parents=True, exist_ok=True)
         if not args.evaluate_only:
             common = dict(
-                pairs=crops(Path(tmp), target_file), out_dir=out, val_region="384:512,0:256",
+                pairs=crops(crop_dir, target_file), out_dir=out, val_region=VAL_REGION,
                 model_id=model_id, target_name=target_name, input_modality="phase contrast (13-plane z-stack)",
                 license=LICENSE, attribution=ATTRIBUTION, foreground_weight=fg, max_minutes=args.minutes,
-                max_steps=args.max_steps, overwrite=True, device="auto", work_dir=Path(tmp) / "work",
+                max_steps=args.max_steps, overwrite=not args.resume, resume=args.resume, device="auto",
+                work_dir=args.work_dir or Path(tmp) / "work",
                 data_description=("ISL condition B, 13-plane phase-contrast z-stack -> " + args.target +
                                   "; trained on all but the bottom-right test quadrant " + TEST_REGION),
             )
@@ -113,7 +124,7 @@ def main() -> int:
                                                 sampling_steps=25, samples=8, val_samples=4, val_sampling_steps=10,
                                                 val_max_shape=(128, 256)),
                     patch_shape=(128, 128), batch_size=8, val_every=500, checkpoint_every=1000, **common)
-            if out.exists():
+            if out.exists() and not args.resume:
                 shutil.rmtree(out)
             train(config, progress=lambda e: print(e, flush=True) if type(e).__name__ in
                   ("TrainStarted", "ValidationDone", "TrainFinished") else None)

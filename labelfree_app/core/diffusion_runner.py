@@ -7,6 +7,7 @@ memory. Several samples travel together through each tile batch.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable, Generator
 
@@ -19,6 +20,7 @@ from labelfree_app.core.welford import Welford
 from labelfree_app.models.diffusion.samplers import sample as run_sampler
 from labelfree_app.models.diffusion.schedule import NoiseSchedule
 
+CPU_GROUP = 2
 SampleRun = Generator[Event, None, "tuple[np.ndarray, np.ndarray, np.ndarray | None]"]
 
 
@@ -35,9 +37,16 @@ class DiffusionRunner:
         self.required_multiple = int(getattr(self.network, "required_multiple", 1))
 
     def max_group(self, samples: int) -> int:
-        """How many samples to carry at once (all on CPU; bounded by free memory on GPU)."""
+        """How many samples travel together through each tile batch.
+
+        On CPU large batches cost more per pixel (caches), so a few at a time; on a GPU as many
+        as free memory allows. ``LABELFREE_DIFFUSION_GROUP`` overrides (benchmarks).
+        """
+        override = os.environ.get("LABELFREE_DIFFUSION_GROUP")
+        if override:
+            return max(1, min(samples, int(override)))
         if self.device.type != "cuda":
-            return samples
+            return min(samples, CPU_GROUP)
         from labelfree_app.core.devices import free_memory_bytes
 
         free = free_memory_bytes(self.device) or 0

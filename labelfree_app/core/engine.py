@@ -164,9 +164,12 @@ class PredictionEngine:
         if settings.tile_shape:
             return tuple(int(t) for t in settings.tile_shape), halo, batch
         base = tuple(int(t) for t in (tiling.get("tile_shape") or (256,) * self.dims))
-        preferred = tuple(max(b, 1024) for b in base) if self.dims == 2 else base
+        largest = 512 if self.kind == "diffusion" else 1024
+        # + 2 halos: a 1024² image then fits one tile instead of spilling into four
+        preferred = tuple(max(b, largest + 2 * h) for b, h in zip(base, halo)) if self.dims == 2 else base
         kwargs = (self.manifest.get("architecture") or {}).get("kwargs") or {}
-        bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * max(1, settings.samples or 1)
+        group = min(settings.samples or 8, 2) if self.kind == "diffusion" else 1
+        bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * group
         free = free_memory_bytes(self.device) or 2 * 1024**3
         padded = tuple(n + 2 * h for n, h in zip(spatial, halo))  # the grid reflects a halo at edges
         tile = fit_tile_shape_to_memory(padded, preferred, multiple_of=self._multiple(),
