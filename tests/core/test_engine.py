@@ -143,3 +143,32 @@ def test_closing_the_run_stops_sampling_within_a_step(tmp_path, rng):
             break
     run.close()
     assert calls <= 4  # three steps ran (one call each: the image fits one tile), at most one more
+
+
+def test_diffusion_with_one_covering_tile_equals_untiled_sampling(tmp_path, rng):
+    """The engine's tiled model call, with a tile that covers the image, is the plain sampler."""
+    import torch
+
+    from labelfree_app.core.normalize import fit_normalizer
+    from labelfree_app.models.diffusion.samplers import sample_loop
+    from labelfree_app.models.diffusion.schedule import NoiseSchedule
+
+    package = make_diffusion_package(tmp_path)
+    engine = PredictionEngine(package, device="cpu")
+    data = rng.normal(0, 1, (1, 1, 32, 48)).astype(np.float32)
+    result = engine.predict(_image(data), PredictSettings(samples=1, steps=4, sampler="ddim", seed=3,
+                                                          tile_shape=(64, 64)))
+    network = package.build_network("cpu")
+    cond = torch.from_numpy(fit_normalizer(data[0], "zscore").apply(data[0])[None])  # (1, 1, 32, 48)
+    # the engine reflect-pads to the tile; do the same so the network sees identical pixels
+    padded_cond = torch.nn.functional.pad(cond, (8, 8, 16, 16), mode="reflect")
+
+    def model_fn(x_t, t):
+        x_pad = torch.nn.functional.pad(x_t, (8, 8, 16, 16), mode="reflect")
+        with torch.no_grad():
+            out = network(x_pad, t.float(), padded_cond)
+        return out[..., 16:48, 8:56]
+
+    expected = sample_loop("ddim", model_fn, NoiseSchedule.create("cosine", 1000), (1, 1, 32, 48), steps=4,
+                           prediction="v", generator=torch.Generator().manual_seed(3))
+    np.testing.assert_allclose(result.prediction[:, 0], expected[0].numpy(), atol=2e-4)
