@@ -1,0 +1,180 @@
+"""Starting the desktop app: QApplication, logging to a file, the icon, the main window.
+
+Nothing here imports torch: the window appears first and the models are listed in the background.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Sequence
+
+import platformdirs
+
+from labelfree_app import __version__, paths
+
+LOG_FILE_NAME = "labelfree.log"
+EXPOSE_WAIT_LIMIT_S = 10.0
+_log = logging.getLogger("labelfree_app.gui")
+
+
+def log_dir() -> Path:
+    """The platform log folder (under ``LABELFREE_HOME`` when that is set)."""
+    home = os.environ.get("LABELFREE_HOME")
+    if home:
+        return Path(home) / "logs"
+    return Path(platformdirs.user_log_dir(paths.APP_NAME, paths.APP_AUTHOR))
+
+
+def setup_logging() -> Path:
+    """Log warnings and errors (with tracebacks) to the log file; returns its path."""
+    folder = log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log_file = folder / LOG_FILE_NAME
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger("labelfree_app")
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file for h in root.handlers):
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return log_file
+
+
+def app_icon():  # -> QIcon
+    """A drawn icon: a grey bright-field square turning into green fluorescence."""
+    from PySide6.QtCore import QRectF, Qt
+    from PySide6.QtGui import QColor, QFont, QIcon, QLinearGradient, QPainter, QPixmap
+
+    icon = QIcon()
+    for size in (16, 32, 64, 128, 256):
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        gradient = QLinearGradient(0, 0, size, size)
+        gradient.setColorAt(0.0, QColor(120, 120, 120))
+        gradient.setColorAt(0.55, QColor(40, 40, 40))
+        gradient.setColorAt(1.0, QColor(40, 220, 90))
+        painter.setBrush(gradient)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.drawRoundedRect(QRectF(0, 0, size, size), size * 0.18, size * 0.18)
+        painter.setPen(QColor(255, 255, 255))
+        font = QFont()
+        font.setBold(True)
+        font.setPixelSize(max(int(size * 0.42), 6))
+        painter.setFont(font)
+        painter.drawText(QRectF(0, 0, size, size), Qt.AlignmentFlag.AlignCenter, "LF")
+        painter.end()
+        icon.addPixmap(pixmap)
+    return icon
+
+
+def install_excepthook(window_getter, log_file: Path) -> None:
+    """Unexpected exceptions in slots are logged in full and shown as a dialog naming the log."""
+
+    def hook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+        import shiboken6
+
+        from labelfree_app.errors import LabelFreeError
+        from labelfree_app.gui.dialogs import unexpected_error_box
+
+        window = window_getter()
+        if window is not None and not shiboken6.isValid(window):
+            window = None  # the app is closing
+        if isinstance(error, LabelFreeError):
+            if window is not None:
+                window.report_error(str(error))
+            else:
+                _log.warning("%s", error)
+            return
+        _log.error("unexpected error", exc_info=(kind, error, trace))
+        if window is not None:
+            window.dialogs.append(unexpected_error_box(window, f"{kind.__name__}: {error}", log_file))
+
+    sys.excepthook = hook
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="labelfree-gui", description="LabelFree desktop app")
+    parser.add_argument("files", nargs="*", type=Path, help="images or folders to open")
+    parser.add_argument("--version", action="version", version=f"LabelFree {__version__}")
+    parser.add_argument(
+        "--startup-time", action="store_true", help="print the seconds from launch to a visible window, then quit"
+    )
+    parser.add_argument("--screenshot", type=Path, help="predict the first file, save the window as this PNG, quit")
+    parser.add_argument("--model", default="", help="model id for --screenshot (default: the target's default)")
+    parser.add_argument("--samples", type=int, help="diffusion samples for --screenshot")
+    parser.add_argument("--steps", type=int, help="diffusion steps for --screenshot")
+    parser.add_argument("--size", default="1600x900", help="window size for --screenshot, e.g. 1600x900")
+    return parser.parse_args(list(argv))
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (interpreter start included)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the GUI; returns the exit code."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import pyqtgraph as pg
+
+    from labelfree_app.gui.backend import CoreBackend
+    from labelfree_app.gui.main_window import MainWindow
+    from labelfree_app.gui.settings import GuiSettings
+
+    log_file = setup_logging()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(paths.APP_NAME)
+    app.setOrganizationName(paths.APP_AUTHOR)
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
+    pg.setConfigOptions(imageAxisOrder="row-major")
+
+    window = MainWindow(CoreBackend(), GuiSettings(), log_file=log_file)
+    install_excepthook(lambda: window, log_file)
+    torch_before_show = "torch" in sys.modules
+    window.show()
+    if args.files:
+        window.open_paths(args.files)
+    if args.startup_time:
+        poll = QTimer()
+        poll.setInterval(5)
+
+        def report() -> None:
+            handle = window.windowHandle()
+            exposed = handle is not None and handle.isExposed()
+            if not exposed and process_age_s() < EXPOSE_WAIT_LIMIT_S:
+                return  # wait for the window system to put it on screen
+            poll.stop()
+            sys.stdout.write(
+                f"window visible after {process_age_s():.2f} s "
+                f"(exposed={exposed}, torch imported before show={torch_before_show})\n"
+            )
+            sys.stdout.flush()
+            app.quit()
+
+        poll.timeout.connect(report)
+        poll.start()
+    if args.screenshot is not None:
+        from labelfree_app.gui.screenshot import ScreenshotRun
+
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        window.resize(width, height)
+        settings = {k: v for k, v in (("samples", args.samples), ("steps", args.steps)) if v is not None}
+        shot = ScreenshotRun(window, args.screenshot, model_id=args.model, settings=settings)
+        shot.start()
+    code = app.exec()
+    window.shut_down()
+    return int(code)

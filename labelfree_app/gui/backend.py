@@ -1,0 +1,220 @@
+"""The one place where the GUI reaches the Qt-free core: reading, models, devices, the engine.
+
+The window talks to a ``Backend``; the real one (``CoreBackend``) imports the core lazily so the
+window appears before torch is imported, and tests hand the window a fake with the same methods.
+``run`` is a generator function, so building the engine (loading torch and the weights) happens on
+the worker thread at the first ``next()``, never on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+class Backend(Protocol):
+    """What the window needs from the core."""
+
+    def read_image(self, path: Path, channel: int | str | None = None) -> Any: ...
+
+    def transmitted_channel(self, image: Any) -> int: ...
+
+    def list_models(self) -> list[Any]: ...
+
+    def model_manifest(self, model_id: str) -> dict[str, Any]: ...
+
+    def install_model(self, path: Path) -> Any: ...
+
+    def install_fnet_model(self, path: Path, *, name: str, target: str) -> Any: ...
+
+    def remove_model(self, model_id: str) -> None: ...
+
+    def set_default_model(self, target: str, model_id: str) -> None: ...
+
+    def devices(self) -> list[Any]: ...
+
+    def run(self, image: Any, model_id: str, settings: dict[str, Any]) -> Iterator[Any]: ...
+
+    def write_image(
+        self, path: Path, data: np.ndarray, axes: str, channel_names: Sequence[str] | None, provenance: dict,
+        protected: Sequence[Path] = (),
+    ) -> Path: ...
+
+    def pearson_r(self, observed: np.ndarray, predicted: np.ndarray) -> float: ...
+
+    def otsu_mask(self, image: np.ndarray) -> np.ndarray: ...
+
+    def difference_maps(self, observed: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def channel_count(image: Any) -> int:
+    """Channels of an io ``Image`` whose data is (C, Z, Y, X) or (T, C, Z, Y, X)."""
+    return int(np.asarray(image.data).shape[-4])
+
+
+def channel_volume(image: Any, index: int) -> np.ndarray:
+    """One channel as (Z, Y, X); for a time series, its first time point (what the engine predicts)."""
+    data = image.data
+    if data.ndim == 5:
+        data = data[0]
+    return data[index]
+
+
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders replaced by the image files directly inside them (sorted)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if is_image_file(p)))
+        else:
+            found.append(path)
+    unique: list[Path] = []
+    for path in found:
+        if path not in unique:
+            unique.append(path)
+    return unique
+
+
+def usable_cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def leave_a_core_for_the_window() -> None:
+    """Run torch's CPU work on all cores but one, so the GUI thread is never starved.
+
+    With every core busy in torch's thread pool the event loop waited over 100 ms at times on a
+    2-core machine; with one core left free the longest wait was about 40 ms.
+    """
+    import torch
+
+    wanted = max(1, usable_cpu_count() - 1)
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+
+
+class CoreBackend:
+    """The real backend over ``labelfree_app.io``, ``models.registry`` and ``core.engine``."""
+
+    def __init__(self) -> None:
+        self._registry: Any = None
+        self._engines: dict[tuple[str, str], Any] = {}
+        self._engine_lock = threading.Lock()
+
+    # --- images ---------------------------------------------------------------------------
+    def read_image(self, path: Path, channel: int | str | None = None) -> Any:
+        from labelfree_app.io import read_image
+
+        return read_image(path, channel=channel)
+
+    def transmitted_channel(self, image: Any) -> int:
+        from labelfree_app.io import find_transmitted_channel
+
+        return int(find_transmitted_channel(image))
+
+    def write_image(
+        self, path: Path, data: np.ndarray, axes: str, channel_names: Sequence[str] | None, provenance: dict,
+        protected: Sequence[Path] = (),
+    ) -> Path:
+        from labelfree_app.io import write_image
+
+        names = list(channel_names) if channel_names else None
+        return Path(write_image(path, data, axes, channel_names=names, provenance=provenance, protected_paths=protected))
+
+    # --- models ---------------------------------------------------------------------------
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from labelfree_app.models.registry import ModelRegistry
+
+            self._registry = ModelRegistry()
+        return self._registry
+
+    def list_models(self) -> list[Any]:
+        return list(self.registry.list())
+
+    def model_manifest(self, model_id: str) -> dict[str, Any]:
+        return dict(self.registry.get(model_id).manifest.to_dict())
+
+    def install_model(self, path: Path) -> Any:
+        return self.registry.install(path)
+
+    def install_fnet_model(self, path: Path, *, name: str, target: str) -> Any:
+        """Convert a pytorch_fnet ``model.p`` (or its folder) to a package, then install it."""
+        import re
+        import tempfile
+
+        from labelfree_app.models.fnet_import import import_fnet_model
+
+        model_id = re.sub(r"[^a-z0-9._-]+", "-", f"fnet-{target}".lower()).strip("-._") or "fnet-model"
+        with tempfile.TemporaryDirectory(prefix="labelfree-fnet-") as tmp:
+            package = import_fnet_model(path, None, Path(tmp) / model_id, model_id=model_id, name=name, target=target)
+            return self.registry.install(package)
+
+    def remove_model(self, model_id: str) -> None:
+        self.registry.remove(model_id)
+        with self._engine_lock:
+            for key in [k for k in self._engines if k[0] == model_id]:
+                del self._engines[key]
+
+    def set_default_model(self, target: str, model_id: str) -> None:
+        self.registry.set_default(target, model_id)
+
+    def devices(self) -> list[Any]:
+        from labelfree_app.core.devices import available_devices
+
+        return list(available_devices())
+
+    # --- running --------------------------------------------------------------------------
+    def _engine(self, model_id: str, device: str) -> Any:
+        from labelfree_app.core.engine import PredictionEngine
+
+        with self._engine_lock:
+            engine = self._engines.get((model_id, device))
+            if engine is None:
+                # Keep one loaded network at a time: models can be large.
+                self._engines.clear()
+                engine = PredictionEngine(self.registry.get(model_id), device=device)
+                self._engines[(model_id, device)] = engine
+            return engine
+
+    def run(self, image: Any, model_id: str, settings: dict[str, Any]) -> Iterator[Any]:
+        from labelfree_app.core.engine import PredictSettings
+
+        leave_a_core_for_the_window()
+        engine = self._engine(model_id, str(settings.get("device", "auto")))
+        known = set(PredictSettings.__dataclass_fields__)
+        events = engine.run(image, PredictSettings(**{k: v for k, v in settings.items() if k in known}))
+        try:
+            yield from events
+        finally:
+            events.close()
+
+    # --- metrics --------------------------------------------------------------------------
+    def pearson_r(self, observed: np.ndarray, predicted: np.ndarray) -> float:
+        from labelfree_app.core.metrics import pearson_r
+
+        return float(pearson_r(observed, predicted))
+
+    def otsu_mask(self, image: np.ndarray) -> np.ndarray:
+        from labelfree_app.core.metrics import otsu_mask
+
+        return np.asarray(otsu_mask(image))
+
+    def difference_maps(self, observed: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+        from labelfree_app.core.metrics import difference_maps
+
+        return dict(difference_maps(observed, predicted))

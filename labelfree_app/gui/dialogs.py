@@ -1,0 +1,100 @@
+"""Small dialogs: error sentences, unexpected errors with the log path, model card, About."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Sequence
+
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
+
+from labelfree_app import __version__
+from labelfree_app.gui.model_card import model_card_html
+
+THIRD_PARTY_LICENSES = (
+    ("PySide6 (Qt for Python)", "LGPL-3.0"),
+    ("pyqtgraph", "MIT"),
+    ("PyTorch", "BSD-3-Clause"),
+    ("NumPy", "BSD-3-Clause"),
+    ("tifffile, imagecodecs", "BSD-3-Clause"),
+    ("scikit-image", "BSD-3-Clause"),
+    ("safetensors", "Apache-2.0"),
+    ("platformdirs", "MIT"),
+)
+
+
+def error_box(parent: QWidget | None, sentence: str, title: str = "LabelFree") -> QMessageBox:
+    """Show one plain sentence in a window-modal box that does not block the event loop."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, sentence, QMessageBox.StandardButton.Ok, parent)
+    box.setObjectName("labelfree-error")
+    box.open()
+    return box
+
+
+def unexpected_error_box(parent: QWidget | None, summary: str, log_file: Path) -> QMessageBox:
+    """An unexpected failure: say so plainly and where the details were written."""
+    sentence = (
+        f"Something unexpected went wrong ({summary}); the details were written to {log_file} — "
+        "please include that file when you report it."
+    )
+    return error_box(parent, sentence, title="LabelFree — unexpected error")
+
+
+class TextDialog(QDialog):
+    """A read-only rich-text dialog (model cards, About)."""
+
+    def __init__(self, title: str, body_html: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self.browser = QTextBrowser()
+        self.browser.setOpenExternalLinks(True)
+        self.browser.setHtml(body_html)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.browser)
+        layout.addWidget(buttons)
+        self.resize(560, 520)
+
+
+def model_card_dialog(parent: QWidget | None, manifest: dict[str, Any]) -> TextDialog:
+    dialog = TextDialog(f"Model card — {manifest.get('name', manifest.get('id', ''))}", model_card_html(manifest), parent)
+    dialog.open()
+    return dialog
+
+
+def about_html(models: Sequence[Any], manifests: dict[str, dict[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(license_)}</td></tr>"
+        for name, license_ in THIRD_PARTY_LICENSES
+    )
+    model_rows = []
+    for model in models:
+        manifest = manifests.get(model.id, {})
+        attribution = manifest.get("attribution") or "–"
+        license_ = manifest.get("license") or "–"
+        model_rows.append(
+            f"<tr><td>{html.escape(str(model.name))} {html.escape(str(model.version))}</td>"
+            f"<td>{html.escape(str(license_))}</td><td>{html.escape(str(attribution))}</td></tr>"
+        )
+    models_html = (
+        "<table cellspacing='4'><tr><th>Model</th><th>License</th><th>Attribution</th></tr>"
+        + "".join(model_rows)
+        + "</table>"
+        if model_rows
+        else "<p>No models installed.</p>"
+    )
+    return (
+        f"<h2>LabelFree {html.escape(__version__)}</h2>"
+        "<p>Predicts fluorescence images from transmitted-light images with a U-Net regressor "
+        "or a conditional diffusion model whose samples give a mean and a per-pixel variance.</p>"
+        "<p>LabelFree is released under the BSD-3-Clause license.</p>"
+        f"<h3>Models</h3>{models_html}"
+        f"<h3>Third-party software</h3><table cellspacing='4'>{rows}</table>"
+    )
+
+
+def about_dialog(parent: QWidget | None, models: Sequence[Any], manifests: dict[str, dict[str, Any]]) -> TextDialog:
+    dialog = TextDialog("About LabelFree", about_html(models, manifests), parent)
+    dialog.open()
+    return dialog

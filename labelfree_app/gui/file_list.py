@@ -1,0 +1,98 @@
+"""The list of opened files, each with its state (loading, loaded, predicting, done, failed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
+
+LOADING, LOADED, PREDICTING, DONE, FAILED = "loading", "loaded", "predicting", "done", "failed"
+
+_STATE_COLOURS = {
+    LOADING: QColor(140, 140, 140),
+    LOADED: QColor(60, 110, 200),
+    PREDICTING: QColor(210, 140, 0),
+    DONE: QColor(30, 150, 60),
+    FAILED: QColor(200, 40, 40),
+}
+
+
+@dataclass
+class OpenFile:
+    """One opened file: its image once read, the chosen input channel, and its last result."""
+
+    path: Path
+    state: str = LOADING
+    reason: str = ""
+    image: Any = None
+    channel: int = 0
+    result: Any = None
+    ground_truth: Any = None  # (Z, Y, X) array from a dropped file, if any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FileList(QListWidget):
+    """Shows ``OpenFile`` records; ``currentFileChanged(OpenFile | None)`` when the selection moves."""
+
+    currentFileChanged = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.files: list[OpenFile] = []
+        self.setToolTip("Opened files; hover a failed file to see why")
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.currentRowChanged.connect(self._on_row_changed)
+
+    def add(self, path: Path) -> OpenFile:
+        """Add ``path`` (or return the existing record when it is already in the list)."""
+        for record in self.files:
+            if record.path == path:
+                return record
+        record = OpenFile(path=path)
+        self.files.append(record)
+        self.addItem(QListWidgetItem(path.name))
+        self.refresh(record)
+        return record
+
+    def index_of(self, record: OpenFile) -> int:
+        for index, candidate in enumerate(self.files):
+            if candidate is record:
+                return index
+        return -1
+
+    def find(self, path: Path) -> OpenFile | None:
+        return next((r for r in self.files if r.path == path), None)
+
+    def set_state(self, record: OpenFile, state: str, reason: str = "") -> None:
+        record.state = state
+        record.reason = reason
+        self.refresh(record)
+
+    def refresh(self, record: OpenFile) -> None:
+        row = self.index_of(record)
+        if row < 0:
+            return
+        item = self.item(row)
+        item.setText(f"{record.path.name}  —  {record.state}")
+        item.setForeground(QBrush(_STATE_COLOURS.get(record.state, QColor(0, 0, 0))))
+        tip = str(record.path)
+        if record.reason:
+            tip += f"\n{record.reason}"
+        item.setToolTip(tip)
+        item.setData(Qt.ItemDataRole.UserRole, record.state)
+
+    def current(self) -> OpenFile | None:
+        row = self.currentRow()
+        return self.files[row] if 0 <= row < len(self.files) else None
+
+    def select(self, record: OpenFile) -> None:
+        row = self.index_of(record)
+        if row >= 0:
+            self.setCurrentRow(row)
+
+    def _on_row_changed(self, row: int) -> None:
+        self.currentFileChanged.emit(self.files[row] if 0 <= row < len(self.files) else None)

@@ -1,0 +1,396 @@
+"""The main window: files on the left, the four panels in the middle, run controls on the right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labelfree_app.errors import LabelFreeError
+from labelfree_app.gui import result_actions
+from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths
+from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
+from labelfree_app.gui.file_list import FAILED, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.image_panel import paths_from_mime
+from labelfree_app.gui.model_manager import ModelManagerDialog
+from labelfree_app.gui.run_controls import RunControls
+from labelfree_app.gui.runner import PredictionRunner
+from labelfree_app.gui.settings import GuiSettings
+from labelfree_app.gui.viewers import PanelGrid
+from labelfree_app.gui.worker import call_in_thread
+
+
+IMAGE_FILTER = "Images (*.tif *.tiff *.png);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """LabelFree's window. ``backend`` reaches the core; ``settings`` persist between sessions."""
+
+    exported = Signal(list)  # paths written by an export
+
+    def __init__(self, backend: Backend, settings: GuiSettings, *, log_file: Path | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.settings = settings
+        self.log_file = log_file
+        self.models: list[Any] = []
+        self.dialogs: list[QWidget] = []  # keeps non-modal dialogs alive
+        self.setWindowTitle("LabelFree")
+        self.setAcceptDrops(True)
+        self.resize(1600, 900)
+
+        self.panels = PanelGrid()
+        self.setCentralWidget(self.panels)
+        self.file_list = FileList()
+        self.channel_combo = QComboBox()
+        self.channel_combo.setToolTip("Transmitted-light channel to predict from")
+        self.controls = RunControls()
+        self._build_docks()
+        self.hover_label = QLabel("")
+        self.hover_label.setMinimumWidth(640)  # room for every panel's value at the crosshair
+        self.statusBar().addPermanentWidget(self.hover_label)
+        self.runner = PredictionRunner(backend, self.panels, self.controls, self.file_list, self._is_diffusion)
+        self._build_menus()
+
+        self.panels.hoverText.connect(self.hover_label.setText)
+        self.panels.filesDropped.connect(self.open_paths)
+        self.panels.groundTruthDropped.connect(lambda paths: result_actions.load_ground_truth(self, paths[0]))
+        self.file_list.currentFileChanged.connect(self.show_file)
+        self.channel_combo.currentIndexChanged.connect(self._on_channel_changed)
+        self.controls.runRequested.connect(self.run_current)
+        self.controls.cancelRequested.connect(self.runner.cancel)
+        self.controls.cardRequested.connect(self.show_model_card)
+        self.runner.message.connect(self.show_message)
+        self.runner.failed.connect(self.report_error)
+        self.runner.finished.connect(self._on_run_finished)
+
+        self._restore_settings()
+        self.show_message("Drop TIFF files or a folder anywhere on the window, or use File ▸ Open.")
+        QTimer.singleShot(0, self.refresh_models)
+
+    # --- layout ---------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        files = QWidget()
+        layout = QVBoxLayout(files)
+        layout.addWidget(self.file_list, 1)
+        layout.addWidget(QLabel("Input channel"))
+        layout.addWidget(self.channel_combo)
+        for title, widget, area, name in (
+            ("Files", files, Qt.DockWidgetArea.LeftDockWidgetArea, "files_dock"),
+            ("Run", self.controls, Qt.DockWidgetArea.RightDockWidgetArea, "run_dock"),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(name)
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable)
+            self.addDockWidget(area, dock)
+        self.resizeDocks(
+            [self.findChild(QDockWidget, "files_dock"), self.findChild(QDockWidget, "run_dock")],
+            [250, 290],
+            Qt.Orientation.Horizontal,
+        )
+
+    def _action(self, menu: Any, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setCheckable(checkable)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self._action(file_menu, "&Open files…", self.open_dialog, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "Open &folder…", self.open_folder_dialog)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        self.export_action = self._action(file_menu, "&Export result…", lambda: result_actions.export_current(self), "Ctrl+E")
+        self._action(file_menu, "Choose export folder…", lambda: result_actions.choose_export_folder(self))
+        # Batch export of many files arrives with the batch issue; the slot is here already.
+        self.batch_export_action = self._action(file_menu, "&Batch export…", lambda: None)
+        self.batch_export_action.setEnabled(False)
+        self.batch_export_action.setObjectName("batch_export_action")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view = bar.addMenu("&View")
+        self.max_projection_action = self._action(view, "&Max projection", self.panels.set_max_projection, "Ctrl+M", True)
+        self.panels.max_projection_box.toggled.connect(self.max_projection_action.setChecked)
+        self.overlay_action = self._action(view, "&Overlay prediction on input", self.panels.set_overlay, "Ctrl+L", True)
+        self.panels.overlay_box.toggled.connect(self.overlay_action.setChecked)
+        layout_menu = view.addMenu("Panel &layout")
+        group = QActionGroup(self)
+        for text, columns in (("Automatic", None), ("In a row", 4), ("2 × 2 grid", 2)):
+            action = self._action(layout_menu, text, lambda _=False, c=columns: self.panels.arrange(c), None, True)
+            action.setChecked(columns is None)
+            group.addAction(action)
+        self._action(view, "&Auto-contrast all panels", self._auto_contrast_all, "Ctrl+A")
+        self._action(view, "&Reset zoom", lambda: self.panels.input_panel.view_box.autoRange(padding=0.0), "Ctrl+0")
+        self.show_x0_action = self._action(view, "Denoising shows predicted clean image", self._set_preview_kind, None, True)
+
+        analysis = bar.addMenu("&Analysis")
+        self.compare_action = self._action(analysis, "&Compare with ground truth…", lambda: result_actions.compare_current(self), "Ctrl+G")
+
+        models = bar.addMenu("&Models")
+        self._action(models, "&Manage models…", self.open_model_manager)
+        self._action(models, "Model &card…", lambda: self.show_model_card(self.controls.model_id() or ""))
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About LabelFree", self.show_about)
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        toolbar.setMovable(False)
+        toolbar.addAction("Open…", self.open_dialog)
+        toolbar.addAction("Run", self.run_current).setShortcut(QKeySequence("Ctrl+R"))
+        toolbar.addAction("Cancel", self.runner.cancel).setShortcut(QKeySequence(Qt.Key.Key_Escape))
+        toolbar.addSeparator()
+        toolbar.addAction(self.overlay_action)
+        toolbar.addAction(self.compare_action)
+        toolbar.addAction(self.export_action)
+
+    # --- messages -------------------------------------------------------------------------
+    def show_message(self, text: str, timeout_ms: int = 0) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def report_error(self, text: str, is_user_error: bool = True) -> None:
+        """A LabelFreeError sentence goes to the status bar and a dialog; anything else names the log."""
+        self.show_message(text)
+        if is_user_error or self.log_file is None:
+            self.dialogs.append(error_box(self, text))
+        else:
+            self.dialogs.append(unexpected_error_box(self, text, self.log_file))
+
+    # --- files ----------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
+        if paths_from_mime(event):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802
+        if event.mimeData() is not None and event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        dropped = paths_from_mime(event)
+        if dropped:
+            event.acceptProposedAction()
+            self.open_paths(dropped)
+
+    def open_dialog(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", self.settings.get("last_folder"), IMAGE_FILTER)
+        if chosen:
+            self.open_paths([Path(p) for p in chosen])
+
+    def open_folder_dialog(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Open folder", self.settings.get("last_folder"))
+        if chosen:
+            self.open_paths([Path(chosen)])
+
+    def open_paths(self, paths: Sequence[Path]) -> list[OpenFile]:
+        """Add files (folders expand to their images), read them in the background, show the first."""
+        files = expand_paths(paths)
+        if not files:
+            self.show_message("No TIFF or PNG images were found in what was dropped.")
+            return []
+        records = []
+        for path in files:
+            existing = self.file_list.find(path)
+            record = existing or self.file_list.add(path)
+            records.append(record)
+            if existing is None or record.state == FAILED:
+                self._load(record)
+            self._remember_recent(path)
+        self.settings.set("last_folder", str(files[0].parent))
+        self.file_list.select(records[0])
+        return records
+
+    def _load(self, record: OpenFile) -> None:
+        self.file_list.set_state(record, LOADING)
+        path = record.path
+
+        def done(image: Any) -> None:
+            record.image = image
+            try:
+                record.channel = self.backend.transmitted_channel(image)
+            except LabelFreeError:
+                record.channel = 0
+            self.file_list.set_state(record, LOADED)
+            if self.file_list.current() is record:
+                self.show_file(record)
+
+        def failed(exc: BaseException) -> None:
+            reason = str(exc) if isinstance(exc, LabelFreeError) else f"{path.name} could not be read ({exc})."
+            self.file_list.set_state(record, FAILED, reason)
+            self.show_message(reason)
+            if self.file_list.current() is record:
+                self.panels.input_panel.clear("This file could not be read — hover it in the list to see why")
+                self.panels.clear_results()
+
+        call_in_thread(lambda: self.backend.read_image(path), done, failed)
+
+    def _remember_recent(self, path: Path) -> None:
+        self.settings.add_recent_file(path)
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = list(self.settings.get("recent_files"))
+        for text in recent:
+            action = self.recent_menu.addAction(Path(text).name)
+            action.setToolTip(text)
+            action.triggered.connect(lambda _=False, p=text: self.open_paths([Path(p)]))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def show_file(self, record: OpenFile | None) -> None:
+        """Show ``record``'s input (its chosen channel) and its last result, if any."""
+        self.channel_combo.blockSignals(True)
+        self.channel_combo.clear()
+        if record is None or record.image is None:
+            self.channel_combo.blockSignals(False)
+            if record is None:
+                self.panels.show_empty()
+            elif record.state == FAILED:
+                self.panels.input_panel.clear("This file could not be read — hover it in the list to see why")
+                self.panels.clear_results()
+            else:
+                self.panels.input_panel.clear("Reading…")
+                self.panels.clear_results()
+            return
+        names = list(getattr(record.image, "channel_names", ()) or ())
+        channels = channel_count(record.image)
+        for index in range(channels):
+            self.channel_combo.addItem(names[index] if index < len(names) else f"channel {index}", index)
+        self.channel_combo.setCurrentIndex(record.channel)
+        self.channel_combo.setEnabled(channels > 1)
+        self.channel_combo.blockSignals(False)
+        self.setWindowTitle(f"LabelFree — {record.path.name}")
+        self.panels.set_input(channel_volume(record.image, record.channel))
+        self.panels.input_panel.set_title(f"Input — {record.path.name}")
+        self.runner.show_result(record)
+
+    def _on_channel_changed(self, index: int) -> None:
+        record = self.file_list.current()
+        if record is None or record.image is None or index < 0:
+            return
+        record.channel = index
+        self.panels.input_panel.set_volume(channel_volume(record.image, index), self.panels.z, self.panels.max_projection)
+
+    # --- running --------------------------------------------------------------------------
+    def _is_diffusion(self, model_id: str) -> bool:
+        model = next((m for m in self.models if m.id == model_id), None)
+        return model is not None and model.kind == "diffusion"
+
+    def run_current(self) -> bool:
+        record = self.file_list.current()
+        model_id = self.controls.model_id()
+        if record is None or record.image is None:
+            self.show_message("Open an image first: drop a TIFF on the window or use File ▸ Open.")
+            return False
+        if not model_id:
+            self.show_message("No model is installed; add one in Models ▸ Manage models.")
+            return False
+        settings = self.controls.settings()
+        settings["channel"] = record.channel
+        if self.runner.start(record, model_id, settings):
+            self.show_message(f"Predicting {record.path.name} with {model_id}…")
+            return True
+        self.show_message("A prediction is already running; wait for it or press Cancel.")
+        return False
+
+    def _on_run_finished(self, record: OpenFile | None, status: str) -> None:
+        if status == "done" and record is not None and record.result is not None:
+            result = record.result
+            self.show_message(f"{record.path.name}: predicted in {result.seconds:.1f} s on {result.device}.")
+
+    def _set_preview_kind(self, show_x0: bool) -> None:
+        self.runner.preview_kind = "pred_x0" if show_x0 else "x_t"
+
+    def _auto_contrast_all(self) -> None:
+        for panel in self.panels.panels:
+            panel.auto_contrast()
+
+    # --- models ---------------------------------------------------------------------------
+    def refresh_models(self, select_id: str = "") -> None:
+        """List models and devices in the background (they may import torch)."""
+
+        def got_models(models: Any) -> None:
+            self.models = list(models)
+            self.controls.set_models(self.models, select_id or self.settings.get("last_model_id"))
+
+        call_in_thread(self.backend.list_models, got_models, lambda exc: self.report_error(str(exc)))
+        call_in_thread(
+            self.backend.devices,
+            lambda devices: self.controls.set_devices(devices, self.settings.get("device")),
+            lambda exc: self.show_message(f"Could not list compute devices ({exc}); using auto."),
+        )
+
+    def show_model_card(self, model_id: str) -> None:
+        if not model_id:
+            self.show_message("No model selected.")
+            return
+        try:
+            self.dialogs.append(model_card_dialog(self, self.backend.model_manifest(model_id)))
+        except LabelFreeError as exc:
+            self.report_error(str(exc))
+
+    def open_model_manager(self) -> ModelManagerDialog:
+        dialog = ModelManagerDialog(self.backend, self)
+        dialog.modelsChanged.connect(lambda: self.refresh_models(self.controls.model_id() or ""))
+        dialog.open()
+        self.dialogs.append(dialog)
+        return dialog
+
+    def show_about(self) -> None:
+        manifests = {}
+        for model in self.models:
+            try:
+                manifests[model.id] = self.backend.model_manifest(model.id)
+            except LabelFreeError:
+                continue
+        self.dialogs.append(about_dialog(self, self.models, manifests))
+
+    # --- settings -------------------------------------------------------------------------
+    def _restore_settings(self) -> None:
+        geometry = self.settings.get("window_geometry")
+        if geometry:
+            self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
+        state = self.settings.get("window_state")
+        if state:
+            self.restoreState(QByteArray.fromBase64(state.encode("ascii")))
+        self.controls.restore(self.settings.get("diffusion") or {}, bool(self.settings.get("tta")))
+        self._fill_recent_menu()
+
+    def save_settings(self) -> None:
+        self.settings.set("window_geometry", bytes(self.saveGeometry().toBase64()).decode("ascii"))
+        self.settings.set("window_state", bytes(self.saveState().toBase64()).decode("ascii"))
+        self.settings.set("device", self.controls.device())
+        self.settings.set("diffusion", self.controls.diffusion_values())
+        self.settings.set("tta", self.controls.tta_box.isChecked())
+        self.settings.set("last_model_id", self.controls.model_id() or "")
+        self.settings.save()
+
+    def shut_down(self) -> None:
+        """Stop a running prediction, let background reads finish, and save the settings."""
+        if self.runner.is_running():
+            self.runner.cancel()
+            self.runner.wait(10000)
+        QThreadPool.globalInstance().waitForDone(10000)
+        self.save_settings()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        self.shut_down()
+        super().closeEvent(event)
+

@@ -1,0 +1,197 @@
+"""Runs one prediction at a time and routes its events to the panels, controls and file list.
+
+The runner owns the ``EventWorker`` thread. Previews go to the Denoising panel only while the
+running file is the one shown; the result is stored on the file record either way. On cancel or
+failure the previous result of that file is left intact and shown again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+from labelfree_app.core.events import Preview, PredictionResult, Progress
+from labelfree_app.gui.backend import Backend
+from labelfree_app.gui.file_list import DONE, FAILED, LOADED, PREDICTING, FileList, OpenFile
+from labelfree_app.gui.run_controls import RunControls
+from labelfree_app.gui.viewers import PanelGrid
+from labelfree_app.gui.worker import CANCELLED, EventWorker, WorkerThread
+
+
+MAX_RECORDED_PREVIEWS = 40  # fallback replay when the engine returns no frames
+MAX_RECORDED_BYTES = 256 * 1024 * 1024
+
+
+def frame_step_labels(count: int, steps: Any) -> list[str] | None:
+    """"step k/T" for frames the engine kept at evenly spaced steps (as its sampler picks them)."""
+    try:
+        steps = int(steps)
+    except (TypeError, ValueError):
+        return None
+    if count < 1 or count > steps:
+        return None
+    picked = sorted({int(round(v)) for v in np.linspace(0, steps - 1, count)})
+    if len(picked) != count:
+        return None
+    return [f"step {index + 1}/{steps}" for index in picked]
+
+
+class PredictionRunner(QObject):
+    """``started(record)``, ``finished(record, status)``, ``message(text)``, ``failed(text, is_user)``."""
+
+    started = Signal(object)
+    finished = Signal(object, str)
+    message = Signal(str)
+    failed = Signal(str, bool)
+
+    def __init__(
+        self,
+        backend: Backend,
+        panels: PanelGrid,
+        controls: RunControls,
+        file_list: FileList,
+        is_diffusion: Callable[[str], bool],
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.panels = panels
+        self.controls = controls
+        self.file_list = file_list
+        self._is_diffusion = is_diffusion
+        self.preview_kind = "x_t"
+        self.worker: EventWorker | None = None
+        self.thread: WorkerThread | None = None
+        self.record: OpenFile | None = None
+        self.model_id = ""
+        self._seen_kinds: set[str] = set()
+        self._recorded: list[tuple[str, np.ndarray]] = []
+
+    def is_running(self) -> bool:
+        return self.thread is not None and self.thread.is_running()
+
+    def start(self, record: OpenFile, model_id: str, settings: dict[str, Any]) -> bool:
+        """Start predicting ``record`` with ``model_id``; False if a run is already going."""
+        if self.is_running():
+            return False
+        self.record = record
+        self.model_id = model_id
+        self._seen_kinds = set()
+        self._recorded = []
+        image = record.image
+        events = lambda: self.backend.run(image, model_id, dict(settings))  # noqa: E731
+        self.worker = EventWorker(events)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.preview.connect(self._on_preview)
+        self.worker.result.connect(self._on_result)
+        self.worker.errored.connect(self._on_error)
+        self.worker.finished.connect(self._on_finished)
+        self.thread = WorkerThread(self.worker)
+        self.file_list.set_state(record, PREDICTING)
+        self.controls.set_running(True)
+        if self._is_current(record):
+            self._prepare_panels()
+        self.started.emit(record)
+        self.thread.start()
+        return True
+
+    def cancel(self) -> None:
+        if self.worker is not None and self.is_running():
+            self.worker.cancel()
+            self.message.emit("Cancelling…")
+
+    def wait(self, ms: int = 5000) -> bool:
+        return self.thread.wait(ms) if self.thread is not None else True
+
+    def _is_current(self, record: OpenFile | None) -> bool:
+        return record is not None and self.file_list.current() is record
+
+    def _prepare_panels(self) -> None:
+        diffusion = self._is_diffusion(self.model_id)
+        self.panels.denoising_panel.set_title("Denoising")
+        self.panels.denoising_panel.clear("waiting for the first step…" if diffusion else "U-Net model: one pass")
+
+    # --- events ---------------------------------------------------------------------------
+    @Slot(object)
+    def _on_progress(self, event: Progress) -> None:
+        self.controls.show_progress(event.stage, event.done, event.total, event.message)
+
+    @Slot(object)
+    def _on_preview(self, event: Preview) -> None:
+        self._seen_kinds.add(event.kind)
+        if event.kind != self.preview_kind and self.preview_kind in self._seen_kinds:
+            return
+        label = f"sample {event.sample + 1}, step {event.step + 1}/{event.total_steps}"
+        recorded_bytes = sum(image.nbytes for _, image in self._recorded)
+        if (
+            event.sample == 0
+            and len(self._recorded) < MAX_RECORDED_PREVIEWS
+            and recorded_bytes + event.image.nbytes <= MAX_RECORDED_BYTES
+        ):
+            self._recorded.append((label, event.image))
+        if self._is_current(self.record):
+            self.panels.show_live_preview(event.image, label)
+
+    @Slot(object)
+    def _on_result(self, result: PredictionResult) -> None:
+        if self.record is None:
+            return
+        self.record.result = result
+        self.record.extra["frame_labels"] = None
+        if result.frames is None and self._recorded:
+            self.record.extra["recorded_frames"] = np.stack([image for _, image in self._recorded])
+            self.record.extra["frame_labels"] = [label for label, _ in self._recorded]
+        else:
+            self.record.extra.pop("recorded_frames", None)
+        if self._is_current(self.record):
+            self.show_result(self.record)
+
+    def show_result(self, record: OpenFile) -> None:
+        """Fill the result panels from ``record.result`` (or clear them when it has none)."""
+        result = record.result
+        if result is None:
+            self.panels.clear_results()
+            return
+        diffusion = self._is_diffusion(result.model_id) or result.frames is not None
+        settings = result.settings or {}
+        if diffusion:
+            samples = settings.get("samples")
+            title = f"Variance over {samples} samples" if samples else "Variance over samples"
+        else:
+            title = "Variance (test-time augmentation)"
+        if result.frames is not None:
+            frames, labels = result.frames, frame_step_labels(len(result.frames), settings.get("steps"))
+        else:
+            frames, labels = record.extra.get("recorded_frames"), record.extra.get("frame_labels")
+        self.panels.set_result(
+            result.prediction,
+            result.variance,
+            frames,
+            is_diffusion=diffusion,
+            variance_title=title,
+            frame_labels=labels,
+        )
+
+    @Slot(str, bool)
+    def _on_error(self, text: str, is_user_error: bool) -> None:
+        if self.record is not None:
+            self.record.extra["last_error"] = text
+        self.failed.emit(text, is_user_error)
+
+    @Slot(str)
+    def _on_finished(self, status: str) -> None:
+        record = self.record
+        self.controls.set_running(False)
+        self.controls.show_finished(status)
+        if record is not None:
+            if status == DONE:
+                self.file_list.set_state(record, DONE)
+            elif status == CANCELLED:
+                self.file_list.set_state(record, DONE if record.result is not None else LOADED)
+                self.message.emit(f"Prediction of {record.path.name} cancelled; the previous result is kept.")
+            else:
+                self.file_list.set_state(record, FAILED, record.extra.get("last_error", "prediction failed"))
+            if status != DONE and self._is_current(record):
+                self.show_result(record)
+        self.finished.emit(record, status)

@@ -1,0 +1,323 @@
+"""The four linked panels: Input | Denoising | Prediction | Variance, with the shared z controls.
+
+Pan and zoom are linked (``setXLink``/``setYLink``); a crosshair follows the mouse in every panel
+and ``hoverText`` reports the pixel value of each; the z-slider and max-projection toggle choose
+the plane for all panels at once; the denoising panel animates live previews and then replays the
+recorded frames; the overlay shows the prediction in colour over the bright-field.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labelfree_app.gui.image_panel import ImagePanel
+from labelfree_app.gui.playback import FramePlayer
+
+VARIANCE_COLORMAP = "viridis"
+OVERLAY_COLOUR = np.array([0.1, 1.0, 0.35], dtype=np.float32)  # green over grey
+
+UNET_DENOISING_NOTE = "U-Net model: one pass, no denoising steps"
+NO_UNCERTAINTY_NOTE = "no uncertainty for this model"
+PANEL_CHROME_PX = 100  # title + histogram under each image
+
+
+def first_channel(volume: np.ndarray) -> np.ndarray:
+    """(C, Z, Y, X) -> (Z, Y, X) of channel 0; (Z, Y, X) and (Y, X) pass through."""
+    array = np.asarray(volume)
+    return array[0] if array.ndim == 4 else array
+
+
+def overlay_rgb(
+    base: np.ndarray, base_levels: Sequence[float], top: np.ndarray, top_levels: Sequence[float]
+) -> np.ndarray:
+    """Grey ``base`` with ``top`` added in colour, both scaled by their display levels, in 0..1."""
+
+    def scaled(plane: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+        low, high = float(levels[0]), float(levels[1])
+        return np.clip((plane.astype(np.float32) - low) / max(high - low, 1e-12), 0.0, 1.0)
+
+    grey = scaled(base, base_levels)[..., np.newaxis] * 0.8
+    colour = scaled(top, top_levels)[..., np.newaxis] * OVERLAY_COLOUR
+    return np.clip(grey + colour, 0.0, 1.0)
+
+
+class PanelGrid(QWidget):
+    """The four panels and the controls under them."""
+
+    hoverText = Signal(str)
+    filesDropped = Signal(list)  # files dropped on Input / Denoising / Variance: open them
+    groundTruthDropped = Signal(list)  # a file dropped on Prediction: compare against it
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.input_panel = ImagePanel("Input")
+        self.denoising_panel = ImagePanel("Denoising")
+        self.prediction_panel = ImagePanel("Prediction")
+        self.variance_panel = ImagePanel("Variance", colormap=VARIANCE_COLORMAP)
+        self.panels = (self.input_panel, self.denoising_panel, self.prediction_panel, self.variance_panel)
+        for panel in self.panels[1:]:
+            panel.link_to(self.input_panel)
+        for panel in (self.input_panel, self.denoising_panel, self.variance_panel):
+            panel.filesDropped.connect(self.filesDropped)
+        self.prediction_panel.filesDropped.connect(self.groundTruthDropped)
+        self.prediction_panel.graphics.setToolTip("Drop a fluorescence image here to compare with it")
+
+        self.frames: np.ndarray | None = None  # (F, Z, Y, X) denoising frames for replay
+        self.z = 0
+        self.max_projection = False
+        self.overlay_active = False
+
+        self.z_slider = QSlider(Qt.Orientation.Horizontal)
+        self.z_slider.setToolTip("Z plane shown in every panel")
+        self.z_label = QLabel("z –")
+        self.z_label.setMinimumWidth(60)
+        self.max_projection_box = QCheckBox("Max projection")
+        self.max_projection_box.setToolTip("Show the maximum over z in every panel")
+        self.overlay_box = QCheckBox("Overlay")
+        self.overlay_box.setToolTip("Show the prediction in colour over the bright-field")
+        self.player = FramePlayer()
+        self.player.frameChanged.connect(self._show_frame)
+        self.z_slider.valueChanged.connect(self.set_z)
+        self.max_projection_box.toggled.connect(self.set_max_projection)
+        self.overlay_box.toggled.connect(self.set_overlay)
+
+        self._grid = QGridLayout()
+        self._grid.setSpacing(4)
+        self._current_columns = 0
+        self.arrange(None)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Z"))
+        controls.addWidget(self.z_slider, 2)
+        controls.addWidget(self.z_label)
+        controls.addWidget(self.max_projection_box)
+        controls.addWidget(self.overlay_box)
+        controls.addSpacing(16)
+        controls.addWidget(QLabel("Denoising"))
+        controls.addWidget(self.player, 3)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._grid, 1)
+        layout.addLayout(controls)
+
+        for panel in (self.input_panel, self.prediction_panel):
+            panel.histogram.sigLevelsChanged.connect(self._on_levels_changed)
+        for panel in self.panels:
+            panel.graphics.scene().sigMouseMoved.connect(
+                lambda pos, source=panel: self._on_mouse_moved(source, pos)
+            )
+        self.set_depth(1)
+        self.show_empty()
+
+    def arrange(self, columns: int | None) -> None:
+        """Lay the panels out in a row (4), a 2x2 grid (2), or whichever shows pixels larger (None)."""
+        self.layout_columns = columns
+        self._apply_layout()
+
+    def _apply_layout(self) -> None:
+        columns = self.layout_columns or self._best_columns()
+        if columns == self._current_columns:
+            return
+        self._current_columns = columns
+        for index, panel in enumerate(self.panels):
+            self._grid.removeWidget(panel)
+            self._grid.addWidget(panel, index // columns, index % columns)
+
+    def _best_columns(self) -> int:
+        plane = self.input_panel.plane
+        height_px, width_px = plane.shape if plane is not None else (1, 1)
+        area_w, area_h = max(self.width(), 1), max(self.height() - 40, 1)
+
+        def scale(columns: int) -> float:
+            rows = len(self.panels) // columns
+            cell_w = area_w / columns
+            cell_h = area_h / rows - PANEL_CHROME_PX
+            return min(cell_w / width_px, cell_h / height_px)
+
+        return 4 if scale(4) >= scale(2) else 2
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self.layout_columns is None:
+            self._apply_layout()
+
+    # --- content --------------------------------------------------------------------------
+    def show_empty(self) -> None:
+        self.input_panel.clear("Drop TIFF files or a folder here")
+        self.clear_results()
+
+    def set_input(self, volume: np.ndarray) -> None:
+        """Show a new input (Z, Y, X) and forget earlier results."""
+        volume = first_channel(volume)
+        self.set_depth(volume.shape[0] if volume.ndim == 3 else 1)
+        self.input_panel.set_volume(volume, self.z, self.max_projection)
+        self.clear_results()
+        if self.layout_columns is None:
+            self._apply_layout()
+
+    def clear_results(self) -> None:
+        self.set_overlay(False)
+        self.frames = None
+        self.player.set_frame_count(0)
+        self.denoising_panel.set_title("Denoising")
+        self.denoising_panel.clear("")
+        self.prediction_panel.set_title("Prediction")
+        self.prediction_panel.clear("Press Run to predict")
+        self.variance_panel.set_title("Variance")
+        self.variance_panel.clear("")
+
+    def show_live_preview(self, image: np.ndarray, label: str) -> None:
+        """Show one throttled denoising preview (C, Z, Y, X) as it arrives."""
+        volume = first_channel(image)
+        self.denoising_panel.volume = np.asarray(volume, dtype=np.float32)
+        self.denoising_panel.show_plane(self.z, self.max_projection, auto_contrast=True)
+        self.denoising_panel.set_title(f"Denoising — {label}")
+
+    def set_result(
+        self,
+        prediction: np.ndarray,
+        variance: np.ndarray | None,
+        frames: np.ndarray | None,
+        *,
+        is_diffusion: bool,
+        variance_title: str = "Variance",
+        frame_labels: list[str] | None = None,
+    ) -> None:
+        """Fill Prediction, Variance and Denoising from a finished run (arrays in CZYX)."""
+        was_overlay = self.overlay_active
+        self.set_overlay(False)
+        self.prediction_panel.set_title("Prediction")
+        self.prediction_panel.set_volume(first_channel(prediction), self.z, self.max_projection)
+        if variance is not None:
+            self.variance_panel.set_title(variance_title)
+            self.variance_panel.set_volume(first_channel(variance), self.z, self.max_projection)
+        else:
+            self.variance_panel.set_title("Variance")
+            self.variance_panel.clear(NO_UNCERTAINTY_NOTE)
+        if not is_diffusion:
+            self.frames = None
+            self.player.set_frame_count(0)
+            self.denoising_panel.set_title("Denoising")
+            self.denoising_panel.clear(UNET_DENOISING_NOTE)
+        elif frames is not None and len(frames):
+            stack = np.asarray(frames, dtype=np.float32)
+            self.frames = stack[:, 0] if stack.ndim == 5 else stack
+            self.player.set_frame_count(len(self.frames), frame_labels)
+            self._show_frame(len(self.frames) - 1)
+        self.set_overlay(was_overlay)
+
+    def _show_frame(self, index: int) -> None:
+        if self.frames is None or not 0 <= index < len(self.frames):
+            return
+        self.denoising_panel.volume = self.frames[index]
+        self.denoising_panel.show_plane(self.z, self.max_projection, auto_contrast=True)
+        self.denoising_panel.set_title(f"Denoising — {self.player.label.text()}")
+
+    # --- shared plane choice --------------------------------------------------------------
+    def set_depth(self, depth: int) -> None:
+        self.z_slider.blockSignals(True)
+        self.z_slider.setRange(0, max(depth - 1, 0))
+        self.z = min(self.z, max(depth - 1, 0)) if depth > 1 else 0
+        if depth > 1 and self.z == 0:
+            self.z = depth // 2
+        self.z_slider.setValue(self.z)
+        self.z_slider.blockSignals(False)
+        self.z_slider.setEnabled(depth > 1 and not self.max_projection)
+        self.max_projection_box.setEnabled(depth > 1)
+        self._update_z_label(depth)
+
+    def _update_z_label(self, depth: int | None = None) -> None:
+        depth = self.z_slider.maximum() + 1 if depth is None else depth
+        if depth <= 1:
+            self.z_label.setText("2D")
+        elif self.max_projection:
+            self.z_label.setText(f"max of {depth}")
+        else:
+            self.z_label.setText(f"z {self.z + 1}/{depth}")
+
+    def set_z(self, z: int) -> None:
+        self.z = int(z)
+        self._update_z_label()
+        self._refresh_planes()
+
+    def set_max_projection(self, enabled: bool) -> None:
+        self.max_projection = bool(enabled)
+        if self.max_projection_box.isChecked() != self.max_projection:
+            self.max_projection_box.setChecked(self.max_projection)
+        self.z_slider.setEnabled(self.z_slider.maximum() > 0 and not self.max_projection)
+        self._update_z_label()
+        self._refresh_planes()
+
+    def _refresh_planes(self) -> None:
+        for panel in self.panels:
+            panel.show_plane(self.z, self.max_projection)
+        if self.overlay_active:
+            self._render_overlay()
+
+    # --- overlay --------------------------------------------------------------------------
+    def set_overlay(self, enabled: bool) -> None:
+        """Show the prediction in colour over the bright-field, in the Prediction panel."""
+        enabled = bool(enabled) and self.prediction_panel.plane is not None
+        if self.overlay_box.isChecked() != enabled:
+            self.overlay_box.blockSignals(True)
+            self.overlay_box.setChecked(enabled)
+            self.overlay_box.blockSignals(False)
+        if enabled == self.overlay_active:
+            return
+        self.overlay_active = enabled
+        if enabled:
+            self._render_overlay()
+            self.prediction_panel.set_title("Prediction over input (overlay)")
+        else:
+            self.prediction_panel.set_rgb(None)
+            self.prediction_panel.set_title("Prediction")
+
+    def _render_overlay(self) -> None:
+        base, top = self.input_panel.plane, self.prediction_panel.plane
+        if base is None or top is None or base.shape != top.shape:
+            return
+        if self.input_panel.levels is None or self.prediction_panel.levels is None:
+            return
+        self.prediction_panel.set_rgb(overlay_rgb(base, self.input_panel.levels, top, self.prediction_panel.levels))
+
+    def _on_levels_changed(self, *_: object) -> None:
+        if self.overlay_active:
+            self._render_overlay()
+
+    # --- crosshair ------------------------------------------------------------------------
+    def _on_mouse_moved(self, source: ImagePanel, scene_pos: QPointF) -> None:
+        if not source.view_box.sceneBoundingRect().contains(scene_pos):
+            return
+        point = source.view_box.mapSceneToView(scene_pos)
+        self.probe(point.x(), point.y())
+
+    def probe(self, x: float, y: float) -> str:
+        """Put the crosshair at view position (x, y) and report every panel's value there."""
+        col, row = int(np.floor(x)), int(np.floor(y))
+        inside = self.input_panel.value_at(row, col) is not None
+        for panel in self.panels:
+            panel.set_crosshair(col + 0.5 if inside else None, row + 0.5 if inside else None)
+        if not inside:
+            self.hoverText.emit("")
+            return ""
+        where = f"x {col}  y {row}"
+        if self.z_slider.maximum() > 0:
+            where += "  max-z" if self.max_projection else f"  z {self.z}"
+        parts = [where]
+        for panel in self.panels:
+            value = panel.value_at(row, col)
+            parts.append(f"{panel.title} {'–' if value is None else f'{value:.4g}'}")
+        text = "   |   ".join(parts)
+        self.hoverText.emit(text)
+        return text

@@ -1,0 +1,225 @@
+"""The generator worker: order, cancel, errors, preview throttling, array copies, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject, Slot
+
+from labelfree_app.core.events import PredictionResult, Preview, Progress
+from labelfree_app.errors import InputShapeError
+from labelfree_app.gui.worker import CANCELLED, DONE, FAILED, EventWorker, WorkerThread, call_in_thread
+
+
+def _record(worker: EventWorker) -> list:
+    seen: list = []
+    worker.progress.connect(lambda e: seen.append(("progress", e)))
+    worker.preview.connect(lambda e: seen.append(("preview", e)))
+    worker.result.connect(lambda e: seen.append(("result", e)))
+    worker.errored.connect(lambda text, user: seen.append(("error", text, user)))
+    worker.finished.connect(lambda status: seen.append(("finished", status)))
+    return seen
+
+
+def test_worker_emits_events_in_order_and_finishes_done(qtbot):
+    image = np.zeros((1, 1, 4, 4), np.float32)
+    events = [Progress("loading", 1, 1), Preview("x_t", 0, 1, 2, image), Progress("sampling", 1, 2),
+              PredictionResult(image)]
+    worker = EventWorker(lambda: iter(events), preview_interval_s=0.0, progress_interval_s=0.0)
+    seen = _record(worker)
+    worker.run()
+    assert [item[0] for item in seen] == ["progress", "preview", "progress", "result", "finished"]
+    assert seen[-1] == ("finished", DONE)
+    assert seen[3][1] is events[3]
+
+
+class GuiReceiver(QObject):
+    """Lives on the GUI thread, so signals from the worker thread are queued to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[int] = []
+        self.statuses: list[str] = []
+
+    @Slot(object)
+    def on_result(self, _result: object) -> None:
+        self.results.append(threading.get_ident())
+
+    @Slot(str)
+    def on_finished(self, status: str) -> None:
+        self.statuses.append(status)
+
+
+def _start(worker: EventWorker) -> tuple[WorkerThread, GuiReceiver]:
+    receiver = GuiReceiver()
+    worker.result.connect(receiver.on_result)
+    worker.finished.connect(receiver.on_finished)
+    runner = WorkerThread(worker)
+    runner.start()
+    return runner, receiver
+
+
+def test_worker_in_a_qthread_delivers_signals_on_the_gui_thread(qtbot):
+    gui_thread = threading.get_ident()
+    worker_threads: list[int] = []
+
+    def events():
+        worker_threads.append(threading.get_ident())
+        yield Progress("tiles", 1, 1)
+        yield PredictionResult(np.ones((1, 1, 2, 2), np.float32))
+
+    runner, receiver = _start(EventWorker(events))
+    qtbot.waitUntil(lambda: receiver.statuses == [DONE], timeout=5000)
+    assert runner.wait(2000)
+    assert worker_threads and worker_threads[0] != gui_thread
+    assert receiver.results == [gui_thread]
+
+
+def test_cancel_stops_within_one_event_and_runs_the_generators_finally(qtbot):
+    closed = threading.Event()
+    produced: list[int] = []
+    worker_box: list[EventWorker] = []
+
+    def events():
+        try:
+            for step in range(1000):
+                produced.append(step)
+                if step == 3:
+                    worker_box[0].cancel()  # as if the user pressed Cancel during step 3
+                yield Progress("sampling", step + 1, 1000)
+        finally:
+            closed.set()
+
+    worker = EventWorker(events, progress_interval_s=0.0)
+    worker_box.append(worker)
+    seen = _record(worker)
+    worker.run()
+    assert seen[-1] == ("finished", CANCELLED)
+    assert closed.is_set()
+    # The event produced while cancelling is not forwarded and nothing after it is produced.
+    assert len(produced) == 4
+    assert [e[1].done for e in seen if e[0] == "progress"] == [1, 2, 3]
+
+
+def test_cancel_from_the_gui_thread_stops_a_threaded_run_quickly(qtbot):
+    closed = threading.Event()
+
+    def events():
+        try:
+            while True:
+                time.sleep(0.01)
+                yield Progress("sampling", 1, 10)
+        finally:
+            closed.set()
+
+    worker = EventWorker(events)
+    runner, receiver = _start(worker)
+    qtbot.wait(50)
+    started = time.monotonic()
+    worker.cancel()
+    qtbot.waitUntil(lambda: receiver.statuses == [CANCELLED], timeout=2000)
+    assert time.monotonic() - started < 1.0
+    assert closed.wait(1.0)
+    assert runner.wait(2000)
+
+
+def test_a_labelfree_error_is_reported_as_its_sentence(qtbot):
+    sentence = "The image 'a.tif' has 3 channels but the model takes 1; pick one channel."
+
+    def events():
+        yield Progress("loading", 0, 1)
+        raise InputShapeError(sentence)
+
+    worker = EventWorker(events)
+    seen = _record(worker)
+    worker.run()
+    assert ("error", sentence, True) in seen
+    assert seen[-1] == ("finished", FAILED)
+
+
+def test_an_unexpected_exception_is_logged_and_reported_as_not_a_user_error(qtbot, caplog):
+    def events():
+        yield Progress("loading", 0, 1)
+        raise RuntimeError("boom")
+
+    worker = EventWorker(events)
+    seen = _record(worker)
+    with caplog.at_level("ERROR"):
+        worker.run()
+    errors = [e for e in seen if e[0] == "error"]
+    assert errors == [("error", "RuntimeError: boom", False)]
+    assert "boom" in caplog.text and "Traceback" in caplog.text
+
+
+def test_previews_are_throttled_by_time_per_kind():
+    clock = {"now": 0.0}
+    image = np.zeros((1, 1, 2, 2), np.float32)
+
+    def events():
+        for step in range(100):  # one preview of each kind every 10 ms for one second
+            clock["now"] = step * 0.01
+            yield Preview("x_t", 0, step, 100, image)
+            yield Preview("pred_x0", 0, step, 100, image)
+
+    worker = EventWorker(events, preview_interval_s=0.08, clock=lambda: clock["now"])
+    seen = _record(worker)
+    worker.run()
+    steps_by_kind = {
+        kind: [e[1].step for e in seen if e[0] == "preview" and e[1].kind == kind] for kind in ("x_t", "pred_x0")
+    }
+    for steps in steps_by_kind.values():
+        assert 11 <= len(steps) <= 13  # 1 s / 80 ms
+        assert min(np.diff(steps)) >= 8  # never two within 80 ms
+    print(f"\n100 previews per kind over 1 s -> {len(steps_by_kind['x_t'])} forwarded per kind")
+
+
+def test_forwarded_previews_are_copies_the_engine_can_reuse():
+    buffer = np.zeros((1, 1, 3, 3), np.float32)
+
+    def events():
+        yield Preview("x_t", 0, 1, 2, buffer)
+        buffer[...] = 7.0  # the engine reuses its buffer for the next step
+        yield Progress("sampling", 2, 2)
+
+    worker = EventWorker(events, preview_interval_s=0.0)
+    seen = _record(worker)
+    worker.run()
+    forwarded = [e[1] for e in seen if e[0] == "preview"][0]
+    assert forwarded.image is not buffer
+    assert float(forwarded.image.max()) == 0.0
+
+
+def test_final_progress_is_never_throttled_away():
+    def events():
+        for done in range(1, 51):
+            yield Progress("tiles", done, 50)
+
+    worker = EventWorker(events, progress_interval_s=10.0)
+    seen = _record(worker)
+    worker.run()
+    dones = [e[1].done for e in seen if e[0] == "progress"]
+    assert dones[0] == 1 and dones[-1] == 50 and len(dones) == 2
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_call_in_thread_returns_value_or_exception_on_the_gui_thread(qtbot, fails):
+    gui_thread = threading.get_ident()
+    outcome: list = []
+
+    def work():
+        if fails:
+            raise InputShapeError("no")
+        return threading.get_ident()
+
+    call_in_thread(work, lambda v: outcome.append(("done", v, threading.get_ident())),
+                   lambda e: outcome.append(("failed", e, threading.get_ident())))
+    qtbot.waitUntil(lambda: bool(outcome), timeout=3000)
+    kind, value, thread = outcome[0]
+    assert thread == gui_thread
+    if fails:
+        assert kind == "failed" and isinstance(value, InputShapeError)
+    else:
+        assert kind == "done" and value != gui_thread
