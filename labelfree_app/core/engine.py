@@ -14,6 +14,8 @@ from typing import Any, Generator, Iterator
 import numpy as np
 import torch
 
+from labelfree_app.core.allocator import tune_cpu_allocator
+from labelfree_app.core.diffusion_runner import CPU_GROUP
 from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, select_device
 from labelfree_app.core.events import Event, PredictionResult, Preview, Progress
 from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
@@ -47,6 +49,7 @@ class PredictionEngine:
     """Runs one model package on images; the network is loaded once and reused."""
 
     def __init__(self, package: Any, device: str | torch.device = "auto") -> None:
+        tune_cpu_allocator()
         self.package = package
         self.manifest: dict[str, Any] = package.manifest.to_dict()
         self.device = device if isinstance(device, torch.device) else select_device(device)
@@ -168,7 +171,7 @@ class PredictionEngine:
         # + 2 halos: a 1024² image then fits one tile instead of spilling into four
         preferred = tuple(max(b, largest + 2 * h) for b, h in zip(base, halo)) if self.dims == 2 else base
         kwargs = (self.manifest.get("architecture") or {}).get("kwargs") or {}
-        group = min(settings.samples or 8, 2) if self.kind == "diffusion" else 1
+        group = min(settings.samples or 8, CPU_GROUP) if self.kind == "diffusion" else 1
         bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * group
         free = free_memory_bytes(self.device) or 2 * 1024**3
         padded = tuple(n + 2 * h for n, h in zip(spatial, halo))  # the grid reflects a halo at edges

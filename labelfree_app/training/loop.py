@@ -70,8 +70,10 @@ class _Run:
 
 def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None = None) -> TrainRun:
     """Generator of training events; its return value is the package path."""
+    from labelfree_app.core.allocator import tune_cpu_allocator
     from labelfree_app.core.devices import select_device
 
+    tune_cpu_allocator()
     objective = make_objective(config.model_type, config.dims, config.unet, config.diffusion)
     _check_config(config)
     work = config.resolved_work_dir
