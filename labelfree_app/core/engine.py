@@ -169,7 +169,10 @@ class PredictionEngine:
         base = tuple(int(t) for t in (tiling.get("tile_shape") or (256,) * self.dims))
         largest = 512 if self.kind == "diffusion" else 1024
         # + 2 halos: a 1024² image then fits one tile instead of spilling into four
-        preferred = tuple(max(b, largest + 2 * h) for b, h in zip(base, halo)) if self.dims == 2 else base
+        if self.dims == 3:  # Z stays at the manifest's depth; Y and X grow as in 2D
+            preferred = (base[0] + 2 * halo[0],) + tuple(max(b, 512 + 2 * h) for b, h in zip(base[1:], halo[1:]))
+        else:
+            preferred = tuple(max(b, largest + 2 * h) for b, h in zip(base, halo))
         kwargs = (self.manifest.get("architecture") or {}).get("kwargs") or {}
         group = min(settings.samples or 8, CPU_GROUP) if self.kind == "diffusion" else 1
         bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * group
