@@ -23,6 +23,8 @@ class Backend(Protocol):
 
     def read_image(self, path: Path, channel: int | str | None = None) -> Any: ...
 
+    def read_plane_series(self, paths: Sequence[Path]) -> Any: ...
+
     def transmitted_channel(self, image: Any) -> int: ...
 
     def list_models(self) -> list[Any]: ...
@@ -119,6 +121,12 @@ class CoreBackend:
         from labelfree_app.io import read_image
 
         return read_image(path, channel=channel)
+
+    def read_plane_series(self, paths: Sequence[Path]) -> Any:
+        """Single-plane files as one (1, Z, Y, X) image, planes in natural order."""
+        from labelfree_app.io import read_plane_series
+
+        return read_plane_series(list(paths))
 
     def transmitted_channel(self, image: Any) -> int:
         from labelfree_app.io import find_transmitted_channel

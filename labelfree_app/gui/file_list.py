@@ -33,6 +33,11 @@ class OpenFile:
     result: Any = None
     ground_truth: Any = None  # (Z, Y, X) array from a dropped file, if any
     extra: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # shown instead of the file name (a z-stack of plane files)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.path.name
 
 
 class FileList(QListWidget):
@@ -47,14 +52,14 @@ class FileList(QListWidget):
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.currentRowChanged.connect(self._on_row_changed)
 
-    def add(self, path: Path) -> OpenFile:
+    def add(self, path: Path, label: str = "") -> OpenFile:
         """Add ``path`` (or return the existing record when it is already in the list)."""
         for record in self.files:
             if record.path == path:
                 return record
-        record = OpenFile(path=path)
+        record = OpenFile(path=path, label=label)
         self.files.append(record)
-        self.addItem(QListWidgetItem(path.name))
+        self.addItem(QListWidgetItem(record.name))
         self.refresh(record)
         return record
 
@@ -77,9 +82,10 @@ class FileList(QListWidget):
         if row < 0:
             return
         item = self.item(row)
-        item.setText(f"{record.path.name}  —  {record.state}")
+        item.setText(f"{record.name}  —  {record.state}")
         item.setForeground(QBrush(_STATE_COLOURS.get(record.state, QColor(0, 0, 0))))
-        tip = str(record.path)
+        planes = record.extra.get("plane_paths")
+        tip = f"{len(planes)} planes: {planes[0]} … {Path(planes[-1]).name}" if planes else str(record.path)
         if record.reason:
             tip += f"\n{record.reason}"
         item.setToolTip(tip)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.gui import result_actions
+from labelfree_app.gui import plane_series, result_actions
 from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths
 from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
 from labelfree_app.gui.file_list import FAILED, LOADED, LOADING, FileList, OpenFile
@@ -64,7 +64,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
 
         self.panels.hoverText.connect(self.hover_label.setText)
-        self.panels.filesDropped.connect(self.open_paths)
+        self.panels.filesDropped.connect(self.open_dropped)
         self.panels.groundTruthDropped.connect(lambda paths: result_actions.load_ground_truth(self, paths[0]))
         self.file_list.currentFileChanged.connect(self.show_file)
         self.channel_combo.currentIndexChanged.connect(self._on_channel_changed)
@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         file_menu = bar.addMenu("&File")
         self._action(file_menu, "&Open files…", self.open_dialog, QKeySequence.StandardKey.Open)
         self._action(file_menu, "Open &folder…", self.open_folder_dialog)
+        self._action(file_menu, "Open planes as &z-stack…", lambda: plane_series.open_stack_dialog(self))
         self.recent_menu = file_menu.addMenu("Open &recent")
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export result…", lambda: result_actions.export_current(self), "Ctrl+E")
@@ -187,7 +188,7 @@ class MainWindow(QMainWindow):
         dropped = paths_from_mime(event)
         if dropped:
             event.acceptProposedAction()
-            self.open_paths(dropped)
+            self.open_dropped(dropped)
 
     def open_dialog(self) -> None:
         chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", self.settings.get("last_folder"), IMAGE_FILTER)
@@ -198,6 +199,17 @@ class MainWindow(QMainWindow):
         chosen = QFileDialog.getExistingDirectory(self, "Open folder", self.settings.get("last_folder"))
         if chosen:
             self.open_paths([Path(chosen)])
+
+    def open_dropped(self, paths: Sequence[Path]) -> list[OpenFile]:
+        """Open what was dropped; files that look like one plane series may become one z-stack."""
+        files = expand_paths(paths)
+        if plane_series.looks_like_plane_series(files) and self.ask_open_as_stack(len(files)):
+            return [plane_series.open_plane_stack(self, files)]
+        return self.open_paths(paths)
+
+    def ask_open_as_stack(self, count: int) -> bool:
+        """Asks the user (a hook tests replace)."""
+        return plane_series.ask_open_as_stack(self, count)
 
     def open_paths(self, paths: Sequence[Path]) -> list[OpenFile]:
         """Add files (folders expand to their images), read them in the background, show the first."""
@@ -211,15 +223,17 @@ class MainWindow(QMainWindow):
             record = existing or self.file_list.add(path)
             records.append(record)
             if existing is None or record.state == FAILED:
-                self._load(record)
+                self.load_record(record)
             self._remember_recent(path)
         self.settings.set("last_folder", str(files[0].parent))
         self.file_list.select(records[0])
         return records
 
-    def _load(self, record: OpenFile) -> None:
+    def load_record(self, record: OpenFile, read: Callable[[], Any] | None = None) -> None:
+        """Read ``record`` (its file, or with ``read``) in the background and show it when done."""
         self.file_list.set_state(record, LOADING)
         path = record.path
+        read = read or (lambda: self.backend.read_image(path))
 
         def done(image: Any) -> None:
             record.image = image
@@ -232,14 +246,14 @@ class MainWindow(QMainWindow):
                 self.show_file(record)
 
         def failed(exc: BaseException) -> None:
-            reason = str(exc) if isinstance(exc, LabelFreeError) else f"{path.name} could not be read ({exc})."
+            reason = str(exc) if isinstance(exc, LabelFreeError) else f"{record.name} could not be read ({exc})."
             self.file_list.set_state(record, FAILED, reason)
             self.show_message(reason)
             if self.file_list.current() is record:
                 self.panels.input_panel.clear("This file could not be read — hover it in the list to see why")
                 self.panels.clear_results()
 
-        call_in_thread(lambda: self.backend.read_image(path), done, failed)
+        call_in_thread(read, done, failed)
 
     def _remember_recent(self, path: Path) -> None:
         self.settings.add_recent_file(path)
@@ -276,9 +290,9 @@ class MainWindow(QMainWindow):
         self.channel_combo.setCurrentIndex(record.channel)
         self.channel_combo.setEnabled(channels > 1)
         self.channel_combo.blockSignals(False)
-        self.setWindowTitle(f"LabelFree — {record.path.name}")
+        self.setWindowTitle(f"LabelFree — {record.name}")
         self.panels.set_input(channel_volume(record.image, record.channel))
-        self.panels.input_panel.set_title(f"Input — {record.path.name}")
+        self.panels.input_panel.set_title(f"Input — {record.name}")
         self.runner.show_result(record)
 
     def _on_channel_changed(self, index: int) -> None:
@@ -305,7 +319,7 @@ class MainWindow(QMainWindow):
         settings = self.controls.settings()
         settings["channel"] = record.channel
         if self.runner.start(record, model_id, settings):
-            self.show_message(f"Predicting {record.path.name} with {model_id}…")
+            self.show_message(f"Predicting {record.name} with {model_id}…")
             return True
         self.show_message("A prediction is already running; wait for it or press Cancel.")
         return False
@@ -313,7 +327,7 @@ class MainWindow(QMainWindow):
     def _on_run_finished(self, record: OpenFile | None, status: str) -> None:
         if status == "done" and record is not None and record.result is not None:
             result = record.result
-            self.show_message(f"{record.path.name}: predicted in {result.seconds:.1f} s on {result.device}.")
+            self.show_message(f"{record.name}: predicted in {result.seconds:.1f} s on {result.device}.")
 
     def _set_preview_kind(self, show_x0: bool) -> None:
         self.runner.preview_kind = "pred_x0" if show_x0 else "x_t"

@@ -79,6 +79,12 @@ class FakeBackend:
         names = tuple(names or [f"channel {i}" for i in range(data.shape[0])])
         return FakeImage(data, names, path)
 
+    def read_plane_series(self, paths: Sequence[Path]) -> Any:
+        """The real reader: it is fast, Qt-free, and its errors are what the window must show."""
+        from labelfree_app.io import read_plane_series
+
+        return read_plane_series(list(paths))
+
     def transmitted_channel(self, image: FakeImage) -> int:
         for index, name in enumerate(image.channel_names):
             if "bright" in name.lower() or "phase" in name.lower():
