@@ -9,5 +9,5 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${LABELFREE_CLI:-0}" != "1" ]
     exec .venv/bin/python -m labelfree_app "$demo"
 fi
 .venv/bin/labelfree models list
-.venv/bin/labelfree predict "$demo" -o demo-output --tta
+.venv/bin/labelfree predict "$demo" -o demo-output --model demo-nuclei-unet --tta
 echo "Predictions written to $(pwd)/demo-output"
