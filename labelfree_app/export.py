@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from labelfree_app import __version__
 from labelfree_app.core.events import PredictionResult
+from labelfree_app.models.package import sha256_of_file
 
 IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
 
@@ -47,15 +47,6 @@ def output_paths(input_path: Path, model_id: str, out_dir: Path, stem: str | Non
     )
 
 
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Iterable[Path], *,
                hash_inputs: bool = True) -> dict[str, Any]:
     """The provenance block stored in every output file."""
@@ -77,7 +68,7 @@ def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Itera
         "device": result.device,
         "seconds": round(result.seconds, 3),
         "inputs": [
-            {"path": str(p.resolve()), **({"sha256": file_sha256(p)} if hash_inputs and p.is_file() else {})}
+            {"path": str(p.resolve()), **({"sha256": sha256_of_file(p)} if hash_inputs and p.is_file() else {})}
             for p in paths
         ],
     }

@@ -22,7 +22,7 @@ from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, pr
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
 from labelfree_app.core.welford import Welford
-from labelfree_app.errors import ChannelError, InputShapeError
+from labelfree_app.errors import InputShapeError
 
 EngineRun = Generator[Event, None, PredictionResult]
 
@@ -118,10 +118,7 @@ class PredictionEngine:
         elif n_channels == 1:
             index = 0
         else:
-            try:
-                index = find_transmitted_channel(image)
-            except ChannelError:
-                raise
+            index = find_transmitted_channel(image)
         return np.asarray(data[index])
 
     def _normalizer(self) -> Normalizer:

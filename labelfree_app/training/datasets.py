@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from labelfree_app.errors import LabelFreeError, TrainingDataError
+from labelfree_app.models.package import sha256_of_file
 from labelfree_app.training.config import PairSpec
 
 INPUT_COLUMNS = ("input", "path_signal", "signal", "source")
@@ -266,16 +267,6 @@ def check_consistent(pairs: Sequence[LoadedPair]) -> tuple[int, bool]:
     return first.input.shape[0], first.z_as_channels
 
 
-def file_sha256(path: str | Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_pairs(pairs: Sequence[PairSpec], *, with_sha256: bool = False) -> list[dict[str, Any]]:
     """JSON-ready list of the pairs (paths, channels and optionally file hashes) for the manifest."""
     described = []
@@ -285,7 +276,7 @@ def describe_pairs(pairs: Sequence[PairSpec], *, with_sha256: bool = False) -> l
             entry["planes"] = [str(p) for p in plane_paths(spec)]
         if with_sha256:
             files = entry.get("planes") or [spec.input]
-            entry["sha256"] = {str(f): file_sha256(f) for f in [*files, spec.target]}
+            entry["sha256"] = {str(f): sha256_of_file(Path(f)) for f in [*files, spec.target]}
         described.append(entry)
     return described
 
