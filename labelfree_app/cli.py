@@ -6,46 +6,32 @@ Every user error is a ``LabelFreeError``: the CLI prints its one sentence to std
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from labelfree_app import __version__
-from labelfree_app.errors import FileAccessError, LabelFreeError
+from labelfree_app.errors import LabelFreeError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def expand_inputs(items: Sequence[str], *, recursive_dirs: bool = True) -> list[Path]:
+def expand_inputs(items: Sequence[str]) -> list[Path]:
     """Files, folders (their images) and glob patterns -> sorted unique image paths."""
-    from labelfree_app.export import IMAGE_SUFFIXES
+    from labelfree_app.batch.plan import expand_inputs as expand
 
-    found: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            pattern = "**/*" if recursive_dirs else "*"
-            found.extend(p for p in sorted(path.glob(pattern)) if p.is_file()
-                         and p.name.lower().endswith(IMAGE_SUFFIXES))
-        elif any(ch in item for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
-            if not matches:
-                raise FileAccessError(f"No file matches '{item}'; check the pattern.", path=item)
-            found.extend(p for p in matches if p.is_file())
-        else:
-            found.append(path)
-    unique: dict[Path, None] = {}
-    for p in found:
-        unique.setdefault(p, None)
-    return list(unique)
+    return expand(items)
 
 
 # --- predict ---------------------------------------------------------------------------------
-def _add_predict_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", help="model id (default: the default model)")
+def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
+    if many_models:
+        p.add_argument("--model", "-m", action="append", help="model id or package folder; repeat for several "
+                       "(default: the default model)")
+    else:
+        p.add_argument("--model", "-m", help="model id (default: the default model)")
     p.add_argument("--channel", "-c", help="transmitted-light channel, by name or index (default: found by name)")
     p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cuda, mps or cpu")
     p.add_argument("--samples", type=int, help="diffusion: number of samples for mean and variance")
@@ -229,9 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Commands whose modules live elsewhere (training, batch) register themselves here."""
-    from labelfree_app import cli_train
+    from labelfree_app import cli_batch, cli_train
 
     cli_train.register(sub)
+    cli_batch.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

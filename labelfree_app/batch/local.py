@@ -1,0 +1,161 @@
+"""Running a batch plan in this process, as a generator of events (the CLI and the GUI consume it).
+
+The report is rewritten after every job, so even a killed batch leaves an up-to-date report, and
+every output is written atomically, so it leaves no partial image either. ``should_stop`` is
+checked between jobs (stop after the current file); ``should_cancel`` inside a job (GUI cancel:
+that job writes nothing and is reported as cancelled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generator
+
+from labelfree_app.batch.plan import BatchJob, BatchPlan
+from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, run_job
+from labelfree_app.batch.report import BatchRow, carry_forward, read_report, summarize, write_report
+from labelfree_app.core.events import Progress
+from labelfree_app.errors import LabelFreeError, OutputNotWritableError
+from labelfree_app.io.atomic import check_writable_folder
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job: BatchJob
+    position: int  # 0-based among this run's jobs
+    total: int
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Progress inside the current job (tiles, sampling steps)."""
+
+    job: BatchJob
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    row: BatchRow
+    finished: int  # jobs finished so far in this run
+    total: int
+    eta_seconds: float | None
+
+
+@dataclass(frozen=True)
+class BatchDone:
+    rows: list[BatchRow]
+    report: tuple[Path, Path]
+    stopped: bool  # by the user (between or inside jobs)
+    fatal: str  # a message when a disk or folder problem stopped the batch, else ""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return summarize(self.rows)
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal and all(row.ok for row in self.rows if row.status != "not run") and not self.stopped
+
+
+BatchEvent = JobStarted | JobProgress | JobFinished | BatchDone
+
+
+def prepare_output_folder(out_dir: Path) -> None:
+    """Create the output folder and fail fast, in one sentence, when it cannot be written."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        raise OutputNotWritableError(
+            f"The output folder {out_dir} cannot be created (read-only or access denied); "
+            "choose another folder.", path=out_dir) from None
+    check_writable_folder(out_dir)
+
+
+class Eta:
+    """Remaining time from the mean time of the jobs that did real work (skips are nearly free)."""
+
+    def __init__(self) -> None:
+        self.worked: list[float] = []
+
+    def add(self, row: BatchRow) -> None:
+        if row.status in ("done", "failed"):
+            self.worked.append(row.seconds)
+
+    def remaining(self, jobs_left: int) -> float | None:
+        if not self.worked:
+            return None
+        return sum(self.worked) / len(self.worked) * jobs_left
+
+
+def report_extra(plan: BatchPlan, options: BatchOptions) -> dict[str, Any]:
+    settings = options.settings
+    return {
+        "output_folder": str(plan.out_dir),
+        "shard": plan.shard.label if plan.shard else None,
+        "inputs_in_other_shards": plan.other_shards,
+        "models": [{"id": m.id, "path": m.path, "sha256": m.sha256} for m in plan.models],
+        "settings": {k: getattr(settings, k) for k in ("channel", "samples", "steps", "sampler", "seed", "tta",
+                                                       "device")} | {"overwrite": options.overwrite,
+                                                                     "save_steps": options.save_steps,
+                                                                     "target_channel": options.target_channel},
+    }
+
+
+def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[], bool] = lambda: False,
+              should_cancel: Callable[[], bool] = lambda: False,
+              engines: EngineCache | None = None) -> Generator[BatchEvent, None, BatchDone]:
+    """Run every job of ``plan`` here; yields events, the last one is ``BatchDone``."""
+    prepare_output_folder(plan.out_dir)
+    engines = engines or EngineCache()
+    previous = read_report(plan.out_dir / f"{plan.report_name}.json")
+    rows = [BatchRow(index=j.index, input=str(j.input.path), key=j.input.key, model=j.model.id) for j in plan.jobs]
+    extra = report_extra(plan, options)
+    eta = Eta()
+    stopped, fatal = False, ""
+    total = len(plan.jobs)
+    for position, job in enumerate(plan.jobs):
+        if should_stop():
+            stopped = True
+            break
+        yield JobStarted(job, position, total)
+        run = run_job(job, plan.out_dir, options, engines)
+        try:
+            while True:
+                if should_cancel():
+                    raise _Cancelled()
+                event = next(run)
+                if isinstance(event, Progress):
+                    yield JobProgress(job, event)
+        except StopIteration as finished:
+            rows[position] = finished.value
+        except _Cancelled:
+            run.close()
+            rows[position].status, rows[position].note = "cancelled", "cancelled by the user; nothing written"
+            stopped = True
+            break
+        except FATAL_ERRORS as exc:
+            rows[position].status, rows[position].error = "failed", str(exc)
+            fatal = str(exc)
+            break
+        carry_forward([rows[position]], previous)
+        eta.add(rows[position])
+        try:
+            write_report(rows, plan.out_dir, plan.report_name, extra=extra)
+        except LabelFreeError as exc:
+            fatal = str(exc)
+            break
+        yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
+    report = (plan.out_dir / f"{plan.report_name}.csv", plan.out_dir / f"{plan.report_name}.json")
+    try:
+        report = write_report(rows, plan.out_dir, plan.report_name, extra=extra)
+    except LabelFreeError as exc:
+        fatal = fatal or str(exc)
+    done = BatchDone(rows, report, stopped, fatal)
+    yield done
+    return done
+
+
+class _Cancelled(Exception):
+    pass

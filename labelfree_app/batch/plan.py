@@ -1,0 +1,184 @@
+"""Which jobs a batch runs: inputs (files, folders, globs) × models, optionally one shard of them."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from labelfree_app.errors import FileAccessError, LabelFreeError
+from labelfree_app.export import IMAGE_SUFFIXES, OutputPaths, image_stem, output_paths
+
+REPORT_NAME = "batch_report"
+
+
+class BatchPlanError(LabelFreeError):
+    """The batch cannot start as given (bad shard, outputs that would collide…)."""
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """One input file, and the sub-folder (relative to a folder input) its outputs go to."""
+
+    path: Path
+    rel_dir: str = ""
+
+    @property
+    def key(self) -> str:
+        """A machine-independent name for sharding and reports: ``rel_dir/file name``."""
+        return f"{self.rel_dir}/{self.path.name}" if self.rel_dir else self.path.name
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model resolved once by the client; workers load it from ``path`` and check ``sha256``."""
+
+    id: str
+    path: str
+    sha256: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One input × one model."""
+
+    index: int
+    input: BatchInput
+    model: ModelRef
+
+    def outputs(self, out_dir: Path) -> OutputPaths:
+        folder = out_dir / self.input.rel_dir if self.input.rel_dir else out_dir
+        return output_paths(self.input.path, self.model.id, folder)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``k`` of ``n`` (1-based), as in ``--shard 2/8`` for a job array."""
+
+    k: int
+    n: int
+
+    def holds(self, key: str) -> bool:
+        digest = hashlib.sha1(key.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.n == self.k - 1
+
+    @property
+    def label(self) -> str:
+        return f"shard-{self.k}-of-{self.n}"
+
+
+@dataclass
+class BatchPlan:
+    """The jobs to run, in order, and what was left to other shards."""
+
+    jobs: list[BatchJob]
+    out_dir: Path
+    shard: Shard | None = None
+    other_shards: int = 0
+    models: list[ModelRef] = field(default_factory=list)
+
+    @property
+    def report_name(self) -> str:
+        return f"{REPORT_NAME}.{self.shard.label}" if self.shard else REPORT_NAME
+
+
+def parse_shard(text: str) -> Shard:
+    """'K/N' -> Shard(K, N), with a clear error for anything else."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise BatchPlanError(f"--shard takes K/N, such as 2/8, not '{text}'.") from None
+    if n < 1 or not 1 <= k <= n:
+        raise BatchPlanError(f"--shard {text}: K must be between 1 and N (N ≥ 1).")
+    return Shard(k, n)
+
+
+def _is_hidden(path: Path) -> bool:
+    return path.name.startswith(".")
+
+
+def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
+                exclude: Path | None = None) -> list[BatchInput]:
+    """Files, folders (recursively) and glob patterns -> unique inputs in a stable order.
+
+    A folder's files keep their sub-folder (``rel_dir``) so outputs mirror it. With
+    ``images_only=False`` a folder's other visible files are listed too, so a batch reports them
+    instead of silently passing over them. Files under ``exclude`` (the output folder) are skipped.
+    """
+    excluded = exclude.resolve() if exclude is not None else None
+    found: list[BatchInput] = []
+    for item in items:
+        path = Path(item)
+        text = str(item)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*")):
+                relative = candidate.relative_to(path)
+                if not candidate.is_file() or any(part.startswith(".") for part in relative.parts):
+                    continue
+                if images_only and not candidate.name.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                found.append(BatchInput(candidate, relative.parent.as_posix() if relative.parent.parts else ""))
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            if not matches:
+                raise FileAccessError(f"No file matches '{text}'; check the pattern.", path=text)
+            found.extend(BatchInput(p) for p in matches if p.is_file() and not _is_hidden(p))
+        else:
+            found.append(BatchInput(path))
+    unique: dict[Path, BatchInput] = {}
+    for entry in found:
+        resolved = entry.path.resolve()
+        if excluded is not None and (resolved == excluded or excluded in resolved.parents):
+            continue
+        unique.setdefault(resolved, entry)
+    return list(unique.values())
+
+
+def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
+    """Image files named by files, folders and glob patterns (as ``predict`` takes them)."""
+    return [entry.path for entry in find_inputs(items)]
+
+
+def plan_batch(items: Sequence[str | Path], models: Sequence[ModelRef], out_dir: Path, *,
+               shard: Shard | None = None) -> BatchPlan:
+    """Jobs for every input × model (inputs of other shards left out); refuses colliding outputs."""
+    if not models:
+        raise BatchPlanError("Name at least one model with --model.")
+    if len({m.id for m in models}) != len(models):
+        raise BatchPlanError("The same model is named twice; name each model once.")
+    out_dir = Path(out_dir)
+    inputs = find_inputs(items, images_only=False, exclude=out_dir)
+    if not inputs:
+        raise BatchPlanError("No input files were found; give image files, folders or glob patterns.")
+    owners: dict[str, Path] = {}
+    for entry in inputs:
+        where = f"{entry.rel_dir}/{image_stem(entry.path)}"
+        other = owners.setdefault(where, entry.path)
+        if other != entry.path:
+            raise BatchPlanError(
+                f"{other} and {entry.path} would write the same output names; rename one, or pass "
+                "their common folder so the outputs keep their sub-folders."
+            )
+    kept = [entry for entry in inputs if shard is None or shard.holds(entry.key)]
+    jobs = [BatchJob(i, entry, model) for i, (entry, model) in
+            enumerate((e, m) for e in kept for m in models)]
+    return BatchPlan(jobs, out_dir, shard, len(inputs) - len(kept), list(models))
+
+
+def resolve_models(ids: Sequence[str], registry: object | None = None) -> list[ModelRef]:
+    """Model ids or package folders -> ModelRefs (path and weights sha256 fixed for the batch)."""
+    from labelfree_app.models.registry import ModelRegistry
+
+    registry = registry or ModelRegistry()
+    refs = []
+    for model_id in ids:
+        package = registry.resolve(model_id)  # type: ignore[attr-defined]
+        manifest = package.manifest.to_dict()
+        refs.append(ModelRef(id=manifest["id"], path=os.fspath(package.path),
+                             sha256=(manifest.get("weights") or {}).get("sha256", ""), kind=manifest["kind"]))
+    return refs

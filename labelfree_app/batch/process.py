@@ -1,0 +1,168 @@
+"""One batch job, start to finish: skip if done, read, predict, write atomically, score.
+
+``process_job`` is the unit both the local runner and Dask workers execute, so the files and the
+report row are the same whichever way a batch runs. Models are loaded once per process
+(``EngineCache``) and checked against the sha256 the batch was planned with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generator
+
+import numpy as np
+
+from labelfree_app.batch.plan import BatchJob, ModelRef
+from labelfree_app.batch.report import BatchRow
+from labelfree_app.core.engine import PredictionEngine, PredictSettings
+from labelfree_app.core.events import PredictionResult
+from labelfree_app.errors import DiskFullError, LabelFreeError, ModelError, OutputNotWritableError
+from labelfree_app.export import write_result
+from labelfree_app.io import ensure_free_space, read_image
+
+_log = logging.getLogger(__name__)
+
+# Errors that will hit every later job too: the batch stops instead of failing file after file.
+FATAL_ERRORS = (DiskFullError, OutputNotWritableError)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Settings shared by every job of a batch."""
+
+    settings: PredictSettings = field(default_factory=PredictSettings)
+    overwrite: bool = False
+    save_steps: bool = False
+    target_channel: int | str | None = None
+    hash_inputs: bool = True
+
+
+class EngineCache:
+    """One ``PredictionEngine`` per model and device in this process."""
+
+    def __init__(self) -> None:
+        self._engines: dict[tuple[str, str, str], PredictionEngine] = {}
+
+    def get(self, model: ModelRef, device: str) -> PredictionEngine:
+        key = (model.path, model.sha256, device)
+        if key not in self._engines:
+            from labelfree_app.models.package import load_package
+
+            package = load_package(model.path)
+            found = (package.manifest.to_dict().get("weights") or {}).get("sha256", "")
+            if model.sha256 and found != model.sha256:
+                raise ModelError(f"Model {model.id} at {model.path} changed after the batch started; "
+                                 "start the batch again.", path=model.path)
+            self._engines[key] = PredictionEngine(package, device=device)
+        return self._engines[key]
+
+
+def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions) -> list[Path]:
+    """The files a finished job leaves (all must exist for it to count as done)."""
+    paths = job.outputs(out_dir)
+    wanted = [paths.prediction]
+    if job.model.kind == "diffusion" or options.settings.tta:
+        wanted.append(paths.variance)
+    if options.save_steps and job.model.kind == "diffusion":
+        wanted.append(paths.steps)
+    return wanted
+
+
+def remove_stale_temps(paths: list[Path]) -> None:
+    """Delete temp files that a killed run left next to these outputs (``.<name>.<hex>.part``)."""
+    for path in paths:
+        if path.parent.is_dir():
+            for temp in path.parent.glob(f".{path.name}.*.part"):
+                temp.unlink(missing_ok=True)
+
+
+def _estimate_bytes(result: PredictionResult, save_steps: bool) -> int:
+    total = result.prediction.nbytes + (result.variance.nbytes if result.variance is not None else 0)
+    if save_steps and result.frames is not None:
+        total += np.asarray(result.frames).size * 4
+    return int(total * 1.05) + 65536
+
+
+def _pearson(image: Any, target: int | str, prediction: np.ndarray) -> tuple[float | None, str]:
+    from labelfree_app.core.metrics import pearson_r
+
+    try:
+        observed = np.asarray(image.channel(target), dtype=np.float32)
+    except LabelFreeError as exc:
+        return None, f"no Pearson r: {exc}"
+    predicted = prediction[0]
+    if observed.ndim == 4:  # T, Z, Y, X: the first time point was predicted
+        observed = observed[0]
+    if observed.shape != predicted.shape and predicted.shape[0] == 1:
+        observed = observed.max(axis=0, keepdims=True)
+    if observed.shape != predicted.shape:
+        return None, f"no Pearson r: the target channel is {observed.shape}, the prediction {predicted.shape}"
+    return pearson_r(predicted, observed), ""
+
+
+def run_job(job: BatchJob, out_dir: Path, options: BatchOptions,
+            engines: EngineCache) -> Generator[Any, None, BatchRow]:
+    """Run one job; yields the engine's progress events and returns the report row.
+
+    Closing the generator cancels the job before anything is written. Only ``FATAL_ERRORS``
+    escape: any other failure becomes a "failed" row with its one-sentence reason.
+    """
+    start = time.perf_counter()
+    row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id)
+    wanted = expected_outputs(job, out_dir, options)
+    row.outputs = [str(p) for p in wanted]
+    if not options.overwrite and all(p.is_file() for p in wanted):
+        row.status = "skipped"
+        row.note = "already done (use --overwrite to redo)"
+        return row
+    remove_stale_temps(list(job.outputs(out_dir).all()))
+    try:
+        image = read_image(job.input.path)
+        engine = engines.get(job.model, options.settings.device)
+        result: PredictionResult | None = None
+        run = engine.run(image, options.settings)
+        try:
+            for event in run:
+                if isinstance(event, PredictionResult):
+                    result = event
+                else:
+                    yield event
+        finally:
+            run.close()
+        assert result is not None
+        folder = wanted[0].parent
+        folder.mkdir(parents=True, exist_ok=True)
+        ensure_free_space(folder, _estimate_bytes(result, options.save_steps))
+        written = write_result(result, engine.manifest, [job.input.path], job.outputs(out_dir),
+                               pixel_size_um=getattr(image, "pixel_size_um", None),
+                               save_steps=options.save_steps, hash_inputs=options.hash_inputs)
+        row.outputs = [str(p) for p in written]
+        row.device = result.device
+        if options.target_channel is not None:
+            row.pearson_r, row.note = _pearson(image, options.target_channel, result.prediction)
+        row.status = "done"
+    except FATAL_ERRORS:
+        raise
+    except LabelFreeError as exc:
+        row.status, row.error, row.outputs = "failed", str(exc), []
+    except Exception as exc:  # an overnight batch records the bug and goes on
+        _log.error("Unexpected error on %s:\n%s", job.input.path, traceback.format_exc())
+        row.status, row.outputs = "failed", []
+        row.error = (f"Unexpected error ({type(exc).__name__}: {exc}); the batch went on. "
+                     "Please report this with the log.")
+    row.seconds = round(time.perf_counter() - start, 3)
+    return row
+
+
+def process_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache) -> BatchRow:
+    """Run one job to the end (what a Dask worker executes); returns its report row."""
+    run = run_job(job, out_dir, options, engines)
+    while True:
+        try:
+            next(run)
+        except StopIteration as finished:
+            return finished.value

@@ -1,0 +1,125 @@
+"""``batch_report.csv`` and ``batch_report.json``: one row per input × model, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable
+
+from labelfree_app import __version__
+from labelfree_app.errors import LabelFreeError
+from labelfree_app.io import atomic_write_bytes
+
+STATUSES = ("done", "skipped", "failed", "cancelled", "not run")
+CSV_COLUMNS = ("input", "model", "status", "seconds", "outputs", "error", "pearson_r", "note", "device")
+
+
+@dataclass
+class BatchRow:
+    """What happened to one input × model."""
+
+    index: int
+    input: str
+    key: str
+    model: str
+    status: str = "not run"
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    error: str = ""
+    pearson_r: float | None = None
+    note: str = ""
+    device: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "skipped")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BatchRow":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def summarize(rows: Iterable[BatchRow]) -> dict[str, int]:
+    counts = {status: 0 for status in STATUSES}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return counts
+
+
+def _csv_text(rows: list[BatchRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        r = "" if row.pearson_r is None or math.isnan(row.pearson_r) else f"{row.pearson_r:.4f}"
+        writer.writerow([row.input, row.model, row.status, f"{row.seconds:.3f}", ";".join(row.outputs),
+                         row.error, r, row.note, row.device])
+    return buffer.getvalue()
+
+
+def write_report(rows: Iterable[BatchRow], out_dir: Path, name: str, *,
+                 extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.csv`` and ``<name>.json`` in ``out_dir`` (each atomically); returns both paths."""
+    ordered = sorted(rows, key=lambda r: r.index)
+    document = {
+        "software": "LabelFree",
+        "app_version": __version__,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "summary": summarize(ordered),
+        **(extra or {}),
+        "rows": [row.to_dict() for row in ordered],
+    }
+    csv_path = atomic_write_bytes(out_dir / f"{name}.csv", _csv_text(ordered).encode("utf-8"))
+    json_path = atomic_write_bytes(out_dir / f"{name}.json",
+                                   json.dumps(document, indent=2, default=str).encode("utf-8"))
+    return csv_path, json_path
+
+
+def read_report(path: Path) -> list[BatchRow]:
+    """The rows of a ``batch_report*.json``; [] when it does not exist or cannot be read."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        return [BatchRow.from_dict(item) for item in document.get("rows", [])]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def carry_forward(rows: list[BatchRow], previous: list[BatchRow]) -> None:
+    """Skipped rows keep the Pearson r and device measured when they were done."""
+    done = {(r.key, r.model): r for r in previous if r.status == "done"}
+    for row in rows:
+        before = done.get((row.key, row.model))
+        if row.status == "skipped" and before is not None:
+            row.pearson_r = before.pearson_r if row.pearson_r is None else row.pearson_r
+            row.device = row.device or before.device
+
+
+def merge_shard_reports(out_dir: Path, name: str = "batch_report") -> tuple[Path, Path, dict[str, int]]:
+    """Combine ``<name>.shard-K-of-N.json`` files into one report (rows ordered by input and model)."""
+    parts = sorted(Path(out_dir).glob(f"{name}.shard-*-of-*.json"))
+    if not parts:
+        raise LabelFreeError(f"No shard reports ({name}.shard-K-of-N.json) are in {out_dir}; "
+                             "run the shards first.", path=out_dir)
+    totals = {p.name.rsplit("-of-", 1)[1].split(".")[0] for p in parts}
+    if len(totals) != 1:
+        raise LabelFreeError(f"The shard reports in {out_dir} come from different shard counts "
+                             f"({', '.join(sorted(totals))}); remove the stale ones.", path=out_dir)
+    expected = int(totals.pop())
+    if len(parts) != expected:
+        raise LabelFreeError(f"{len(parts)} of {expected} shard reports are in {out_dir}; "
+                             "wait for the missing shards or run them again.", path=out_dir)
+    rows = [row for part in parts for row in read_report(part)]
+    rows.sort(key=lambda r: (r.key, r.model))
+    for index, row in enumerate(rows):
+        row.index = index
+    csv_path, json_path = write_report(rows, Path(out_dir), name, extra={"merged_from": [p.name for p in parts]})
+    return csv_path, json_path, summarize(rows)

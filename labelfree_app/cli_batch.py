@@ -1,0 +1,123 @@
+"""`labelfree batch` (many inputs × models to a folder) and `labelfree batch-report` (merge shards)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def _stop_on_first_interrupt(flag: list[bool]) -> Iterator[None]:
+    """First Ctrl-C: finish the current file, then stop. Second Ctrl-C: stop now (writes are atomic)."""
+    if sys.platform == "win32" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+        print("\nStopping after the current file (Ctrl-C again to stop now).", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from labelfree_app.batch import BatchDone, BatchOptions, JobFinished, parse_shard, plan_batch, run_batch
+    from labelfree_app.batch.local import JobProgress, JobStarted
+    from labelfree_app.batch.plan import resolve_models
+    from labelfree_app.cli import _settings
+    from labelfree_app.cli_train import _channel
+    from labelfree_app.models.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    models = resolve_models(args.model or [registry.default_for().id], registry)
+    shard = parse_shard(args.shard) if args.shard else None
+    plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)
+    options = BatchOptions(settings=_settings(args), overwrite=args.overwrite, save_steps=bool(args.save_steps),
+                           target_channel=_channel(args.target_channel))
+    where = f" ({shard.label}; {plan.other_shards} input(s) left to other shards)" if shard else ""
+    print(f"{len(plan.jobs)} job(s): {len(plan.jobs) // max(1, len(models))} input(s) × {len(models)} model(s)"
+          f" -> {plan.out_dir}{where}", file=sys.stderr)
+    stop = [False]
+    with _stop_on_first_interrupt(stop):
+        if args.scheduler:
+            from labelfree_app.batch.cluster import connect, run_batch_dask
+
+            client = connect(args.scheduler)
+            events = run_batch_dask(plan, options, client, should_stop=lambda: stop[0])
+        else:
+            client = None
+            events = run_batch(plan, options, should_stop=lambda: stop[0])
+        bar = tqdm(total=len(plan.jobs), unit="job", disable=args.quiet, dynamic_ncols=True)
+        done: BatchDone | None = None
+        try:
+            for event in events:
+                if isinstance(event, JobStarted):
+                    bar.set_description_str(f"{event.job.input.path.name} × {event.job.model.id}")
+                elif isinstance(event, JobProgress) and event.progress.stage in ("tiles", "sampling"):
+                    bar.set_postfix_str(f"{event.progress.stage} {event.progress.done}/{event.progress.total}")
+                elif isinstance(event, JobFinished):
+                    bar.update(1)
+                    if event.row.status == "failed":
+                        bar.write(f"failed: {event.row.input} × {event.row.model}: {event.row.error}", file=sys.stderr)
+                elif isinstance(event, BatchDone):
+                    done = event
+        finally:
+            bar.close()
+            if client is not None:
+                client.close()
+    assert done is not None
+    counts = done.counts
+    print(", ".join(f"{n} {status}" for status, n in counts.items() if n) + f"; report: {done.report[0]}")
+    if done.fatal:
+        print(f"error: {done.fatal}", file=sys.stderr)
+        return EXIT_FAILED
+    if done.stopped:
+        print("Stopped; run the same command again to finish (done files are skipped).", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if counts.get("failed") else 0
+
+
+def cmd_batch_report(args: argparse.Namespace) -> int:
+    from labelfree_app.batch import merge_shard_reports
+
+    csv_path, _, counts = merge_shard_reports(Path(args.output))
+    print(", ".join(f"{n} {status}" for status, n in counts.items() if n) + f"; report: {csv_path}")
+    return EXIT_FAILED if counts.get("failed") or counts.get("not run") else 0
+
+
+def register(sub: Any) -> None:
+    """Add `batch` and `batch-report` to the `labelfree` subcommand parser."""
+    from labelfree_app.cli import _add_predict_options
+
+    b = sub.add_parser("batch", help="predict many files with one or more models into a folder (resumable)",
+                       description="Writes <name>__<model-id>.ome.tif per input and model, plus "
+                                   "batch_report.csv/.json. Finished outputs are skipped when run again.")
+    b.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    b.add_argument("-o", "--output", required=True, help="output folder (sub-folders of folder inputs are kept)")
+    _add_predict_options(b, many_models=True)
+    b.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
+    b.add_argument("--target-channel", help="fluorescence channel in the inputs to score (Pearson r in the report)")
+    b.add_argument("--shard", metavar="K/N", help="run only shard K of N (job arrays; merge with batch-report)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster: tcp://host:8786, or local:N for N local worker processes")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_batch)
+
+    r = sub.add_parser("batch-report", help="merge the shard reports of a sharded batch into batch_report.csv")
+    r.add_argument("output", help="the batch's output folder")
+    r.set_defaults(func=cmd_batch_report)
