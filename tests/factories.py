@@ -47,3 +47,17 @@ def make_diffusion_package(folder: Path, *, model_id: str = "test-diffusion", se
     net = ConditionalDenoiser(**kwargs)
     return load_package(save_package(folder / model_id, diffusion_manifest(kwargs, model_id, **diffusion),
                                      net.state_dict()))
+
+
+def write_field(path: Path, *, seed: int, shape: tuple[int, int] = (64, 80)) -> Path:
+    """A synthetic field as an OME-TIFF with a Brightfield and a Hoechst channel."""
+    import numpy as np
+
+    from labelfree_app.io import write_image
+    from labelfree_app.synthetic import render_cells
+
+    cells = render_cells(shape, seed=seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, np.stack([cells.brightfield, cells.nuclei])[:, None], "CZYX",
+                channel_names=["Brightfield", "Hoechst"])
+    return path

@@ -41,7 +41,7 @@ def worker_task(job: BatchJob, out_dir: str, options: BatchOptions) -> BatchRow:
         return row
 
 
-def connect(scheduler: str) -> Any:
+def connect(scheduler: str, *, timeout: str = "20s") -> Any:
     """A ``distributed.Client`` for an address, or for a new local cluster given ``local[:N]``."""
     try:
         from distributed import Client, LocalCluster
@@ -53,7 +53,7 @@ def connect(scheduler: str) -> Any:
             workers = int(scheduler.split(":", 1)[1]) if ":" in scheduler else None
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
             return Client(cluster)
-        return Client(scheduler, timeout="20s")
+        return Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterError(f"Cannot reach the Dask scheduler at {scheduler} ({exc}); check the address "
                            "and that the scheduler is running.") from None

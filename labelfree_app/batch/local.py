@@ -1,13 +1,14 @@
 """Running a batch plan in this process, as a generator of events (the CLI and the GUI consume it).
 
-The report is rewritten after every job, so even a killed batch leaves an up-to-date report, and
-every output is written atomically, so it leaves no partial image either. ``should_stop`` is
+The report is rewritten every couple of seconds and at the end, so even a killed batch leaves a
+nearly current report, and every output is written atomically, so it leaves no partial image. ``should_stop`` is
 checked between jobs (stop after the current file); ``should_cancel`` inside a job (GUI cancel:
 that job writes nothing and is reported as cancelled).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator
@@ -18,6 +19,9 @@ from labelfree_app.batch.report import BatchRow, carry_forward, read_report, sum
 from labelfree_app.core.events import Progress
 from labelfree_app.errors import LabelFreeError, OutputNotWritableError
 from labelfree_app.io.atomic import check_writable_folder
+
+
+REPORT_INTERVAL_S = 2.0  # a killed batch's report lags by at most this; the outputs are the truth
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[
     eta = Eta()
     stopped, fatal = False, ""
     total = len(plan.jobs)
+    last_report = time.monotonic()
     for position, job in enumerate(plan.jobs):
         if should_stop():
             stopped = True
@@ -141,11 +146,13 @@ def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[
             break
         carry_forward([rows[position]], previous)
         eta.add(rows[position])
-        try:
-            write_report(rows, plan.out_dir, plan.report_name, extra=extra)
-        except LabelFreeError as exc:
-            fatal = str(exc)
-            break
+        if time.monotonic() - last_report >= REPORT_INTERVAL_S:
+            try:
+                write_report(rows, plan.out_dir, plan.report_name, extra=extra)
+            except LabelFreeError as exc:
+                fatal = str(exc)
+                break
+            last_report = time.monotonic()
         yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
     report = (plan.out_dir / f"{plan.report_name}.csv", plan.out_dir / f"{plan.report_name}.json")
     try:

@@ -48,6 +48,10 @@ class Backend(Protocol):
         protected: Sequence[Path] = (),
     ) -> Path: ...
 
+    def run_batch(self, inputs: Sequence[Path], models: Sequence[str], out_dir: Path, settings: dict[str, Any], *,
+                  overwrite: bool, target_channel: int | str | None, should_stop: Any,
+                  should_cancel: Any) -> Iterator[Any]: ...
+
     def pearson_r(self, observed: np.ndarray, predicted: np.ndarray) -> float: ...
 
     def otsu_mask(self, image: np.ndarray) -> np.ndarray: ...
@@ -210,6 +214,21 @@ class CoreBackend:
             yield from events
         finally:
             events.close()
+
+    def run_batch(self, inputs: Sequence[Path], models: Sequence[str], out_dir: Path, settings: dict[str, Any], *,
+                  overwrite: bool, target_channel: int | str | None = None, should_stop: Any = lambda: False,
+                  should_cancel: Any = lambda: False) -> Iterator[Any]:
+        """Batch export (``labelfree_app.batch``) as events; planning happens on the worker thread."""
+        from labelfree_app.batch import BatchOptions, plan_batch, run_batch
+        from labelfree_app.batch.plan import resolve_models
+        from labelfree_app.core.engine import PredictSettings
+
+        leave_a_core_for_the_window()
+        plan = plan_batch(list(inputs), resolve_models(list(models), self.registry), Path(out_dir))
+        known = set(PredictSettings.__dataclass_fields__) - {"frames", "preview_interval_s"}
+        options = BatchOptions(settings=PredictSettings(**{k: v for k, v in settings.items() if k in known}),
+                               overwrite=overwrite, target_channel=target_channel)
+        yield from run_batch(plan, options, should_stop=should_stop, should_cancel=should_cancel)
 
     # --- metrics --------------------------------------------------------------------------
     def pearson_r(self, observed: np.ndarray, predicted: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui import plane_series, result_actions
 from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths
+from labelfree_app.gui.batch_dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
 from labelfree_app.gui.file_list import FAILED, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.image_panel import paths_from_mime
@@ -120,9 +121,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export result…", lambda: result_actions.export_current(self), "Ctrl+E")
         self._action(file_menu, "Choose export folder…", lambda: result_actions.choose_export_folder(self))
-        # Batch export of many files arrives with the batch issue; the slot is here already.
-        self.batch_export_action = self._action(file_menu, "&Batch export…", lambda: None)
-        self.batch_export_action.setEnabled(False)
+        self.batch_export_action = self._action(file_menu, "&Batch export…", lambda: open_batch_dialog(self), "Ctrl+B")
         self.batch_export_action.setObjectName("batch_export_action")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from labelfree_app.io import write_image
-from labelfree_app.synthetic import render_cells
-from tests.factories import make_diffusion_package, make_unet_package
+from tests.factories import make_diffusion_package, make_unet_package, write_field
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def write_field(path: Path, *, seed: int, shape: tuple[int, int] = (64, 80)) -> Path:
-    cells = render_cells(shape, seed=seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, np.stack([cells.brightfield, cells.nuclei])[:, None], "CZYX",
-                channel_names=["Brightfield", "Hoechst"])
-    return path
 
 
 @pytest.fixture()

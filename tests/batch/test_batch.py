@@ -19,7 +19,8 @@ from labelfree_app.batch import merge_shard_reports, parse_shard, plan_batch
 from labelfree_app.batch.plan import BatchPlanError, ModelRef
 from labelfree_app.cli import main
 from labelfree_app.io import read_image, read_provenance
-from tests.batch.conftest import ROOT, write_field
+from tests.batch.conftest import ROOT
+from tests.factories import write_field
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

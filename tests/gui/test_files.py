@@ -122,8 +122,3 @@ def test_file_open_dialog_opens_the_chosen_files(qtbot, window, tiff_2d, monkeyp
 def test_the_models_menu_opens_the_model_manager(qtbot, window):
     dialog = window.open_model_manager()
     assert dialog.isVisible() and dialog.model_list.count() == 3
-
-
-def test_batch_export_has_a_menu_slot_waiting_for_its_feature(qtbot, window):
-    action = window.findChild(type(window.batch_export_action), "batch_export_action")
-    assert action is window.batch_export_action and not action.isEnabled()
