@@ -7,7 +7,7 @@ Tiling, padding, blending and normalization live outside (core/); this only runs
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,13 +19,11 @@ from labelfree_app.models.onnx_backend import onnx_wanted
 from labelfree_app.models.package import ModelPackage
 from labelfree_app.models.unet import UNet, fuse_for_inference
 
-Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
-
 
 class UNetPredictor:
     """A U-Net ready for inference: batch-norm folded into the convs, channels-last memory layout,
-    fp16 autocast on CUDA by default (``amp=None``; ``amp=True`` on CPU uses bf16), and optional
-    test-time augmentation (``tta=True`` makes ``predict`` return the mean over flips/rotations).
+    and fp16 autocast on CUDA by default (``amp=None``; ``amp=True`` on CPU uses bf16).
+    Test-time augmentation is the engine's job (``core.engine``), over the whole image.
     """
 
     dims: int
@@ -40,12 +38,11 @@ class UNetPredictor:
         device: torch.device | str = "cpu",
         channels_last: bool = True,
         amp: bool | None = None,
-        tta: bool = False,
         backend: str = "auto",
     ) -> None:
         self.package: ModelPackage | None = package
         self.manifest: Manifest | None = package.manifest
-        self._setup(package.build_network("cpu"), device, channels_last, amp, tta)
+        self._setup(package.build_network("cpu"), device, channels_last, amp)
         self._onnx: Any = None
         self._use_onnx = backend == "onnx" or (backend == "auto" and self._amp_dtype is None
                                                 and onnx_wanted(self.device))
@@ -57,13 +54,12 @@ class UNetPredictor:
         device: torch.device | str = "cpu",
         channels_last: bool = True,
         amp: bool | None = None,
-        tta: bool = False,
     ) -> UNetPredictor:
         """A predictor for an in-memory network (e.g. during training); ``network`` is not modified."""
         predictor = cls.__new__(cls)
         predictor.package = None
         predictor.manifest = None
-        predictor._setup(network, device, channels_last, amp, tta)
+        predictor._setup(network, device, channels_last, amp)
         predictor._onnx = None
         predictor._use_onnx = False
         return predictor
@@ -92,14 +88,13 @@ class UNetPredictor:
         return self._onnx
 
     def _setup(
-        self, network: nn.Module, device: torch.device | str, channels_last: bool, amp: bool | None, tta: bool
+        self, network: nn.Module, device: torch.device | str, channels_last: bool, amp: bool | None
     ) -> None:
         self.device = torch.device(device)
         self.dims = int(network.dims)
         self.in_channels = int(network.in_channels)
         self.out_channels = int(network.out_channels)
         self.required_multiple = int(network.required_multiple)
-        self.tta = tta
         network = fuse_for_inference(network) if isinstance(network, UNet) else network.eval()
         if channels_last:
             self._memory_format = torch.channels_last if self.dims == 2 else torch.channels_last_3d
@@ -153,47 +148,7 @@ class UNetPredictor:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """(B, C_in, *tile) float32 normalized tiles -> (B, C_out, *tile) float32."""
-        if self.tta:
-            return self.predict_tta(batch)[0]
         if self._use_onnx:
             return np.ascontiguousarray(self._onnx_module()(self._check(batch)), dtype=np.float32)
         x = torch.from_numpy(self._check(batch))
         return self._forward(x).cpu().numpy()
-
-    def predict_tta(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and (population) variance of the predictions over test-time augmentations.
-
-        Flips of Y and X and, where Y == X, 90-degree rotations in the YX plane: 8 views for a
-        square tile, 4 otherwise. Z is never flipped (the optics are not symmetric along Z).
-        """
-        x = torch.from_numpy(self._check(batch))
-        count = 0
-        mean = m2 = None
-        for forward, inverse in _yx_transforms(x.shape):
-            y = inverse(self._forward(forward(x))).cpu()
-            count += 1
-            if mean is None:
-                mean, m2 = y.clone(), torch.zeros_like(y)
-                continue
-            delta = y - mean
-            mean += delta / count
-            m2 += delta * (y - mean)
-        return mean.numpy(), (m2 / count).numpy()
-
-
-def _yx_transforms(shape: tuple[int, ...]) -> Iterator[Transform]:
-    """(forward, inverse) pairs of the symmetries of the last two axes that keep ``shape``."""
-    y_axis, x_axis = len(shape) - 2, len(shape) - 1
-    square = shape[y_axis] == shape[x_axis]
-    for rotations in (0, 1, 2, 3) if square else (0, 2):
-        for flip in (False, True):
-
-            def forward(t: torch.Tensor, k: int = rotations, f: bool = flip) -> torch.Tensor:
-                t = torch.rot90(t, k, dims=(y_axis, x_axis)) if k else t
-                return torch.flip(t, dims=(x_axis,)) if f else t
-
-            def inverse(t: torch.Tensor, k: int = rotations, f: bool = flip) -> torch.Tensor:
-                t = torch.flip(t, dims=(x_axis,)) if f else t
-                return torch.rot90(t, -k, dims=(y_axis, x_axis)) if k else t
-
-            yield forward, inverse

@@ -89,12 +89,22 @@ def test_3d_model_refuses_a_single_plane(tmp_path, rng):
         engine.predict(_image(rng.normal(0, 1, (1, 1, 20, 20)).astype(np.float32)))
 
 
-def test_tta_gives_a_mean_and_a_nonnegative_variance(tmp_path, rng):
+@pytest.mark.parametrize("shape", [(1, 1, 40, 40), (1, 1, 40, 56)])
+def test_tta_is_the_mean_and_variance_over_the_flipped_and_rotated_images(tmp_path, rng, shape):
     engine = PredictionEngine(make_unet_package(tmp_path), device="cpu")
-    image = _image(rng.normal(0, 1, (1, 1, 40, 56)).astype(np.float32))
-    result = engine.predict(image, PredictSettings(tta=True))
-    assert result.variance is not None and result.variance.shape == result.prediction.shape
-    assert (result.variance >= 0).all() and result.variance.max() > 0
+    pixels = rng.normal(0, 1, shape).astype(np.float32)
+    result = engine.predict(_image(pixels), PredictSettings(tta=True))
+    views = []
+    for k in range(4):
+        for flip in (False, True):
+            view = np.rot90(pixels, k, axes=(2, 3))
+            view = view[..., ::-1] if flip else view
+            out = engine.predict(_image(np.ascontiguousarray(view))).prediction
+            out = out[..., ::-1] if flip else out
+            views.append(np.rot90(out, -k, axes=(2, 3)))
+    np.testing.assert_allclose(result.prediction, np.mean(views, axis=0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.variance, np.var(views, axis=0), rtol=1e-3, atol=1e-5)
+    assert result.variance.max() > 0, "a random network is not symmetric, so the views differ"
 
 
 def test_diffusion_gives_mean_variance_previews_and_frames(tmp_path, rng):

@@ -77,38 +77,6 @@ def test_bf16_autocast_on_cpu_stays_close():
     assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
 
 
-def _dihedral_views(a: np.ndarray, square: bool) -> list[tuple[np.ndarray, callable]]:
-    views = []
-    for k in (0, 1, 2, 3) if square else (0, 2):
-        for flip in (False, True):
-            v = np.rot90(a, k, axes=(-2, -1))
-            v = v[..., ::-1] if flip else v
-
-            def undo(y, k=k, flip=flip):
-                y = y[..., ::-1] if flip else y
-                return np.rot90(y, -k, axes=(-2, -1))
-
-            views.append((np.ascontiguousarray(v), undo))
-    return views
-
-
-@pytest.mark.parametrize(("dims", "shape", "views"), [
-    (2, (2, 1, 16, 16), 8), (2, (1, 1, 16, 24), 4), (3, (1, 1, 4, 8, 8), 8),
-])
-def test_tta_gives_mean_and_variance_over_flips_and_rotations(dims, shape, views):
-    net = _trained_looking_net(dims)
-    predictor = UNetPredictor.from_network(net)
-    batch = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
-    outputs = [undo(_reference(net, view)) for view, undo in _dihedral_views(batch, shape[-1] == shape[-2])]
-    assert len(outputs) == views
-    mean, var = predictor.predict_tta(batch)
-    np.testing.assert_allclose(mean, np.mean(outputs, axis=0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(var, np.var(outputs, axis=0), rtol=1e-3, atol=1e-7)
-    assert var.max() > 0, "a random network is not symmetric, so the views differ"
-    tta_predictor = UNetPredictor.from_network(net, tta=True)
-    np.testing.assert_allclose(tta_predictor.predict(batch), mean, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_unavailable_device_is_a_clear_error():
     from labelfree_app.errors import DeviceError
