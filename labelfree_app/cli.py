@@ -166,9 +166,26 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return int(gui_main(args.files) or 0)
 
 
+def cmd_self_test(args: argparse.Namespace) -> int:
+    """Check every bundled model on the demo input; 0 when all match the stored results."""
+    from labelfree_app.selftest import ModelCheck, SelfTestStep, run_self_test
+
+    def show(event: object) -> None:
+        if isinstance(event, SelfTestStep):
+            print(event.message, flush=True)
+        elif isinstance(event, ModelCheck):
+            print(event.line(), flush=True)
+
+    report = run_self_test(on_event=show, device=args.device, out_dir=Path(args.output) if args.output else None,
+                           model_ids=args.model)
+    print(report.footer())  # the per-model lines were printed as they came
+    return 0 if report.ok else EXIT_ERROR
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labelfree", description="Predict fluorescence images from transmitted light.")
     parser.add_argument("--version", action="version", version=f"LabelFree {__version__}")
+    parser.add_argument("--self-test", action="store_true", help="same as the self-test command")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="predict one or more images and write OME-TIFFs")
@@ -209,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("files", nargs="*")
     g.set_defaults(func=cmd_gui)
 
+    st = sub.add_parser("self-test", help="check every bundled model on the demo image against stored results")
+    st.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cuda, mps or cpu")
+    st.add_argument("-o", "--output", help="folder for the outputs (default: a new temporary folder)")
+    st.add_argument("--model", "-m", action="append", help="check only this bundled model; repeat for several")
+    st.set_defaults(func=cmd_self_test)
+
     _add_optional_commands(sub)
     return parser
 
@@ -223,6 +246,9 @@ def _add_optional_commands(sub: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--self-test"]:  # `labelfree --self-test [options]` is `labelfree self-test [options]`
+        argv[0] = "self-test"
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
