@@ -75,6 +75,30 @@ def app_icon():  # -> QIcon
     return icon
 
 
+def show_splash(app):  # -> QSplashScreen | None
+    """A splash with the icon and version while the window is built (none on the offscreen and
+    minimal platforms, where nobody would see it)."""
+    if app.platformName() in ("offscreen", "minimal"):
+        return None
+    from PySide6.QtCore import QSize, Qt
+    from PySide6.QtGui import QColor, QPainter, QPixmap
+    from PySide6.QtWidgets import QSplashScreen
+
+    pixmap = QPixmap(360, 200)
+    pixmap.fill(QColor(40, 40, 40))
+    painter = QPainter(pixmap)
+    painter.drawPixmap(24, 36, app_icon().pixmap(QSize(128, 128)))
+    painter.setPen(QColor(230, 230, 230))
+    painter.drawText(170, 90, "LabelFree")
+    painter.drawText(170, 115, f"version {__version__}")
+    painter.drawText(170, 140, "starting…")
+    painter.end()
+    splash = QSplashScreen(pixmap, Qt.WindowType.WindowStaysOnTopHint)
+    splash.show()
+    app.processEvents()
+    return splash
+
+
 def install_excepthook(window_getter, log_file: Path) -> None:
     """Unexpected exceptions in slots are logged in full and shown as a dialog naming the log."""
 
@@ -128,24 +152,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    import pyqtgraph as pg
-
-    from labelfree_app.gui.backend import CoreBackend
-    from labelfree_app.gui.main_window import MainWindow
-    from labelfree_app.gui.settings import GuiSettings
-
     log_file = setup_logging()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(paths.APP_NAME)
     app.setOrganizationName(paths.APP_AUTHOR)
     app.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
-    pg.setConfigOptions(imageAxisOrder="row-major")
+    splash = show_splash(app)  # the window's imports take a moment on a cold (frozen) start
 
+    import pyqtgraph as pg
+
+    from labelfree_app.gui.backend import CoreBackend
+    from labelfree_app.gui.main_window import MainWindow
+    from labelfree_app.gui.settings import GuiSettings
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
     window = MainWindow(CoreBackend(), GuiSettings(), log_file=log_file)
     install_excepthook(lambda: window, log_file)
     torch_before_show = "torch" in sys.modules
     window.show()
+    if splash is not None:
+        splash.finish(window)
     if args.files:
         window.open_paths(args.files)
     if args.startup_time:

@@ -149,6 +149,9 @@ class MainWindow(QMainWindow):
         self._action(models, "Model &card…", lambda: self.show_model_card(self.controls.model_id() or ""))
 
         help_menu = bar.addMenu("&Help")
+        from labelfree_app.gui.self_test import open_self_test_dialog  # the Help ▸ Self-test dialog
+
+        self.self_test_action = self._action(help_menu, "&Self-test…", lambda: open_self_test_dialog(self))
         self._action(help_menu, "&About LabelFree", self.show_about)
 
         toolbar = self.addToolBar("Main")
