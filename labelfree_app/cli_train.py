@@ -8,29 +8,12 @@ from typing import Any
 
 
 def _pairs_from_args(args: argparse.Namespace, *, required: bool = True) -> tuple[Any, ...]:
-    from labelfree_app.errors import TrainingDataError
-    from labelfree_app.training import PairSpec, pairs_from_csv, pairs_from_dirs, pairs_from_multichannel
+    from labelfree_app.training.pair_sources import pairs_from_sources
 
-    if args.pairs:
-        return pairs_from_csv(args.pairs)
-    if args.input_dir or args.target_dir:
-        if not (args.input_dir and args.target_dir):
-            raise TrainingDataError("Give both --input-dir and --target-dir (files are matched by name).")
-        return pairs_from_dirs(args.input_dir, args.target_dir, input_channel=args.input_channel,
-                               target_channel=args.target_channel)
-    if args.multichannel:
-        if args.target_channel is None:
-            raise TrainingDataError("Multi-channel files need --target-channel (and usually --input-channel).")
-        return pairs_from_multichannel(args.multichannel, input_channel=args.input_channel,
-                                       target_channel=args.target_channel)
-    if args.input and args.target:
-        return (PairSpec(input=args.input, target=args.target, input_channel=args.input_channel,
-                         target_channel=args.target_channel),)
-    if required:
-        raise TrainingDataError(
-            "Say where the paired images are: --pairs pairs.csv, --input-dir A --target-dir B, "
-            "--multichannel FILES --target-channel NAME, or --input X --target Y.")
-    return ()
+    return pairs_from_sources(pairs_csv=args.pairs, input_dir=args.input_dir, target_dir=args.target_dir,
+                              multichannel=args.multichannel, input=args.input, target=args.target,
+                              input_channel=args.input_channel, target_channel=args.target_channel,
+                              required=required)
 
 
 def _add_pair_options(p: argparse.ArgumentParser) -> None:

@@ -43,12 +43,16 @@ class StepDone:
 
 @dataclass(frozen=True)
 class ValidationDone:
-    """Validation Pearson r (and for diffusion the calibration figures) at ``step``."""
+    """Validation Pearson r (and for diffusion the calibration figures) at ``step``.
+
+    ``preview`` is a ``validation.ValPreview`` of the first validation image (for live views).
+    """
 
     step: int
     val_r: float
     is_best: bool
     metrics: dict[str, Any] = field(default_factory=dict)
+    preview: Any = None
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,8 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
             return None
         state.last_validation = state.step
         result = run_validation(objective, _eval_network(network, ema, objective, in_channels, device),
-                                val_items, device, seed=config.seed)
+                                val_items, device, seed=config.seed, with_preview=True)
+        preview = result.pop("preview", None)
         result["step"] = state.step
         is_best = math.isfinite(result["val_r"]) and (state.best is None or result["val_r"] > state.best["val_r"])
         if is_best:
@@ -146,7 +147,7 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
             ckpt.save_state_dict(work / "best.safetensors", ema.state if ema is not None else network.state_dict())
             (work / "best.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
         append_log(log_path, state.step, seconds(), None, result["val_r"], optimizer.param_groups[0]["lr"])
-        return ValidationDone(state.step, result["val_r"], is_best, result)
+        return ValidationDone(state.step, result["val_r"], is_best, result, preview)
 
     yield TrainStarted(state.step, config.max_steps, str(device), work, len(config.pairs), len(val_items),
                        in_channels, sum(p.numel() for p in network.parameters()))

@@ -32,6 +32,16 @@ class ValItem:
     inner: tuple[slice, ...]  # spatial slices of the region inside ``input``
 
 
+@dataclass(frozen=True)
+class ValPreview:
+    """The first validation image at one validation: input, target and prediction, (*spatial) each."""
+
+    name: str
+    input: np.ndarray
+    target: np.ndarray
+    prediction: np.ndarray
+
+
 def validation_items(
     train_pairs: Sequence[LoadedPair],
     region: Region | None,
@@ -55,19 +65,27 @@ def validation_items(
 
 
 def run_validation(
-    objective: Any, network: nn.Module, items: Sequence[ValItem], device: torch.device, *, seed: int
+    objective: Any, network: nn.Module, items: Sequence[ValItem], device: torch.device, *, seed: int,
+    with_preview: bool = False,
 ) -> dict[str, Any]:
-    """``{"val_r": mean Pearson r, "per_image": [...], ...calibration means for diffusion}``."""
+    """``{"val_r": mean Pearson r, "per_image": [...], ...calibration means for diffusion}``.
+
+    ``with_preview`` adds ``"preview"``: a ``ValPreview`` of the first item (not JSON; pop it).
+    """
     from labelfree_app.core.metrics import pearson_r
 
     was_training = network.training
     network.eval()
     rs, calibrations = [], []
+    preview: ValPreview | None = None
     try:
         for item in items:
             mean, variance = objective.predict(network, item.input, device, seed)
             inner = (slice(None),) + item.inner
             mean = mean[inner]
+            if with_preview and preview is None:
+                preview = ValPreview(item.name, np.array(item.input[inner][0]), np.array(item.target[0]),
+                                     np.array(mean[0]))
             rs.append(float(pearson_r(mean, item.target)))
             if variance is not None:
                 calibrations.append(uncertainty_calibration(mean, variance[inner], item.target))
@@ -78,6 +96,8 @@ def run_validation(
         "val_r": float(np.mean(finite)) if finite else math.nan,
         "per_image": [{"name": item.name, "pearson_r": r} for item, r in zip(items, rs)],
     }
+    if preview is not None:
+        result["preview"] = preview
     if calibrations:
         for key in ("within_1sigma", "within_2sigma", "std_error_spearman"):
             values = [getattr(c, key) for c in calibrations if math.isfinite(getattr(c, key))]
