@@ -147,6 +147,9 @@ class MainWindow(QMainWindow):
         models = bar.addMenu("&Models")
         self._action(models, "&Manage models…", self.open_model_manager)
         self._action(models, "Model &card…", lambda: self.show_model_card(self.controls.model_id() or ""))
+        from labelfree_app.gui.train_page import open_train_dialog  # the Models ▸ Train a model page
+
+        self.train_action = self._action(models, "&Train a model…", lambda: open_train_dialog(self))
 
         help_menu = bar.addMenu("&Help")
         from labelfree_app.gui.self_test import open_self_test_dialog  # the Help ▸ Self-test dialog
