@@ -41,6 +41,17 @@ def smoothed(values: Sequence[float], weight: float = SMOOTHING) -> np.ndarray:
     return out
 
 
+class DecadeAxis(pg.AxisItem):
+    """A log axis whose labelled level is the decades; the 2…9 ticks get labels only if there is room."""
+
+    def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: Any) -> list:  # noqa: N803
+        low, high = int(np.floor(minVal)), int(np.ceil(maxVal))
+        decades = [float(v) for v in range(low, high + 1) if minVal <= v <= maxVal]
+        minor = [v + np.log10(m) for v in range(low, high) for m in range(2, 10)]
+        minor = [float(x) for x in minor if minVal < x < maxVal]
+        return ([(1.0, decades)] if decades else []) + [(None, minor)]
+
+
 class LivePage(QWidget):
     """Emits ``pauseClicked`` (Pause or Resume) and ``stopClicked``."""
 
@@ -64,7 +75,8 @@ class LivePage(QWidget):
 
     def _build(self) -> None:
         self.curves = pg.GraphicsLayoutWidget()
-        self.loss_plot = self.curves.addPlot(row=0, col=0, title="Training loss")
+        self.loss_plot = self.curves.addPlot(row=0, col=0, title="Training loss",
+                                             axisItems={"left": DecadeAxis("left")})
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
         self.loss_plot.setDownsampling(auto=True, mode="mean")  # long runs: a bounded number of points drawn

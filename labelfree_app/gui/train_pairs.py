@@ -116,7 +116,7 @@ class PairsBox(QGroupBox):
         self.sources = QStackedWidget()
         self.sources.addWidget(paired)
         self.sources.addWidget(multi)
-        self.sources.setMaximumHeight(220)
+        self.sources.setMaximumHeight(170)
 
         self.pair_table = QTableWidget(0, 4)
         self.pair_table.setHorizontalHeaderLabels(["Input", "Target", "Size", "Validation"])
