@@ -46,6 +46,7 @@ fi
 rm -rf "$home"
 
 # --- 2. the frozen GUI under Xvfb -------------------------------------------------------------
+unset QT_QPA_PLATFORM  # a real X server (Xvfb): not the offscreen platform test runners set
 if command -v xvfb-run >/dev/null; then
     home="$(mktemp -d)"
     line="$(LABELFREE_HOME="$home" timeout 120 xvfb-run -a -s "-screen 0 1600x900x24" \

@@ -103,7 +103,7 @@ def test_packaging_smoke_test() -> None:
     args = ["bash", str(PACKAGING / "smoke_test.sh")]
     if not bundle.exists() or os.environ.get("LABELFREE_PACKAGING_REBUILD") == "1":
         args.append("--build")
-    env = {k: v for k, v in os.environ.items() if k != "LABELFREE_HOME"}
+    env = {k: v for k, v in os.environ.items() if k not in ("LABELFREE_HOME", "QT_QPA_PLATFORM")}
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=3600)
     print(result.stdout[-6000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
