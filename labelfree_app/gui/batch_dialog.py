@@ -48,6 +48,7 @@ class BatchDialog(QDialog):
         self.worker: BatchWorker | None = None
         self.thread: QThread | None = None
         self.last_done: Any = None
+        self._reported = False  # the running batch has sent its result (its thread may still be quitting)
         self._build(models, selected_model)
         self.add_inputs(inputs)
         self.out_edit.setText(out_dir)
@@ -211,7 +212,9 @@ class BatchDialog(QDialog):
         return ""
 
     def start(self) -> bool:
-        reason = self.problem()
+        if self.is_running() and self._reported:
+            self.thread.wait(5000)  # the last batch has reported; its thread is only winding down
+        reason = "A batch is already running." if self.is_running() else self.problem()
         if reason:
             self.summary_label.setText(reason)
             return False
@@ -221,6 +224,7 @@ class BatchDialog(QDialog):
         self.job_bar.setValue(0)
         self.eta_label.setText(format_eta(None))
         self.last_done = None
+        self._reported = False
         self.worker = BatchWorker(self.backend, self.inputs(), self.checked_models(),
                                   Path(self.out_edit.text().strip()), self.settings,
                                   overwrite=self.overwrite_box.isChecked(), target_channel=self.target_channel())
@@ -234,7 +238,7 @@ class BatchDialog(QDialog):
         self.worker.jobFinished.connect(self._on_job_finished)
         self.worker.batchDone.connect(self._on_batch_done)
         self.worker.errored.connect(self._on_error)
-        self.thread.finished.connect(lambda: self._set_running(False))
+        self.thread.finished.connect(self._on_thread_finished)
         self._set_running(True)
         self.thread.start()
         return True
@@ -266,6 +270,10 @@ class BatchDialog(QDialog):
         self.cancel_button.setEnabled(running)
         for widget in (self.input_list, self.model_list, self.out_edit, self.overwrite_box, self.target_edit):
             widget.setEnabled(not running)
+
+    def _on_thread_finished(self) -> None:
+        if not self.is_running():  # a finished old thread must not unlock a newer running batch
+            self._set_running(False)
 
     def _on_job_started(self, label: str, position: int, total: int) -> None:
         self.job_label.setText(f"File {position + 1} of {total}: {label}")
@@ -299,6 +307,7 @@ class BatchDialog(QDialog):
 
     def _on_batch_done(self, done: Any) -> None:
         self.last_done = done
+        self._reported = True
         counts = ", ".join(f"{n} {status}" for status, n in done.counts.items() if n) or "nothing to do"
         text = f"{counts}. Report: {done.report[0]}"
         if done.fatal:
@@ -308,11 +317,14 @@ class BatchDialog(QDialog):
         self.summary_label.setText(text)
         self.job_bar.setRange(0, 1)
         self.job_bar.setValue(1 if not done.stopped else 0)
+        self._set_running(False)
         self.batchFinished.emit(done)
 
     def _on_error(self, sentence: str, is_user_error: bool) -> None:
+        self._reported = True
         self.summary_label.setText(sentence if is_user_error else f"Unexpected error: {sentence}")
         self.job_bar.setRange(0, 1)
+        self._set_running(False)
         self.batchFinished.emit(None)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt name)
