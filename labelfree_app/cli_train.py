@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         pairs=pairs, out_dir=out, model_type=args.model_type, dims=args.dims, val_region=args.val_region,
         patch_shape=tuple(args.patch) if args.patch else ((128, 128) if args.dims == 2 else (32, 64, 64)),
         batch_size=args.batch_size, max_steps=args.max_steps, max_minutes=args.max_minutes, lr=args.lr,
-        foreground_weight=args.foreground_weight, seed=args.seed, device=args.device,
+        foreground_weight=args.foreground_weight, intensity_jitter=args.intensity_jitter, seed=args.seed, device=args.device,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
         overwrite=args.overwrite, unet=UNetSettings(depth=args.depth, base_channels=args.base_channels,
                                                     loss=args.loss),
@@ -130,6 +130,8 @@ def register(sub: Any) -> None:
     t.add_argument("--base-channels", type=int, default=32, help="network width")
     t.add_argument("--loss", choices=["mse", "l1"], default="mse")
     t.add_argument("--foreground-weight", type=float, default=0.0, help="0..1 share of patches drawn on foreground")
+    t.add_argument("--intensity-jitter", type=float, default=0.0,
+                   help="0..1: random brightness/contrast change of the input, for robustness to illumination")
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--checkpoint-every", type=int, default=500)
     t.add_argument("--seed", type=int, default=0)

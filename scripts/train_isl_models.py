@@ -82,6 +82,10 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --work-dir")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and log (default: a temp folder)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the training loop's)")
+    parser.add_argument("--intensity-jitter", type=float, default=0.0, help="input brightness/contrast jitter")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--loss", choices=["mse", "l1"], default="mse", help="U-Net loss")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"The ISL data is not at {DATA}; nothing to train on.", file=sys.stderr)
@@ -101,7 +105,8 @@ def main() -> int:
                 pairs=crops(crop_dir, target_file), out_dir=out, val_region=VAL_REGION,
                 model_id=model_id, target_name=target_name, input_modality="phase contrast (13-plane z-stack)",
                 license=LICENSE, attribution=ATTRIBUTION, foreground_weight=fg, max_minutes=args.minutes,
-                max_steps=args.max_steps, overwrite=not args.resume, resume=args.resume, device="auto",
+                max_steps=args.max_steps, lr=args.lr, intensity_jitter=args.intensity_jitter,
+                weight_decay=args.weight_decay, overwrite=not args.resume, resume=args.resume, device="auto",
                 work_dir=args.work_dir or Path(tmp) / "work",
                 data_description=("ISL condition B, 13-plane phase-contrast z-stack -> " + args.target +
                                   "; trained on all but the bottom-right test quadrant " + TEST_REGION),
@@ -111,7 +116,7 @@ def main() -> int:
                     model_type="unet", name=f"ISL {args.target} U-Net (phase z-stack)",
                     description=f"fnet-style U-Net predicting {target_name} from a 13-plane phase-contrast "
                                 "z-stack of cultured neurons (ISL condition B).",
-                    unet=UNetSettings(depth=4, base_channels=args.base_channels), patch_shape=(128, 128),
+                    unet=UNetSettings(depth=4, base_channels=args.base_channels, loss=args.loss), patch_shape=(128, 128),
                     batch_size=8, val_every=200, checkpoint_every=1000, **common)
             else:
                 config = TrainConfig(

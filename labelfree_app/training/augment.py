@@ -1,4 +1,5 @@
-"""Flips and quarter turns in the YX plane, applied identically to input and target patches.
+"""Flips and quarter turns in the YX plane, applied identically to input and target patches,
+and an optional brightness/contrast jitter of the input alone.
 
 Z is never flipped: defocus in transmitted light is not symmetric about the focal plane.
 """
@@ -23,3 +24,16 @@ def augment_pair(
         source = np.rot90(source, turns, axes=(y_axis, x_axis))
         target = np.rot90(target, turns, axes=(y_axis, x_axis))
     return np.ascontiguousarray(source), np.ascontiguousarray(target)
+
+
+def jitter_intensity(source: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Scale the normalized input by exp(U(-s, s)) and shift it by U(-s, s).
+
+    Stitched fields and other microscopes differ in illumination and contrast; jittering them
+    teaches the network to ignore such changes. The target is left alone.
+    """
+    if strength <= 0:
+        return source
+    gain = float(np.exp(rng.uniform(-strength, strength)))
+    offset = float(rng.uniform(-strength, strength))
+    return (source * gain + offset).astype(np.float32, copy=False)

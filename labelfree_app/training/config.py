@@ -107,6 +107,7 @@ class TrainConfig:
     buffer_switch_every: int = 2000  # batches between swapping one buffered image
     foreground_weight: float = 0.0  # 0..1: share of patches drawn towards foreground
     augment: bool = True
+    intensity_jitter: float = 0.0  # input brightness/contrast jitter (z-score units; 0 = off)
     # Optimisation.
     max_steps: int = 2000
     max_minutes: float | None = None

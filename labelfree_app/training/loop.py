@@ -108,7 +108,8 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
 
     sampler = PatchSampler(load_index, len(config.pairs), config.patch_shape, exclude=region,
                            foreground_weight=config.foreground_weight, buffer_size=config.buffer_size,
-                           switch_every=config.buffer_switch_every, augment=config.augment, rng=rng)
+                           switch_every=config.buffer_switch_every, augment=config.augment,
+                           intensity_jitter=config.intensity_jitter, rng=rng)
     for index in sampler.buffer:
         sampler.entry(index)  # corner tables now: a patch that cannot fit fails before training
 
@@ -256,6 +257,8 @@ def _check_config(config: TrainConfig) -> None:
         raise TrainingDataError("The batch size must be at least 1 and the step count not negative.")
     if not 0.0 <= config.foreground_weight <= 1.0:
         raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {config.foreground_weight}.")
+    if not 0.0 <= config.intensity_jitter <= 1.0:
+        raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {config.intensity_jitter}.")
     if config.input_normalization not in ("zscore", "percentile", "minmax"):
         raise TrainingDataError(f"Unknown input normalization '{config.input_normalization}'; use zscore or percentile.")
 

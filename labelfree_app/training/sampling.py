@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from labelfree_app.errors import TrainingDataError
-from labelfree_app.training.augment import augment_pair
+from labelfree_app.training.augment import augment_pair, jitter_intensity
 from labelfree_app.training.datasets import LoadedPair
 
 
@@ -199,6 +199,7 @@ class PatchSampler:
         buffer_size: int = 16,
         switch_every: int = 2000,
         augment: bool = True,
+        intensity_jitter: float = 0.0,
         rng: np.random.Generator,
     ) -> None:
         self._load = load
@@ -208,6 +209,7 @@ class PatchSampler:
         self.foreground_weight = float(foreground_weight)
         self.switch_every = max(1, switch_every)
         self.augment = augment
+        self.intensity_jitter = float(intensity_jitter)
         self.rng = rng
         self.buffer: list[int] = list(range(min(buffer_size, n_pairs)))
         self.batches_since_switch = 0
@@ -239,6 +241,8 @@ class PatchSampler:
             x, y = pair.input[window], pair.target[window]
             if self.augment:
                 x, y = augment_pair(x, y, self.rng)
+            if self.intensity_jitter > 0:
+                x = jitter_intensity(x, self.rng, self.intensity_jitter)
             inputs.append(x)
             targets.append(y)
         self.batches_since_switch += 1

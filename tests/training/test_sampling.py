@@ -146,3 +146,19 @@ def test_coarse_corner_cells_for_big_images_still_avoid_the_region() -> None:
         assert marker[cy:cy + 16, cx:cx + 16].max() == 0
     ys, xs = np.array(corners).T
     assert len(set(ys)) > 100 and len(set(xs)) > 150  # offsets inside cells reach every row/column
+
+
+def test_intensity_jitter_changes_the_input_brightness_but_never_the_target() -> None:
+    rng = np.random.default_rng(0)
+    pair = LoadedPair(PairSpec("in.tif", "t.tif"), rng.normal(size=(2, 16, 16)).astype(np.float32),
+                      rng.normal(size=(1, 16, 16)).astype(np.float32), False)
+    plain = PatchSampler(lambda i: pair, 1, (16, 16), augment=False, rng=np.random.default_rng(1))
+    jittered = PatchSampler(lambda i: pair, 1, (16, 16), augment=False, intensity_jitter=0.3,
+                            rng=np.random.default_rng(1))
+    x0, y0 = plain.sample(4)
+    x1, y1 = jittered.sample(4)
+    np.testing.assert_array_equal(y0, y1)
+    assert not np.allclose(x0, x1)
+    for a, b in zip(x0, x1):  # each patch is an affine change of the original: gain in [e^-0.3, e^0.3]
+        gain = np.polyfit(a.ravel(), b.ravel(), 1)[0]
+        assert np.exp(-0.3) - 1e-4 <= gain <= np.exp(0.3) + 1e-4
