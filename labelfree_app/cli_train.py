@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, resume=args.resume,
         overwrite=args.overwrite, unet=UNetSettings(depth=args.depth, base_channels=args.base_channels,
                                                     loss=args.loss),
-        diffusion=DiffusionSettings(base_channels=args.base_channels),
+        diffusion=DiffusionSettings(base_channels=args.base_channels, mean_model=args.mean_model),
         model_id=args.id or out.name, name=args.name or args.id or out.name, target_name=args.target_name,
         input_modality=args.modality, description=args.description or "",
     )
@@ -132,6 +132,8 @@ def register(sub: Any) -> None:
     t.add_argument("--foreground-weight", type=float, default=0.0, help="0..1 share of patches drawn on foreground")
     t.add_argument("--intensity-jitter", type=float, default=0.0,
                    help="0..1: random brightness/contrast change of the input, for robustness to illumination")
+    t.add_argument("--mean-model", metavar="UNET_PACKAGE",
+                   help="diffusion: sample the residual around this trained U-Net's prediction (CorrDiff-style)")
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--checkpoint-every", type=int, default=500)
     t.add_argument("--seed", type=int, default=0)

@@ -85,6 +85,8 @@ def main() -> int:
     parser.add_argument("--lr", type=float, help="learning rate (default: the training loop's)")
     parser.add_argument("--intensity-jitter", type=float, default=0.0, help="input brightness/contrast jitter")
     parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--mean-model", type=Path,
+                        help="diffusion: a trained U-Net package; the diffusion model samples the residual around it")
     parser.add_argument("--loss", choices=["mse", "l1"], default="mse", help="U-Net loss")
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -123,11 +125,15 @@ def main() -> int:
                     model_type="diffusion", name=f"ISL {args.target} diffusion (phase z-stack)",
                     description=f"Conditional diffusion model predicting {target_name} from a 13-plane "
                                 "phase-contrast z-stack; the mean of several samples is the prediction and "
-                                "their variance the uncertainty.",
+                                "their variance the uncertainty." + (
+                                    " Residual diffusion (CorrDiff-style): a frozen U-Net "
+                                    f"({args.mean_model.name}) gives the mean estimate and the denoiser samples "
+                                    "the residual around it." if args.mean_model else ""),
                     diffusion=DiffusionSettings(base_channels=args.base_channels, channel_mults=(1, 2, 2),
                                                 attention_levels=(), patch_size=2, sampler="dpmpp2m",
                                                 sampling_steps=25, samples=8, val_samples=4, val_sampling_steps=10,
-                                                val_max_shape=(128, 256)),
+                                                val_max_shape=(128, 256),
+                                                mean_model=str(args.mean_model) if args.mean_model else None),
                     patch_shape=(128, 128), batch_size=8, val_every=500, checkpoint_every=1000, **common)
             if out.exists() and not args.resume:
                 shutil.rmtree(out)

@@ -26,9 +26,16 @@ def _cond_denoiser(**kwargs: Any) -> nn.Module:
     return ConditionalDenoiser(**kwargs)
 
 
+def _residual_denoiser(**kwargs: Any) -> nn.Module:
+    from labelfree_app.models.diffusion.residual import ResidualDenoiser
+
+    return ResidualDenoiser(**kwargs)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "fnet_unet": _fnet_unet,
     "cond_denoiser_unet": _cond_denoiser,
+    "residual_cond_denoiser": _residual_denoiser,  # a frozen fnet U-Net mean + a denoiser of the residual
 }
 
 

@@ -71,6 +71,8 @@ class DiffusionSettings:
     train_steps: int = 1000
     prediction: str = "v"  # "eps" | "v"
     ema_decay: float = 0.999
+    # A trained U-Net package: diffusion then samples the residual around its prediction (CorrDiff-style).
+    mean_model: str | None = None
     # Package defaults for prediction.
     sampler: str = "ddim"
     sampling_steps: int = 25
@@ -174,7 +176,7 @@ class TrainConfig:
             network = asdict(self.unet)
         else:
             keys = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "patch_size", "schedule",
-                    "train_steps", "prediction")
+                    "train_steps", "prediction", "mean_model")
             network = {key: getattr(self.diffusion, key) for key in keys}
         return _jsonable({
             "model_type": self.model_type,

@@ -259,6 +259,8 @@ def _check_config(config: TrainConfig) -> None:
         raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {config.foreground_weight}.")
     if not 0.0 <= config.intensity_jitter <= 1.0:
         raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {config.intensity_jitter}.")
+    if config.model_type == "diffusion" and config.diffusion.mean_model and config.input_normalization != "zscore":
+        raise TrainingDataError("A residual diffusion model needs z-scored inputs, as its U-Net was trained on.")
     if config.input_normalization not in ("zscore", "percentile", "minmax"):
         raise TrainingDataError(f"Unknown input normalization '{config.input_normalization}'; use zscore or percentile.")
 

@@ -2,7 +2,8 @@
 
 ``UNetObjective``: the fnet regressor with an MSE or L1 loss. ``DiffusionObjective``: the
 conditional denoiser trained on eps- or v-prediction MSE with uniform timesteps; its validation
-prediction is the mean (and variance) of a few DDIM samples.
+prediction is the mean (and variance) of a few DDIM samples. Given a trained U-Net package
+(``DiffusionSettings.mean_model``) the denoiser learns the residual around that U-Net's prediction.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labelfree_app.core.welford import Welford
+from labelfree_app.errors import TrainingDataError
 from labelfree_app.models.architectures import build_network
 from labelfree_app.training.config import DiffusionSettings, UNetSettings
 
@@ -40,7 +42,11 @@ def make_objective(model_type: str, dims: int, unet: UNetSettings, diffusion: Di
 
 
 def build(objective: Objective, in_channels: int) -> nn.Module:
-    return build_network(objective.arch_id, objective.architecture_kwargs(in_channels))
+    network = build_network(objective.arch_id, objective.architecture_kwargs(in_channels))
+    mean_package = getattr(objective, "mean_package", None)
+    if mean_package is not None:
+        network.mean_net.load_state_dict(mean_package.state_dict(), strict=True)
+    return network
 
 
 class UNetObjective:
@@ -95,13 +101,25 @@ class DiffusionObjective:
         self.settings = settings
         self.dims = dims
         self.schedule = NoiseSchedule.create(settings.schedule, settings.train_steps)
+        self.mean_package = _load_mean_model(settings.mean_model, dims) if settings.mean_model else None
+        self.arch_id = "residual_cond_denoiser" if self.mean_package is not None else "cond_denoiser_unet"
 
     def architecture_kwargs(self, in_channels: int) -> dict[str, Any]:
         s = self.settings
-        return {"dims": self.dims, "in_channels": in_channels, "out_channels": 1,
-                "base_channels": s.base_channels, "channel_mults": list(s.channel_mults),
-                "num_res_blocks": s.num_res_blocks, "attention_levels": list(s.attention_levels),
-                "dropout": s.dropout, "patch_size": s.patch_size}
+        denoiser = {"base_channels": s.base_channels, "channel_mults": list(s.channel_mults),
+                    "num_res_blocks": s.num_res_blocks, "attention_levels": list(s.attention_levels),
+                    "dropout": s.dropout, "patch_size": s.patch_size}
+        io = {"dims": self.dims, "in_channels": in_channels, "out_channels": 1}
+        if self.mean_package is None:
+            return {**io, **denoiser}
+        unet = dict(self.mean_package.manifest.architecture.kwargs)
+        if unet.get("in_channels", 1) != in_channels:
+            raise TrainingDataError(
+                f"The mean model {self.settings.mean_model} takes {unet.get('in_channels', 1)} input channel(s) but "
+                f"the training inputs have {in_channels}; train the U-Net on the same kind of input first.")
+        mean_net = {k: v for k, v in unet.items() if k not in ("dims", "in_channels", "out_channels")}
+        return {**io, "mean_net": mean_net, "denoiser": denoiser, "schedule": s.schedule,
+                "train_steps": s.train_steps, "prediction": s.prediction}
 
     def loss(self, network: nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # Noise and timesteps come from a CPU generator so a run is reproducible on any device.
@@ -139,6 +157,24 @@ class DiffusionObjective:
             assert final is not None
             stats.update(final[0].float().cpu().numpy()[crop])
         return stats.mean.astype(np.float32), stats.variance.astype(np.float32)
+
+
+def _load_mean_model(path: str, dims: int) -> Any:
+    """The U-Net package whose prediction a residual diffusion model starts from, checked."""
+    from labelfree_app.models.package import load_package
+
+    package = load_package(path)
+    manifest = package.manifest.to_dict()
+    if manifest.get("kind") != "unet" or package.manifest.architecture.id != "fnet_unet":
+        raise TrainingDataError(f"The mean model {path} is not a U-Net model; give a U-Net package trained on "
+                                "the same pairs.", path=path)
+    if int(manifest.get("dims", 2)) != dims or int(manifest["output"]["channels"]) != 1:
+        raise TrainingDataError(f"The mean model {path} is not a {dims}D model with one output channel.", path=path)
+    normalization = manifest.get("normalization") or {}
+    if normalization.get("output") or (normalization.get("input") or {}).get("method", "zscore") != "zscore":
+        raise TrainingDataError(f"The mean model {path} uses another normalization than z-scored input and target; "
+                                "train it with LabelFree on the same pairs.", path=path)
+    return package
 
 
 def _round_up(size: int, multiple: int) -> int:

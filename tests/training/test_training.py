@@ -183,3 +183,43 @@ def test_a_3d_unet_trains_on_z_stacks(tmp_path: Path) -> None:
     assert manifest["dims"] == 3 and manifest["input"]["axes"] == "CZYX"
     assert manifest["tiling"]["tile_shape"] == [32, 128, 128]
     assert np.isfinite(manifest["metrics"]["pearson_r"])
+
+
+def test_a_residual_diffusion_model_trains_around_a_frozen_unet(tmp_path: Path, trained: dict) -> None:
+    from labelfree_app.core.engine import PredictionEngine, PredictSettings
+    from labelfree_app.io import read_image
+    from labelfree_app.models.package import load_package
+    from labelfree_app.training.config import DiffusionSettings
+
+    from .conftest import TINY_DIFFUSION
+
+    unet = load_package(trained["package"])
+    settings = DiffusionSettings(**{**TINY_DIFFUSION.__dict__, "mean_model": str(trained["package"])})
+    config = _config(trained["pair"], tmp_path / "residual", model_type="diffusion", max_steps=4, val_every=2,
+                     checkpoint_every=4, diffusion=settings)
+    package = load_package(train(config))
+    manifest = package.manifest.to_dict()
+    assert manifest["architecture"]["id"] == "residual_cond_denoiser"
+    weights = package.state_dict()
+    for key, value in unet.state_dict().items():  # the U-Net inside is the given one, untouched by training
+        torch.testing.assert_close(weights[f"mean_net.{key}"], value)
+    image = read_image(trained["pair"][0])
+    result = PredictionEngine(package, device="cpu").predict(image, PredictSettings(samples=2, steps=3, seed=0))
+    unet_result = PredictionEngine(unet, device="cpu").predict(image, PredictSettings())
+    assert result.variance is not None and np.isfinite(result.prediction).all()
+    # Four steps cannot teach the residual much: the mean stays close to the U-Net's prediction.
+    r = np.corrcoef(np.ravel(result.prediction), np.ravel(unet_result.prediction))[0, 1]
+    assert r > 0.9
+
+
+def test_a_residual_diffusion_model_refuses_a_mean_model_that_is_not_a_unet(tmp_path: Path) -> None:
+    from labelfree_app.training.config import DiffusionSettings
+
+    from .conftest import TINY_DIFFUSION
+
+    pair = write_pair(tmp_path / "data", "field", shape=(128, 128), seed=8)
+    diffusion = train(_config(pair, tmp_path / "plain", model_type="diffusion", max_steps=1, val_every=0,
+                              checkpoint_every=0))
+    settings = DiffusionSettings(**{**TINY_DIFFUSION.__dict__, "mean_model": str(diffusion)})
+    with pytest.raises(TrainingDataError, match="not a U-Net"):
+        train(_config(pair, tmp_path / "residual", model_type="diffusion", max_steps=1, diffusion=settings))
