@@ -263,6 +263,7 @@ class _ManifestReader:
         )
         tiling = self._tiling(data, dims, architecture)
         diffusion = self._diffusion(data, kind)
+        self._check_residual_fits(architecture, kind, diffusion)
         weights = self.section(data, "weights")
         weights_file = self.get(weights, "weights.file", str, WEIGHTS_FILE)
         if not weights_file or Path(weights_file).name != weights_file or weights_file in (".", ".."):
@@ -340,6 +341,18 @@ class _ManifestReader:
         for key, expected, other in pairs:
             if arch.kwargs.get(key, 1) != expected:
                 raise self.fail("architecture.kwargs", f"says {key}={arch.kwargs.get(key, 1)!r} but '{other}' is {expected}")
+
+    def _check_residual_fits(self, arch: ArchitectureSpec, kind: str, diffusion: DiffusionSettings | None) -> None:
+        """A residual denoiser converts its outputs with its own schedule: it must be the manifest's."""
+        if arch.id != "residual_cond_denoiser":
+            return
+        if kind != "diffusion" or diffusion is None:
+            raise self.fail("architecture.id", "is 'residual_cond_denoiser', which needs kind 'diffusion'")
+        for key, expected in (("schedule", diffusion.schedule), ("train_steps", diffusion.train_steps),
+                              ("prediction", diffusion.prediction)):
+            if arch.kwargs.get(key, expected) != expected:
+                raise self.fail("architecture.kwargs",
+                                f"says {key}={arch.kwargs.get(key)!r} but 'diffusion.{key}' is {expected!r}")
 
     def _tiling(self, data: Mapping[str, Any], dims: int, arch: ArchitectureSpec) -> TilingSpec:
         section = self.section(data, "tiling")

@@ -67,3 +67,21 @@ def test_a_denoiser_that_sees_no_residual_samples_the_unet_prediction() -> None:
         mu = net.mean_net(cond)
     assert final is not None
     torch.testing.assert_close(final, mu, rtol=1e-4, atol=1e-4)
+
+
+def test_a_residual_manifest_whose_schedule_disagrees_with_its_diffusion_settings_is_refused(tmp_path) -> None:
+    from labelfree_app.errors import ManifestError
+    from labelfree_app.models.package import load_package, save_package
+    from tests.factories import diffusion_manifest
+
+    net = _residual("v")
+    kwargs = {"dims": 2, "in_channels": 2, "out_channels": 1, "prediction": "v", "train_steps": 100,
+              "mean_net": {"depth": 2, "base_channels": 4},
+              "denoiser": {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": []}}
+    manifest = diffusion_manifest(kwargs, "residual", train_steps=100)
+    manifest["architecture"]["id"] = "residual_cond_denoiser"
+    package = load_package(save_package(tmp_path / "ok", manifest, net.state_dict()))
+    assert package.build_network("cpu").required_multiple == 4
+    manifest["diffusion"]["prediction"] = "eps"
+    with pytest.raises(ManifestError, match="prediction"):
+        save_package(tmp_path / "bad", manifest, net.state_dict())
