@@ -294,7 +294,8 @@ class ModelRegistry:
         self._write_defaults(defaults)
 
     def _pick_default(self, packages: list[ModelPackage], target: str | None) -> ModelPackage:
-        """The stored default for ``target`` if installed, else the first non-demo, else the first."""
+        """The stored default for ``target`` if installed; else non-demo before demo models and, within
+        each, a U-Net (seconds on any machine; diffusion is the choice for uncertainty) first."""
         candidates = [p for p in packages if target is None or _same_target(p.manifest.target, target)]
         if not candidates:
             raise ModelNotFoundError(
@@ -306,10 +307,7 @@ class ModelRegistry:
                 for package in candidates:
                     if package.manifest.id == chosen:
                         return package
-        for package in candidates:
-            if not package.manifest.demo:
-                return package
-        return candidates[0]
+        return min(candidates, key=lambda p: (bool(p.manifest.demo), p.manifest.kind != "unet"))
 
     def default_for(self, target: str | None = None) -> ModelEntry:
         """The default model for ``target`` (or overall when None)."""

@@ -226,3 +226,14 @@ def test_install_replaces_a_broken_leftover_folder_of_the_same_name(sources):
     assert registry.list() == [] and len(registry.problems) == 1
     registry.install(make_package(sources, "fixme"))
     assert [e.id for e in registry.list()] == ["fixme"] and registry.problems == []
+
+
+def test_without_a_stored_default_a_unet_is_preferred_over_a_diffusion_model(tmp_path, sources):
+    from tests.factories import make_diffusion_package, make_unet_package
+
+    registry = ModelRegistry(bundled_dir=tmp_path / "none")
+    registry.install(make_diffusion_package(sources, model_id="a-diffusion").path)
+    registry.install(make_unet_package(sources, model_id="b-unet").path)
+    assert registry.default_for("DNA").id == "b-unet"
+    registry.set_default("DNA", "a-diffusion")
+    assert registry.default_for("DNA").id == "a-diffusion"
