@@ -59,10 +59,12 @@ def full_pair(target_file: str) -> PairSpec:
 
 
 def record_metrics(package_dir: Path, metrics: dict) -> None:
-    """Rewrite the manifest with the measured test metrics (weights unchanged)."""
+    """Rewrite the manifest with the measured test metrics (weights unchanged); the training's own
+    validation metrics (the best step's Pearson r on the held-out strips) stay under "validation"."""
     package = load_package(package_dir)
     manifest = package.manifest.to_dict()
-    manifest["metrics"] = metrics
+    previous = manifest.get("metrics") or {}
+    manifest["metrics"] = {**metrics, "validation": previous.get("validation", previous)}
     state = package.state_dict()
     tmp = package_dir.with_name(package_dir.name + ".new")
     save_package(tmp, manifest, state, overwrite=True)
