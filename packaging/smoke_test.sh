@@ -45,6 +45,13 @@ else
 fi
 rm -rf "$home"
 
+# Debian packages named in the .deb's Depends that are not installed (the Qt xcb plugin needs most).
+missing_depends() {
+    dpkg-deb -f "$1" Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//; s/ //g' | while read -r pkg; do
+        [ -n "$pkg" ] && ! dpkg -s "$pkg" >/dev/null 2>&1 && printf '%s ' "$pkg"
+    done
+}
+
 # --- 2. the frozen GUI under Xvfb -------------------------------------------------------------
 unset QT_QPA_PLATFORM  # a real X server (Xvfb): not the offscreen platform test runners set
 if command -v xvfb-run >/dev/null; then
@@ -91,6 +98,10 @@ elif [ "$(id -u)" != 0 ]; then
     skip ".deb checks (need root)"
 elif dpkg -s labelfree >/dev/null 2>&1; then
     fail "labelfree is already installed with dpkg; remove it first (dpkg -r labelfree)"
+elif missing="$(missing_depends "$deb")" && [ -n "$missing" ]; then
+    # dpkg -i does not fetch dependencies (apt install ./file.deb does, but then leaves them behind,
+    # which the no-files-left check would see): install them first.
+    fail "the .deb needs packages this machine lacks: apt-get install $missing"
 else
     echo "deb: $(du -h "$deb" | cut -f1) $deb"
     snapshot() { find /opt /usr /etc /var/lib/dpkg/info -xdev 2>/dev/null | sort; }
