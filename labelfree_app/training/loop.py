@@ -226,7 +226,7 @@ def _train_step(config: TrainConfig, objective: Objective, network: torch.nn.Mod
 
 
 def _memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
-    """channels_last for 2D on the CPU: measured 1.45x (U-Net) and 1.15x (denoiser) faster steps here."""
+    """channels_last for 2D on the CPU: 1.36-1.45x faster U-Net steps here, 1.04-1.15x denoiser (bench_train_step)."""
     return torch.channels_last if config.dims == 2 and device.type == "cpu" else torch.contiguous_format
 
 
