@@ -95,7 +95,7 @@ def test_shell_scripts_parse() -> None:
 
 @pytest.mark.skipif(
     os.environ.get("LABELFREE_PACKAGING_TEST") != "1",
-    reason="packaging smoke test builds a ~1 GB bundle, a .deb and a .run (~10 min): set LABELFREE_PACKAGING_TEST=1",
+    reason="packaging smoke test builds a ~1 GB bundle, a .deb and a .run (~5 min): set LABELFREE_PACKAGING_TEST=1 (.ci/run does)",
 )
 def test_packaging_smoke_test() -> None:
     """Build (unless a bundle is there; LABELFREE_PACKAGING_REBUILD=1 forces it) and smoke-test."""
