@@ -251,7 +251,6 @@ class _ManifestReader:
             raise self.fail("dims", f"must be 2 or 3, not {dims}")
         architecture = self._architecture(data, dims)
         input_spec, output_spec = self._io(data, dims)
-        self._check_architecture_fits(architecture, input_spec, output_spec)
         norm = self.section(data, "normalization")
         normalization = NormalizationSettings(
             input=self.normalization(self.section(norm, "normalization.input"), "normalization.input"),
@@ -263,7 +262,7 @@ class _ManifestReader:
         )
         tiling = self._tiling(data, dims, architecture)
         diffusion = self._diffusion(data, kind)
-        self._check_residual_fits(architecture, kind, diffusion)
+        self._check_architecture_fits(architecture, input_spec, output_spec, kind, diffusion)
         weights = self.section(data, "weights")
         weights_file = self.get(weights, "weights.file", str, WEIGHTS_FILE)
         if not weights_file or Path(weights_file).name != weights_file or weights_file in (".", ".."):
@@ -334,25 +333,22 @@ class _ManifestReader:
         )
         return input_spec, output_spec
 
-    def _check_architecture_fits(self, arch: ArchitectureSpec, inp: InputSpec, out: OutputSpec) -> None:
-        if arch.id != "fnet_unet":
+    def _check_architecture_fits(self, arch: ArchitectureSpec, inp: InputSpec, out: OutputSpec, kind: str,
+                                 diffusion: DiffusionSettings | None) -> None:
+        """Settings the network holds itself (channels; a residual denoiser's schedule) must match the manifest's."""
+        if arch.id not in ("fnet_unet", "residual_cond_denoiser"):
             return
-        pairs = (("in_channels", inp.channels, "input.channels"), ("out_channels", out.channels, "output.channels"))
-        for key, expected, other in pairs:
-            if arch.kwargs.get(key, 1) != expected:
-                raise self.fail("architecture.kwargs", f"says {key}={arch.kwargs.get(key, 1)!r} but '{other}' is {expected}")
-
-    def _check_residual_fits(self, arch: ArchitectureSpec, kind: str, diffusion: DiffusionSettings | None) -> None:
-        """A residual denoiser converts its outputs with its own schedule: it must be the manifest's."""
-        if arch.id != "residual_cond_denoiser":
-            return
-        if kind != "diffusion" or diffusion is None:
-            raise self.fail("architecture.id", "is 'residual_cond_denoiser', which needs kind 'diffusion'")
-        for key, expected in (("schedule", diffusion.schedule), ("train_steps", diffusion.train_steps),
-                              ("prediction", diffusion.prediction)):
-            if arch.kwargs.get(key, expected) != expected:
-                raise self.fail("architecture.kwargs",
-                                f"says {key}={arch.kwargs.get(key)!r} but 'diffusion.{key}' is {expected!r}")
+        expected: list[tuple[str, Any, str]] = [("in_channels", inp.channels, "input.channels"),
+                                                ("out_channels", out.channels, "output.channels")]
+        if arch.id == "residual_cond_denoiser":
+            if kind != "diffusion" or diffusion is None:
+                raise self.fail("architecture.id", "is 'residual_cond_denoiser', which needs kind 'diffusion'")
+            expected += [(key, getattr(diffusion, key), f"diffusion.{key}") for key in ("schedule", "train_steps",
+                                                                                          "prediction")]
+        for key, value, other in expected:
+            given = arch.kwargs.get(key, 1 if key.endswith("channels") else value)
+            if given != value:
+                raise self.fail("architecture.kwargs", f"says {key}={given!r} but '{other}' is {value!r}")
 
     def _tiling(self, data: Mapping[str, Any], dims: int, arch: ArchitectureSpec) -> TilingSpec:
         section = self.section(data, "tiling")
