@@ -93,9 +93,8 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     noise_gen = torch.Generator().manual_seed(config.seed + 1)
-    network = build(objective, in_channels).to(device)
     memory_format = _memory_format(config, device)
-    network = network.to(memory_format=memory_format)
+    network = build(objective, in_channels).to(device, memory_format=memory_format)
     network.train()
     optimizer = build_optimizer(network, config.resolved_lr, config.weight_decay)
     ema = EMA(network, config.diffusion.ema_decay) if config.model_type == "diffusion" else None
@@ -205,7 +204,7 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
 def _train_step(config: TrainConfig, objective: Objective, network: torch.nn.Module,
                 optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, amp_dtype: torch.dtype | None,
                 sampler: PatchSampler, noise_gen: torch.Generator, device: torch.device,
-                memory_format: torch.memory_format = torch.contiguous_format) -> float:
+                memory_format: torch.memory_format) -> float:
     x_np, y_np = sampler.sample(config.batch_size)
     x = torch.from_numpy(x_np).to(device, non_blocking=True).contiguous(memory_format=memory_format)
     y = torch.from_numpy(y_np).to(device, non_blocking=True).contiguous(memory_format=memory_format)
@@ -226,7 +225,7 @@ def _train_step(config: TrainConfig, objective: Objective, network: torch.nn.Mod
 
 
 def _memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
-    """channels_last for 2D on the CPU: 1.36-1.45x faster U-Net steps here, 1.04-1.15x denoiser (bench_train_step)."""
+    """channels_last for 2D on the CPU: 1.36-1.45x faster U-Net steps, 1.04-1.18x denoiser (bench_train_step)."""
     return torch.channels_last if config.dims == 2 and device.type == "cpu" else torch.contiguous_format
 
 
@@ -260,7 +259,7 @@ def _check_config(config: TrainConfig) -> None:
     if not 0.0 <= config.intensity_jitter <= 1.0:
         raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {config.intensity_jitter}.")
     if config.model_type == "diffusion" and config.diffusion.mean_model and config.input_normalization != "zscore":
-        raise TrainingDataError("A residual diffusion model needs z-scored inputs, as its U-Net was trained on.")
+        raise TrainingDataError("A residual diffusion model needs z-scored inputs, as its U-Net was trained with.")
     if config.input_normalization not in ("zscore", "percentile", "minmax"):
         raise TrainingDataError(f"Unknown input normalization '{config.input_normalization}'; use zscore or percentile.")
 

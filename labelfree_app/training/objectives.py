@@ -24,6 +24,7 @@ from labelfree_app.training.config import DiffusionSettings, UNetSettings
 class Objective(Protocol):
     kind: str
     arch_id: str
+    mean_package: Any  # a U-Net package whose weights go into the network's ``mean_net``, or None
 
     def architecture_kwargs(self, in_channels: int) -> dict[str, Any]: ...
 
@@ -43,15 +44,15 @@ def make_objective(model_type: str, dims: int, unet: UNetSettings, diffusion: Di
 
 def build(objective: Objective, in_channels: int) -> nn.Module:
     network = build_network(objective.arch_id, objective.architecture_kwargs(in_channels))
-    mean_package = getattr(objective, "mean_package", None)
-    if mean_package is not None:
-        network.mean_net.load_state_dict(mean_package.state_dict(), strict=True)
+    if objective.mean_package is not None:
+        network.mean_net.load_state_dict(objective.mean_package.state_dict(), strict=True)
     return network
 
 
 class UNetObjective:
     kind = "unet"
     arch_id = "fnet_unet"
+    mean_package = None
 
     def __init__(self, settings: UNetSettings, dims: int) -> None:
         if settings.loss not in ("mse", "l1"):
@@ -164,14 +165,13 @@ def _load_mean_model(path: str, dims: int) -> Any:
     from labelfree_app.models.package import load_package
 
     package = load_package(path)
-    manifest = package.manifest.to_dict()
-    if manifest.get("kind") != "unet" or package.manifest.architecture.id != "fnet_unet":
+    manifest = package.manifest
+    if manifest.kind != "unet" or manifest.architecture.id != "fnet_unet":
         raise TrainingDataError(f"The mean model {path} is not a U-Net model; give a U-Net package trained on "
                                 "the same pairs.", path=path)
-    if int(manifest.get("dims", 2)) != dims or int(manifest["output"]["channels"]) != 1:
+    if manifest.dims != dims or manifest.output.channels != 1:
         raise TrainingDataError(f"The mean model {path} is not a {dims}D model with one output channel.", path=path)
-    normalization = manifest.get("normalization") or {}
-    if normalization.get("output") or (normalization.get("input") or {}).get("method", "zscore") != "zscore":
+    if manifest.normalization.output is not None or manifest.normalization.input.method != "zscore":
         raise TrainingDataError(f"The mean model {path} uses another normalization than z-scored input and target; "
                                 "train it with LabelFree on the same pairs.", path=path)
     return package

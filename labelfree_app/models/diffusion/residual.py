@@ -13,6 +13,7 @@ The U-Net is frozen: it is trained first, on its own, and only the denoiser lear
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -42,8 +43,7 @@ class ResidualDenoiser(nn.Module):
         self.dims = dims
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.required_multiple = _lcm(int(getattr(self.mean_net, "required_multiple", 2 ** unet_kwargs.get("depth", 4))),
-                                      self.denoiser.required_multiple)
+        self.required_multiple = math.lcm(self.mean_net.required_multiple, self.denoiser.required_multiple)
         self.mean_net.eval()
 
     def train(self, mode: bool = True) -> "ResidualDenoiser":
@@ -51,16 +51,13 @@ class ResidualDenoiser(nn.Module):
         self.mean_net.eval()  # frozen: its batch-norm statistics must not follow the training batches
         return self
 
-    def mean(self, cond: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.mean_net(cond)
-
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
-        mu = self.mean(cond).to(x_t.dtype)
+        with torch.no_grad():
+            mu = self.mean_net(cond).to(x_t.dtype)
         t = torch.as_tensor(t, device=x_t.device)
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
-        a, s = self.schedule._sqrt_terms(t, x_t)
+        a, s = self.schedule.sqrt_terms(t, x_t)
         out = self.denoiser(x_t - a * mu, t, torch.cat([cond.to(x_t.dtype), mu], dim=1))
         if self.prediction == "v":
             return out - s * mu
@@ -68,8 +65,3 @@ class ResidualDenoiser(nn.Module):
             return out + mu
         return out  # eps is the same in both spaces
 
-
-def _lcm(a: int, b: int) -> int:
-    from math import gcd
-
-    return a * b // gcd(a, b)

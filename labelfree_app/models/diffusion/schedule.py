@@ -121,19 +121,20 @@ class NoiseSchedule:
         shape = (-1,) + (1,) * (like.dim() - 1) if values.dim() == 1 else values.shape
         return values.reshape(shape).to(device=like.device, dtype=like.dtype)
 
-    def _sqrt_terms(self, t: torch.Tensor | float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def sqrt_terms(self, t: torch.Tensor | float, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sqrt(abar_t) and sqrt(1 - abar_t), shaped to broadcast over ``like``."""
         abar = self.alpha_bar(t)
         return self._coef(abar.sqrt(), like), self._coef((1 - abar).sqrt(), like)
 
     # --- training targets --------------------------------------------------------------------
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """Noised data ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` (t: (B,) or scalar)."""
-        a, s = self._sqrt_terms(t, x0)
+        a, s = self.sqrt_terms(t, x0)
         return a * x0 + s * noise
 
     def v_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The v-prediction target ``sqrt(abar_t) noise - sqrt(1 - abar_t) x0``."""
-        a, s = self._sqrt_terms(t, x0)
+        a, s = self.sqrt_terms(t, x0)
         return a * noise - s * x0
 
     def target(self, prediction: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -156,7 +157,7 @@ class NoiseSchedule:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The (x0, eps) implied by a network output of kind ``prediction`` at ``x_t``."""
         check_prediction(prediction)
-        a, s = self._sqrt_terms(t, x_t)
+        a, s = self.sqrt_terms(t, x_t)
         if prediction == "eps":
             eps = model_output
             return (x_t - s * eps) / a, eps
@@ -167,7 +168,7 @@ class NoiseSchedule:
 
     def eps_from_x0(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         """The noise implied by a (for example clipped) x0 estimate at ``x_t``."""
-        a, s = self._sqrt_terms(t, x_t)
+        a, s = self.sqrt_terms(t, x_t)
         return (x_t - a * x0) / s
 
 

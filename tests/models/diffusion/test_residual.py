@@ -32,7 +32,7 @@ def test_x0_in_target_space_is_the_mean_plus_the_residual_x0(prediction: str) ->
     t = torch.tensor([10.0, 70.0])
     with torch.no_grad():
         mu = net.mean_net(cond)
-        a, _ = schedule._sqrt_terms(t, x_t)
+        a, _ = schedule.sqrt_terms(t, x_t)
         r_t = x_t - a * mu
         residual_out = net.denoiser(r_t, t, torch.cat([cond, mu], dim=1))
         x0_target, eps_target = schedule.predict_x0_eps(net(x_t, t, cond), x_t, t, prediction)
