@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from labelfree_app.training import PairSpec, evaluate
+from labelfree_app.training import evaluate
 
-MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
-TARGET_FILES = {"DNA (DAPI)": "depth_computation-MAXPROJECT_DAPI_CONFOCAL.png",
-                "MAP2 (dendrites, somata)": "depth_computation-MAXPROJECT_MAP2_CONFOCAL.png"}
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ROOT / "resources" / "models"
+
+
+def _training_script():
+    spec = importlib.util.spec_from_file_location("train_isl_models", ROOT / "scripts" / "train_isl_models.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCRIPT = _training_script()
+TARGET_FILES = {target_name: file for file, target_name, _ in SCRIPT.TARGETS.values()}  # "DNA (DAPI)" -> its PNG
 ISL_MODELS = sorted(p.name for p in MODELS.glob("isl-*") if (p / "manifest.json").is_file())
 
 
@@ -25,10 +37,9 @@ def _params() -> list[object]:
 
 @pytest.mark.parametrize("model_id", _params())
 def test_a_bundled_isl_model_reproduces_its_recorded_test_quadrant_pearson_r(model_id: str, shared_data: Path) -> None:
-    folder = shared_data / "isl_condition_b"
     manifest = json.loads((MODELS / model_id / "manifest.json").read_text())
     recorded = manifest["metrics"]["evaluation"]
-    pair = PairSpec(input=str(folder / "z_depth-*_PHASE_CONTRAST.png"), target=str(folder / TARGET_FILES[manifest["target"]]))
+    pair = SCRIPT.full_pair(TARGET_FILES[manifest["target"]])  # the script reads ../shared, as shared_data does
     settings = recorded["settings"]
     report = evaluate(MODELS / model_id, [pair], region=recorded["region"], device="cpu", tta=bool(settings["tta"]),
                       samples=settings["samples"], steps=settings["steps"], seed=settings["seed"])
