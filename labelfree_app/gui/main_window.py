@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui import plane_series, result_actions
 from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths
-from labelfree_app.gui.batch_dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
 from labelfree_app.gui.file_list import FAILED, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.image_panel import paths_from_mime
+from labelfree_app.gui.menus import build_menus
 from labelfree_app.gui.model_manager import ModelManagerDialog
 from labelfree_app.gui.run_controls import RunControls
 from labelfree_app.gui.runner import PredictionRunner
@@ -62,7 +62,7 @@ class MainWindow(QMainWindow):
         self.hover_label.setMinimumWidth(640)  # room for every panel's value at the crosshair
         self.statusBar().addPermanentWidget(self.hover_label)
         self.runner = PredictionRunner(backend, self.panels, self.controls, self.file_list, self._is_diffusion)
-        self._build_menus()
+        build_menus(self)
 
         self.panels.hoverText.connect(self.hover_label.setText)
         self.panels.filesDropped.connect(self.open_dropped)
@@ -101,72 +101,6 @@ class MainWindow(QMainWindow):
             [250, 290],
             Qt.Orientation.Horizontal,
         )
-
-    def _action(self, menu: Any, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        action.setCheckable(checkable)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        return action
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        file_menu = bar.addMenu("&File")
-        self._action(file_menu, "&Open files…", self.open_dialog, QKeySequence.StandardKey.Open)
-        self._action(file_menu, "Open &folder…", self.open_folder_dialog)
-        self._action(file_menu, "Open planes as &z-stack…", lambda: plane_series.open_stack_dialog(self))
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        file_menu.addSeparator()
-        self.export_action = self._action(file_menu, "&Export result…", lambda: result_actions.export_current(self), "Ctrl+E")
-        self._action(file_menu, "Choose export folder…", lambda: result_actions.choose_export_folder(self))
-        self.batch_export_action = self._action(file_menu, "&Batch export…", lambda: open_batch_dialog(self), "Ctrl+B")
-        self.batch_export_action.setObjectName("batch_export_action")
-        file_menu.addSeparator()
-        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
-
-        view = bar.addMenu("&View")
-        self.max_projection_action = self._action(view, "&Max projection", self.panels.set_max_projection, "Ctrl+M", True)
-        self.panels.max_projection_box.toggled.connect(self.max_projection_action.setChecked)
-        self.overlay_action = self._action(view, "&Overlay prediction on input", self.panels.set_overlay, "Ctrl+L", True)
-        self.panels.overlay_box.toggled.connect(self.overlay_action.setChecked)
-        layout_menu = view.addMenu("Panel &layout")
-        group = QActionGroup(self)
-        for text, columns in (("Automatic", None), ("In a row", 4), ("2 × 2 grid", 2)):
-            action = self._action(layout_menu, text, lambda _=False, c=columns: self.panels.arrange(c), None, True)
-            action.setChecked(columns is None)
-            group.addAction(action)
-        self._action(view, "&Auto-contrast all panels", self._auto_contrast_all, "Ctrl+A")
-        self._action(view, "&Reset zoom", lambda: self.panels.input_panel.view_box.autoRange(padding=0.0), "Ctrl+0")
-        self.show_x0_action = self._action(view, "Denoising shows predicted clean image", self._set_preview_kind, None, True)
-
-        analysis = bar.addMenu("&Analysis")
-        self.compare_action = self._action(analysis, "&Compare with ground truth…", lambda: result_actions.compare_current(self), "Ctrl+G")
-
-        models = bar.addMenu("&Models")
-        self._action(models, "&Manage models…", self.open_model_manager)
-        self._action(models, "Model &card…", lambda: self.show_model_card(self.controls.model_id() or ""))
-        from labelfree_app.gui.train_page import open_train_dialog  # the Models ▸ Train a model page
-
-        self.train_action = self._action(models, "&Train a model…", lambda: open_train_dialog(self))
-
-        help_menu = bar.addMenu("&Help")
-        from labelfree_app.gui.self_test import open_self_test_dialog  # the Help ▸ Self-test dialog
-
-        self.self_test_action = self._action(help_menu, "&Self-test…", lambda: open_self_test_dialog(self))
-        self._action(help_menu, "&About LabelFree", self.show_about)
-
-        toolbar = self.addToolBar("Main")
-        toolbar.setObjectName("main_toolbar")
-        toolbar.setMovable(False)
-        toolbar.addAction("Open…", self.open_dialog)
-        toolbar.addAction("Run", self.run_current).setShortcut(QKeySequence("Ctrl+R"))
-        toolbar.addAction("Cancel", self.runner.cancel).setShortcut(QKeySequence(Qt.Key.Key_Escape))
-        toolbar.addSeparator()
-        toolbar.addAction(self.overlay_action)
-        toolbar.addAction(self.compare_action)
-        toolbar.addAction(self.export_action)
 
     # --- messages -------------------------------------------------------------------------
     def show_message(self, text: str, timeout_ms: int = 0) -> None:
