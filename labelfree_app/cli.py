@@ -68,10 +68,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labelfree_app.io import read_image, read_plane_series
     from labelfree_app.models.registry import ModelRegistry
 
+    from labelfree_app.models.fit import InputFacts
+
     registry = ModelRegistry()
-    package = registry.resolve(args.model) if args.model else registry.get(registry.default_for().id)
-    model_id = package.manifest.id
-    engine = PredictionEngine(package, device=args.device)
+    engines: dict[str, PredictionEngine] = {}
+
+    def engine_for(image: object) -> PredictionEngine:
+        """The named model, or the best installed one that fits this image."""
+        package = (registry.resolve(args.model) if args.model
+                   else registry.get(registry.default_for(facts=InputFacts.of(image)).id))
+        key = str(package.path)
+        if key not in engines:
+            if not args.model and not args.quiet:
+                print(f"model: {package.manifest.id} (the default for {InputFacts.of(image).describe()})",
+                      file=sys.stderr)
+            engines[key] = PredictionEngine(package, device=args.device)
+        return engines[key]
+
     settings = _settings(args)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for files, stem in jobs:
         try:
             image = read_plane_series(files) if args.z_stack else read_image(files[0])
+            engine = engine_for(image)
+            model_id = engine.package.manifest.id
             bar = tqdm(total=1, desc=stem, unit="step", leave=True, disable=args.quiet)
             result: PredictionResult | None = None
             for event in engine.run(image, settings):

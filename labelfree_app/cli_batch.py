@@ -33,6 +33,24 @@ def _stop_on_first_interrupt(flag: list[bool]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _default_for_first_input(items: list[str], registry: Any) -> str:
+    """Without --model: the best installed model that fits the first input (``models.fit``)."""
+    from labelfree_app.batch.plan import expand_inputs
+    from labelfree_app.errors import LabelFreeError
+    from labelfree_app.io import read_image
+    from labelfree_app.models.fit import InputFacts
+
+    found = expand_inputs(items)
+    try:
+        facts = InputFacts.of(read_image(found[0])) if found else None
+    except LabelFreeError:
+        facts = None  # the batch reports the unreadable file; choose as for a single plane
+    model_id = registry.default_for(facts=facts).id
+    print(f"model: {model_id} (the default for {facts.describe() if facts else 'a single plane'} like "
+          f"{found[0].name if found else 'the inputs'}; name others with --model)", file=sys.stderr)
+    return model_id
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -44,7 +62,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from labelfree_app.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    models = resolve_models(args.model or [registry.default_for().id], registry)
+    models = resolve_models(args.model or [_default_for_first_input(args.inputs, registry)], registry)
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)
     options = BatchOptions(settings=_settings(args), overwrite=args.overwrite, save_steps=bool(args.save_steps),

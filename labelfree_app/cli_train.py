@@ -38,6 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from labelfree_app.training import (DiffusionSettings, StepDone, TrainConfig, TrainFinished, TrainStarted,
                                         UNetSettings, ValidationDone, run_training)
+    from labelfree_app.training.config import MICROSCOPE_AUGMENT, AugmentSettings
 
     args.input_channel, args.target_channel = _channel(args.input_channel), _channel(args.target_channel)
     if args.threads:
@@ -55,7 +56,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                     loss=args.loss),
         diffusion=DiffusionSettings(base_channels=args.base_channels, mean_model=args.mean_model),
         model_id=args.id or out.name, name=args.name or args.id or out.name, target_name=args.target_name,
-        input_modality=args.modality, description=args.description or "",
+        input_modality=args.modality, description=args.description or "", init_from=args.init_from,
+        early_stop_patience=args.early_stop, augmentation=MICROSCOPE_AUGMENT if args.augment == "microscope"
+        else AugmentSettings(), augment=args.augment != "none",
     )
     bar = None
     result: Path | None = None
@@ -135,6 +138,14 @@ def register(sub: Any) -> None:
                    help="0..1: random brightness/contrast change of the input, for robustness to illumination")
     t.add_argument("--mean-model", metavar="UNET_PACKAGE",
                    help="diffusion: sample the residual around this trained U-Net's prediction (CorrDiff-style)")
+    t.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this model (installed id or package path): its weights, size and "
+                        "normalization, a lower learning rate, a short warm-up and early stopping")
+    t.add_argument("--early-stop", type=int, default=0, metavar="N",
+                   help="stop after N validations without a better r (default: 0 = never; 4 when fine-tuning)")
+    t.add_argument("--augment", choices=["flips", "microscope", "none"], default="flips",
+                   help="flips: flips and rotations; microscope: also gamma, defocus blur, noise and zoom, "
+                        "for a model meant for other microscopes")
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--checkpoint-every", type=int, default=500)
     t.add_argument("--seed", type=int, default=0)

@@ -15,6 +15,8 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from labelfree_app.models.fit import InputFacts
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
@@ -62,6 +64,12 @@ class Backend(Protocol):
 def channel_count(image: Any) -> int:
     """Channels of an io ``Image`` whose data is (C, Z, Y, X) or (T, C, Z, Y, X)."""
     return int(np.asarray(image.data).shape[-4])
+
+
+def image_facts(image: Any) -> InputFacts:
+    """Planes and channels of an image, for choosing a model that fits it."""
+    shape = np.asarray(image.data).shape
+    return InputFacts(planes=int(shape[-3]), channels=int(shape[-4]))
 
 
 def channel_volume(image: Any, index: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
 
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui import plane_series, result_actions
-from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths
+from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths, image_facts
 from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
 from labelfree_app.gui.file_list import FAILED, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.image_panel import paths_from_mime
@@ -231,6 +231,7 @@ class MainWindow(QMainWindow):
         self.channel_combo.blockSignals(False)
         self.setWindowTitle(f"LabelFree — {record.name}")
         self.panels.set_input(channel_volume(record.image, record.channel))
+        self.controls.set_image_facts(image_facts(record.image))
         self.panels.input_panel.set_title(f"Input — {record.name}")
         self.runner.show_result(record)
 

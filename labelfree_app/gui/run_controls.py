@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -19,6 +19,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from labelfree_app.errors import ModelNotFoundError
+from labelfree_app.models.fit import InputFacts, best_fitting, fit_problem
 
 SAMPLERS = ("ddim", "ddpm", "dpmpp2m")
 DEFAULT_FRAMES = 24  # denoising frames kept for the replay
@@ -101,6 +104,9 @@ class RunControls(QWidget):
         model_form = QFormLayout(model_box)
         model_form.addRow("Target", self.target_combo)
         model_form.addRow("Model", self.model_combo)
+        self.fit_label = QLabel("")
+        self.fit_label.setWordWrap(True)
+        model_form.addRow("", self.fit_label)
         model_form.addRow("", self.card_button)
         model_form.addRow("Device", self.device_combo)
         self.diffusion_box = QGroupBox("Diffusion sampling")
@@ -128,6 +134,7 @@ class RunControls(QWidget):
         self.card_button.clicked.connect(lambda: self.cardRequested.emit(self.model_id() or ""))
         self.run_button.clicked.connect(self.runRequested)
         self.cancel_button.clicked.connect(self.cancelRequested)
+        self._facts: InputFacts | None = None
         self.set_models([])
 
     @staticmethod
@@ -172,15 +179,62 @@ class RunControls(QWidget):
                 label += " — default"
             if getattr(model, "demo", False):
                 label += " — demo"
+            problem = self._fit_problem(model)
+            if problem:
+                label += " — does not fit this image"
             self.model_combo.addItem(label, model.id)
+            if problem:
+                index = self.model_combo.count() - 1
+                self.model_combo.setItemData(index, f"{model.id} {problem}.", Qt.ItemDataRole.ToolTipRole)
         wanted = select_id or next((m.id for m in candidates if getattr(m, "default", False)), "")
         index = self.model_combo.findData(wanted) if wanted else 0
         self.model_combo.setCurrentIndex(max(index, 0))
         self.model_combo.blockSignals(False)
         self._on_model_changed()
 
+    def _fit_problem(self, model: Any) -> str | None:
+        if self._facts is None or getattr(model, "manifest", None) is None:
+            return None
+        return fit_problem(model.manifest, self._facts)
+
+    def set_image_facts(self, facts: InputFacts | None) -> None:
+        """Mark which models fit the shown image; switch to the best fitting one if the chosen one does not."""
+        self._facts = facts
+        current = self.current_model()
+        chosen = current.id if current is not None else ""
+        if facts is not None and (current is None or self._fit_problem(current)):
+            best = self._best_for(facts)
+            chosen = best.id if best is not None else chosen
+        if chosen:
+            target = next(str(m.target) for m in self._models if m.id == chosen)
+            self.target_combo.blockSignals(True)
+            self.target_combo.setCurrentIndex(max(self.target_combo.findData(target), 0))
+            self.target_combo.blockSignals(False)
+        self._fill_models_for_target(select_id=chosen)
+
+    def _best_for(self, facts: InputFacts) -> Any:
+        """The best fitting model of the current target, else of any target (``models.fit``)."""
+        known = [m for m in self._models if getattr(m, "manifest", None) is not None]
+        preferred = [m.id for m in known if getattr(m, "default", False)]
+        target = self.target_combo.currentData()
+        for pool in ([m for m in known if str(m.target) == target], known):
+            try:
+                return best_fitting(pool, facts, preferred) if pool else None
+            except ModelNotFoundError:
+                continue
+        return None
+
+    def _show_fit(self, model: Any) -> None:
+        if self._facts is None or model is None:
+            self.fit_label.setText("")
+            return
+        problem = self._fit_problem(model)
+        self.fit_label.setText(f"Does not fit this image: it {problem}." if problem
+                               else f"Fits this image ({self._facts.describe()}).")
+
     def _on_model_changed(self, *_: Any) -> None:
         model = self.current_model()
+        self._show_fit(model)
         is_diffusion = model is not None and model.kind == "diffusion"
         self.diffusion_box.setVisible(model is None or is_diffusion)
         self.unet_box.setVisible(model is not None and not is_diffusion)

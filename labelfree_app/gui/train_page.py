@@ -216,7 +216,8 @@ class TrainDialog(QDialog):
         self.live.set_state("finished")
         best = "no validation score" if event.best_val_r is None else (
             f"best validation r = {event.best_val_r:.3f} at step {event.best_step}")
-        reasons = {"max_steps": "all steps done", "max_minutes": "time budget used", "stopped": "stopped by you"}
+        reasons = {"max_steps": "all steps done", "max_minutes": "time budget used", "stopped": "stopped by you",
+                   "early_stop": "no better validation for a while"}
         self.summary_label.setText(
             f"<b>Finished</b> after {event.steps} steps in {format_duration(event.seconds)} "
             f"({reasons.get(event.stop_reason, event.stop_reason)}); {best}. Saved in {event.package}.")

@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import torch
 
 from labelfree_app import paths
 from labelfree_app.errors import LabelFreeError, ModelError, ModelNotFoundError
+from labelfree_app.models.fit import InputFacts, best_fitting, rank_key
 from labelfree_app.models.package import MANIFEST_FILE, ModelPackage, load_package
 
 DEFAULTS_FILE = "defaults.json"
@@ -42,6 +43,7 @@ class ModelEntry:
     demo: bool
     description: str = ""
     tta: bool = False
+    manifest: Any = field(default=None, compare=False, repr=False)  # for fit checks (``models.fit``)
 
     def to_json_dict(self) -> dict[str, Any]:
         """Plain JSON types, for ``labelfree models list --json``."""
@@ -78,6 +80,7 @@ def _entry(package: ModelPackage, source: str, default: bool = False) -> ModelEn
         demo=m.demo,
         description=m.description,
         tta=m.tta,
+        manifest=m,
     )
 
 
@@ -293,24 +296,31 @@ class ModelRegistry:
         defaults[_ANY_TARGET if target is None else target] = model_id
         self._write_defaults(defaults)
 
-    def _pick_default(self, packages: list[ModelPackage], target: str | None) -> ModelPackage:
-        """The stored default for ``target`` if installed; else non-demo before demo models and, within
-        each, a U-Net (seconds on any machine; diffusion is the choice for uncertainty) first."""
+    def _pick_default(self, packages: list[ModelPackage], target: str | None,
+                      facts: InputFacts | None = None) -> ModelPackage:
+        """The best model for ``target`` that fits the image (``models.fit``): the stored default when
+        it fits, else real before demo models, whole z-stack before plane by plane, U-Net before
+        diffusion, better held-out r first. Without an image, a single plane is assumed where any
+        model takes one."""
         candidates = [p for p in packages if target is None or _same_target(p.manifest.target, target)]
         if not candidates:
             raise ModelNotFoundError(
                 f"No installed model predicts '{target}'; see 'labelfree models list' for what is installed."
             )
+        preferred = []
         for key, chosen in self._read_defaults().items():
-            wanted = key == _ANY_TARGET if target is None else key != _ANY_TARGET and _same_target(key, target)
-            if wanted:
-                for package in candidates:
-                    if package.manifest.id == chosen:
-                        return package
-        return min(candidates, key=lambda p: (bool(p.manifest.demo), p.manifest.kind != "unet"))
+            if key == _ANY_TARGET if target is None else key != _ANY_TARGET and _same_target(key, target):
+                preferred.append(chosen)
+        if facts is not None:
+            return best_fitting(candidates, facts, preferred)
+        try:
+            return best_fitting(candidates, InputFacts(planes=1), preferred)
+        except ModelNotFoundError:  # nothing takes a single plane: the stored default, else the best ranked
+            stored = [p for p in candidates if p.manifest.id in preferred]
+            return (stored or sorted(candidates, key=lambda p: rank_key(p.manifest, InputFacts(planes=1))))[0]
 
-    def default_for(self, target: str | None = None) -> ModelEntry:
-        """The default model for ``target`` (or overall when None)."""
+    def default_for(self, target: str | None = None, facts: InputFacts | None = None) -> ModelEntry:
+        """The default model for ``target`` (or overall when None) that fits an image with ``facts``."""
         found = self._scan()
         if not found:
             raise ModelNotFoundError(
@@ -318,7 +328,7 @@ class ModelRegistry:
                 f"(a model folder or .zip), or put it in {self.user_dir}."
             )
         packages = [package for package, _ in found]
-        chosen = self._pick_default(packages, target)
+        chosen = self._pick_default(packages, target, facts)
         for entry in self.list():
             if entry.id == chosen.manifest.id:
                 return entry

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelfree_app.training.config import AugmentSettings
+
 
 def augment_pair(
     source: np.ndarray, target: np.ndarray, rng: np.random.Generator
@@ -37,3 +39,39 @@ def jitter_intensity(source: np.ndarray, rng: np.random.Generator, strength: flo
     gain = float(np.exp(rng.uniform(-strength, strength)))
     offset = float(rng.uniform(-strength, strength))
     return (source * gain + offset).astype(np.float32, copy=False)
+
+
+def augment_input(source: np.ndarray, rng: np.random.Generator, settings: AugmentSettings) -> np.ndarray:
+    """Gamma, defocus blur and noise on a normalized input patch (C, *spatial); the target is left alone.
+
+    Gamma acts on the patch's own range (so the curve bends the contrast, not the offset); blur is
+    Gaussian in Y and X only, as defocus of another microscope would be.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    out = np.asarray(source, dtype=np.float32)
+    if settings.gamma > 0:
+        low, high = float(out.min()), float(out.max())
+        if high > low:
+            gamma = float(np.exp(rng.uniform(-settings.gamma, settings.gamma)))
+            out = (low + (high - low) * ((out - low) / (high - low)) ** gamma).astype(np.float32)
+    if settings.blur_sigma > 0 and rng.random() < 0.5:
+        sigma = float(rng.uniform(0.0, settings.blur_sigma))
+        out = gaussian_filter(out, sigma=[0.0] * (out.ndim - 2) + [sigma, sigma]).astype(np.float32)
+    if settings.noise > 0:
+        std = float(rng.uniform(0.0, settings.noise))
+        out = out + rng.normal(0.0, std, size=out.shape).astype(np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def zoom_window(window: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Resize the Y and X axes of ``window`` (C, *spatial) to ``shape`` (bilinear, edges aligned)."""
+    import torch
+    import torch.nn.functional as F
+
+    if tuple(window.shape[-2:]) == tuple(shape):
+        return np.ascontiguousarray(window, dtype=np.float32)
+    lead = window.shape[:-2]
+    flat = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32)).reshape(1, -1, *window.shape[-2:])
+    out = F.interpolate(flat, size=tuple(shape), mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(*lead, *shape).numpy()

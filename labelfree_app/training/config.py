@@ -20,13 +20,19 @@ class PairSpec:
     ``input`` is an image path, a glob pattern of per-plane files (a Z-stack assembled in natural
     order: ``z_depth-2`` before ``z_depth-10``), or a tuple of per-plane paths in Z order.
     ``input_channel`` / ``target_channel`` pick a channel (name or index) from multi-channel
-    files; input and target may be the same multi-channel file.
+    files; input and target may be the same multi-channel file. ``plane`` takes one Z plane of a
+    stack input as a single-plane image. ``weight`` is the pair's share in patch drawing relative to
+    the others (e.g. 1/fields of its source, so every source counts alike). ``pixel_size_um``
+    overrides the pixel size the file states (used to rescale to the model's canonical size).
     """
 
     input: str | tuple[str, ...]
     target: str
     input_channel: str | int | None = None
     target_channel: str | int | None = None
+    plane: int | None = None
+    weight: float = 1.0
+    pixel_size_um: float | None = None
 
     @property
     def is_plane_series(self) -> bool:
@@ -45,7 +51,37 @@ class PairSpec:
             data["input_channel"] = self.input_channel
         if self.target_channel is not None:
             data["target_channel"] = self.target_channel
+        if self.plane is not None:
+            data["plane"] = self.plane
+        if self.weight != 1.0:
+            data["weight"] = self.weight
+        if self.pixel_size_um is not None:
+            data["pixel_size_um"] = self.pixel_size_um
         return data
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Input-only augmentations for what differs between microscopes (all off by default).
+
+    ``gamma``: log-gamma drawn from U(-g, g); ``blur_sigma``: Gaussian defocus blur with sigma
+    from U(0, s) px on half the patches; ``noise``: additive Gaussian noise with std from U(0, n)
+    (normalized units); ``scale``: zoom drawn log-uniformly from (low, high) for pairs whose pixel
+    size is unknown; ``scale_known``: the same for pairs already rescaled to the canonical size.
+    """
+
+    gamma: float = 0.0
+    blur_sigma: float = 0.0
+    noise: float = 0.0
+    scale: tuple[float, float] | None = None
+    scale_known: tuple[float, float] | None = None
+
+    @property
+    def max_scale(self) -> float:
+        return max([1.0, *(self.scale or ()), *(self.scale_known or ())])
+
+
+MICROSCOPE_AUGMENT = AugmentSettings(gamma=0.4, blur_sigma=2.0, noise=0.15, scale=(0.6, 1.6), scale_known=(0.9, 1.1))
 
 
 @dataclass(frozen=True)
@@ -110,6 +146,13 @@ class TrainConfig:
     foreground_weight: float = 0.0  # 0..1: share of patches drawn towards foreground
     augment: bool = True
     intensity_jitter: float = 0.0  # input brightness/contrast jitter (z-score units; 0 = off)
+    augmentation: AugmentSettings = field(default_factory=AugmentSettings)
+    pixel_size_um: float | None = None  # canonical pixel size: pairs that state theirs are rescaled to it
+    # Fine-tuning: an installed model id or a package path whose weights and normalization start the run.
+    init_from: str | None = None
+    early_stop_patience: int = 0  # validations without a better val_r before stopping (0 = never)
+    # Learning curves: the network's weights are also saved after these many minutes of training.
+    snapshot_minutes: tuple[float, ...] = ()
     # Optimisation.
     max_steps: int = 2000
     max_minutes: float | None = None
@@ -184,6 +227,7 @@ class TrainConfig:
             "network": network,
             "patch_shape": self.patch_shape,
             "input_normalization": self.input_normalization,
+            "init_from": self.init_from,
         })
 
 

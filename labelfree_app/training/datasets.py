@@ -41,6 +41,11 @@ class LoadedPair:
     input: np.ndarray
     target: np.ndarray
     z_as_channels: bool
+    scale_known: bool = False  # rescaled to the model's canonical pixel size
+
+    @property
+    def weight(self) -> float:
+        return self.spec.weight
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -157,8 +162,22 @@ def read_input_image(spec: PairSpec) -> Any:
     from labelfree_app import io
 
     if spec.is_plane_series:
-        return io.read_plane_series([str(p) for p in plane_paths(spec)])
-    return io.read_image(spec.input)
+        image = io.read_plane_series([str(p) for p in plane_paths(spec)])
+    else:
+        image = io.read_image(spec.input)
+    return image if spec.plane is None else select_plane(image, spec.plane, spec.describe_input())
+
+
+def select_plane(image: Any, plane: int, label: str) -> Any:
+    """One Z plane of ``image`` as a single-plane image (the same file seen as a 2D field)."""
+    from dataclasses import replace
+
+    planes = image.shape_zyx[0]
+    if not 0 <= plane < planes:
+        raise TrainingDataError(f"{label} has {planes} z-plane(s); plane {plane} does not exist.",
+                                path=getattr(image, "path", None))
+    data = image.data[..., plane:plane + 1, :, :]
+    return replace(image, data=data, metadata={**image.metadata, "plane": plane})
 
 
 def read_input_zyx(spec: PairSpec, image: Any | None = None) -> np.ndarray:
@@ -197,14 +216,29 @@ def read_target_zyx(spec: PairSpec) -> np.ndarray:
 
 def read_pair_zyx(spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:
     """Raw (input, target) as (Z, Y, X) arrays, checked to cover the same YX field."""
+    source, target, _ = _read_pair(spec)
+    return source, target
+
+
+def _read_pair(spec: PairSpec) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """Raw (input, target) as (Z, Y, X) and the input's pixel size in µm (the spec's, else the file's)."""
     check_pairs_exist([spec])
-    source = read_input_zyx(spec)
+    image = _read(read_input_image, spec, spec.describe_input())
+    source = read_input_zyx(spec, image)
     target = read_target_zyx(spec)
     if source.shape[-2:] != target.shape[-2:]:
         raise TrainingDataError(
             f"The input {spec.describe_input()} is {_yx(source)} but its target {spec.target} is "
             f"{_yx(target)}; paired images must be registered and the same size.", path=spec.target)
-    return source, target
+    return source, target, spec.pixel_size_um or image.pixel_size_um.get("X")
+
+
+def rescale_yx(array: np.ndarray, factor: float) -> np.ndarray:
+    """Resample the Y and X axes of (Z, Y, X) by ``factor`` (> 1 enlarges), antialiased."""
+    from labelfree_app.training.augment import zoom_window
+
+    shape = tuple(max(1, int(round(s * factor))) for s in array.shape[-2:])
+    return zoom_window(array, shape)
 
 
 def arrange_pair(
@@ -243,15 +277,24 @@ def normalize_target(array: np.ndarray) -> np.ndarray:
     return fit_normalizer(array, "zscore").apply(array).astype(np.float32, copy=False)
 
 
-def load_pair(spec: PairSpec, *, dims: int, input_normalization: str) -> LoadedPair:
-    """Read, check, arrange and normalize one pair."""
-    source, target = read_pair_zyx(spec)
+def load_pair(spec: PairSpec, *, dims: int, input_normalization: str,
+              pixel_size_um: float | None = None) -> LoadedPair:
+    """Read, check, arrange and normalize one pair.
+
+    With a canonical ``pixel_size_um``, a pair whose pixel size is known (from the spec or the
+    file) is resampled to it in Y and X (input and target alike) and marked ``scale_known``.
+    """
+    source, target, size = _read_pair(spec)
+    scale_known = bool(pixel_size_um and size)
+    if scale_known and abs(size / pixel_size_um - 1.0) > 1e-3:
+        source, target = rescale_yx(source, size / pixel_size_um), rescale_yx(target, size / pixel_size_um)
     source, target, z_as_channels = arrange_pair(source, target, dims=dims, spec=spec)
     return LoadedPair(
         spec=spec,
         input=np.ascontiguousarray(normalize_input(source, input_normalization)),
         target=np.ascontiguousarray(normalize_target(target)),
         z_as_channels=z_as_channels,
+        scale_known=scale_known,
     )
 
 

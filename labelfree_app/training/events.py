@@ -63,7 +63,7 @@ class CheckpointSaved:
 
 @dataclass(frozen=True)
 class TrainFinished:
-    """The package is written. ``stop_reason``: "max_steps", "max_minutes" or "stopped"."""
+    """The package is written. ``stop_reason``: "max_steps", "max_minutes", "early_stop" or "stopped"."""
 
     package: Path
     steps: int

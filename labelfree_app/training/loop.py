@@ -29,6 +29,7 @@ from labelfree_app.errors import TrainingDataError
 from labelfree_app.training import checkpoint as ckpt
 from labelfree_app.training.config import TrainConfig
 from labelfree_app.training.datasets import LoadedPair, check_consistent, check_pairs_exist, load_pair
+from labelfree_app.training.finetune import Parent, finetune_config, initial_weights, parent_for
 from labelfree_app.training.events import (CheckpointSaved, LoadingData, StepDone, TrainEvent, TrainFinished,
                                            TrainStarted, ValidationDone)
 from labelfree_app.training.log import append_log, truncate_log
@@ -74,6 +75,9 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     from labelfree_app.core.devices import select_device
 
     tune_cpu_allocator()
+    parent = parent_for(config)
+    if parent is not None:
+        config = finetune_config(config, parent)
     objective = make_objective(config.model_type, config.dims, config.unet, config.diffusion)
     _check_config(config)
     work = config.resolved_work_dir
@@ -94,7 +98,10 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     rng = np.random.default_rng(config.seed)
     noise_gen = torch.Generator().manual_seed(config.seed + 1)
     memory_format = _memory_format(config, device)
-    network = build(objective, in_channels).to(device, memory_format=memory_format)
+    network = build(objective, in_channels)
+    if parent is not None:
+        network.load_state_dict(initial_weights(parent, network, z_as_channels=z_as_channels), strict=True)
+    network = network.to(device, memory_format=memory_format)
     network.train()
     optimizer = build_optimizer(network, config.resolved_lr, config.weight_decay)
     ema = EMA(network, config.diffusion.ema_decay) if config.model_type == "diffusion" else None
@@ -108,7 +115,8 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     sampler = PatchSampler(load_index, len(config.pairs), config.patch_shape, exclude=region,
                            foreground_weight=config.foreground_weight, buffer_size=config.buffer_size,
                            switch_every=config.buffer_switch_every, augment=config.augment,
-                           intensity_jitter=config.intensity_jitter, rng=rng)
+                           intensity_jitter=config.intensity_jitter, augmentation=config.augmentation,
+                           weights=[spec.weight for spec in config.pairs], rng=rng)
     for index in sampler.buffer:
         sampler.entry(index)  # corner tables now: a patch that cannot fit fails before training
 
@@ -162,6 +170,9 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
             if config.max_minutes is not None and time.perf_counter() - run_start >= 60 * config.max_minutes:
                 stop_reason = "max_minutes"
                 break
+            if _no_longer_improving(config, state):
+                stop_reason = "early_stop"
+                break
             lr = lr_at(state.step, base_lr=config.resolved_lr, max_steps=config.max_steps,
                        warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
             set_lr(optimizer, lr)
@@ -176,6 +187,7 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
                 append_log(log_path, state.step, seconds(), state.loss_sum / state.loss_count, None, lr)
                 state.loss_sum, state.loss_count = 0.0, 0
             yield StepDone(state.step, config.max_steps, loss, lr, seconds())
+            _save_snapshots(config, work, network, ema, seconds())
             if config.val_every > 0 and state.step % config.val_every == 0:
                 event = validate()
                 if event is not None:
@@ -194,7 +206,7 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     if state.step != state.last_checkpoint:
         yield save()
     package = _write_package(config, work, network, ema, objective, in_channels, z_as_channels,
-                             state, seconds(), str(device), stop_reason)
+                             state, seconds(), str(device), stop_reason, parent)
     best = state.best or {}
     yield TrainFinished(package, state.step, seconds(), stop_reason, best.get("val_r"), best.get("step"))
     return package
@@ -222,6 +234,23 @@ def _train_step(config: TrainConfig, objective: Objective, network: torch.nn.Mod
     scaler.step(optimizer)
     scaler.update()
     return float(loss.detach())
+
+
+def _save_snapshots(config: TrainConfig, work: Path, network: torch.nn.Module, ema: EMA | None,
+                    seconds: float) -> None:
+    """Weights at the ``snapshot_minutes`` marks just passed (for learning curves), once each."""
+    for minutes in config.snapshot_minutes:
+        path = work / "snapshots" / f"{minutes:g}min.safetensors"
+        if seconds >= 60 * minutes and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.save_state_dict(path, ema.state if ema is not None else network.state_dict())
+
+
+def _no_longer_improving(config: TrainConfig, state: _Run) -> bool:
+    """Early stopping: ``early_stop_patience`` validations have passed since the best one."""
+    if config.early_stop_patience <= 0 or config.val_every <= 0 or state.best is None:
+        return False
+    return state.step - int(state.best["step"]) >= config.early_stop_patience * config.val_every
 
 
 def _memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
@@ -265,7 +294,8 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def _load(config: TrainConfig, spec: Any) -> LoadedPair:
-    return load_pair(spec, dims=config.dims, input_normalization=config.input_normalization)
+    return load_pair(spec, dims=config.dims, input_normalization=config.input_normalization,
+                     pixel_size_um=config.pixel_size_um)
 
 
 def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ...] | None
@@ -364,7 +394,7 @@ def _restore(found: ckpt.Checkpoint, config: TrainConfig, state: _Run, network: 
 # --- package ---------------------------------------------------------------------------------
 def _write_package(config: TrainConfig, work: Path, network: torch.nn.Module, ema: EMA | None,
                    objective: Objective, in_channels: int, z_as_channels: bool, state: _Run,
-                   seconds: float, device: str, stop_reason: str) -> Path:
+                   seconds: float, device: str, stop_reason: str, parent: Parent | None) -> Path:
     from safetensors.torch import load_file
 
     from labelfree_app.models.package import save_package
@@ -376,6 +406,7 @@ def _write_package(config: TrainConfig, work: Path, network: torch.nn.Module, em
         weights = {k: v.detach().cpu().contiguous() for k, v in source.items()}
     record = TrainingRecord(arch_id=objective.arch_id, arch_kwargs=objective.architecture_kwargs(in_channels),
                             in_channels=in_channels, z_as_channels=z_as_channels, steps=state.step,
-                            seconds=seconds, device=device, stop_reason=stop_reason, validation=state.best)
+                            seconds=seconds, device=device, stop_reason=stop_reason, validation=state.best,
+                            parent=parent.record() if parent is not None else None)
     manifest = build_manifest(config, record)
     return Path(save_package(config.out_dir, manifest, weights, overwrite=True))

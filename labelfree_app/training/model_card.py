@@ -28,6 +28,7 @@ class TrainingRecord:
     device: str
     stop_reason: str
     validation: dict[str, Any] | None  # the best validation result, with "step"
+    parent: dict[str, str] | None = None  # the model fine-tuned from: id, version, sha256, path
 
 
 def model_id_for(config: TrainConfig) -> str:
@@ -62,7 +63,7 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
         "id": model_id_for(config),
         "name": config.name or model_id_for(config),
         "version": config.version,
-        "description": config.description or _default_description(config, record),
+        "description": (config.description or _default_description(config, record)) + _parent_note(config, record),
         "kind": config.model_type,
         "target": config.target_name,
         "input_modality": modality,
@@ -91,8 +92,15 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
 def _default_description(config: TrainConfig, record: TrainingRecord) -> str:
     family = "U-Net regressor" if config.model_type == "unet" else "conditional diffusion model"
     stack = f" from a {record.in_channels}-plane z-stack" if record.z_as_channels else ""
+    origin = f", fine-tuned from {record.parent['id']}" if record.parent else ""
     return (f"{config.dims}D {family} predicting {config.target_name}{stack} ({config.input_modality}), "
-            f"trained with LabelFree for {record.steps} steps. Outputs are in z-score units of the target.")
+            f"trained with LabelFree for {record.steps} steps{origin}. Outputs are in z-score units of the target.")
+
+
+def _parent_note(config: TrainConfig, record: TrainingRecord) -> str:
+    if not record.parent or not config.description:
+        return ""
+    return f" Fine-tuned from {record.parent['id']} {record.parent['version']} (weights sha256 {record.parent['sha256']})."
 
 
 def _diffusion_block(config: TrainConfig) -> dict[str, Any]:
@@ -110,6 +118,7 @@ def _training_block(config: TrainConfig, record: TrainingRecord) -> dict[str, An
         "pairs": describe_pairs(config.pairs),
         "val_pairs": describe_pairs(config.val_pairs) if config.val_pairs else [],
         "stop_reason": record.stop_reason,
+        "init_from": record.parent,
         "target_normalization": {"method": "zscore", "scope": "whole image, per image",
                                  "note": TARGET_NORMALIZATION_NOTE},
     })

@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from labelfree_app.errors import TrainingDataError
-from labelfree_app.training.augment import augment_pair, jitter_intensity
+from labelfree_app.training.augment import augment_input, augment_pair, jitter_intensity, zoom_window
+from labelfree_app.training.config import AugmentSettings
 from labelfree_app.training.datasets import LoadedPair
 
 
@@ -200,6 +201,8 @@ class PatchSampler:
         switch_every: int = 2000,
         augment: bool = True,
         intensity_jitter: float = 0.0,
+        augmentation: AugmentSettings | None = None,
+        weights: Sequence[float] | None = None,
         rng: np.random.Generator,
     ) -> None:
         self._load = load
@@ -210,10 +213,14 @@ class PatchSampler:
         self.switch_every = max(1, switch_every)
         self.augment = augment
         self.intensity_jitter = float(intensity_jitter)
+        self.augmentation = augmentation or AugmentSettings()
+        self.weights = np.asarray(weights if weights is not None else np.ones(n_pairs), dtype=np.float64)
+        if self.weights.shape != (n_pairs,) or (self.weights < 0).any() or not self.weights.sum() > 0:
+            raise TrainingDataError("Pair weights must be one non-negative number per pair, not all zero.")
         self.rng = rng
         self.buffer: list[int] = list(range(min(buffer_size, n_pairs)))
         self.batches_since_switch = 0
-        self._cache: dict[int, tuple[LoadedPair, CornerTable]] = {}
+        self._cache: dict[int, tuple[LoadedPair, CornerTable, tuple[int, ...]]] = {}
 
     def state(self) -> dict[str, Any]:
         return {"buffer": list(self.buffer), "batches_since_switch": self.batches_since_switch}
@@ -222,27 +229,62 @@ class PatchSampler:
         self.buffer = [int(i) for i in state["buffer"]]
         self.batches_since_switch = int(state["batches_since_switch"])
 
-    def entry(self, index: int) -> tuple[LoadedPair, CornerTable]:
+    def entry(self, index: int) -> tuple[LoadedPair, CornerTable, tuple[int, ...]]:
+        """A buffered pair, its corner table and its window (the patch, enlarged for zooming out)."""
         if index not in self._cache:
             pair = self._load(index)
             exclude = self.exclude.resolve(pair.spatial_shape, name=pair.name) if self.exclude else None
-            self._cache[index] = (pair, CornerTable(pair, self.patch_shape, exclude, self.foreground_weight))
+            window = self._window(pair.spatial_shape)
+            try:
+                table = CornerTable(pair, window, exclude, self.foreground_weight)
+            except TrainingDataError:
+                if window == self.patch_shape:
+                    raise
+                window = self.patch_shape  # too small to zoom out: patches at the native scale only
+                table = CornerTable(pair, window, exclude, self.foreground_weight)
+            self._cache[index] = (pair, table, window)
         return self._cache[index]
+
+    def _window(self, spatial_shape: Sequence[int]) -> tuple[int, ...]:
+        grow = self.augmentation.max_scale
+        if grow <= 1.0:
+            return self.patch_shape
+        lead = len(self.patch_shape) - 2  # Z (3D) is never zoomed
+        yx = [min(int(np.ceil(p * grow)), size) for p, size in zip(self.patch_shape[lead:], spatial_shape[lead:])]
+        return (*self.patch_shape[:lead], *yx)
+
+    def _crop(self, pair: LoadedPair, corner: tuple[int, ...], window: tuple[int, ...]
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """The patch at ``corner``: a random zoom (scale augmentation) inside the window, resized."""
+        lead = len(self.patch_shape) - 2
+        span = self.augmentation.scale_known if pair.scale_known else self.augmentation.scale
+        size = list(self.patch_shape)
+        if span is not None and window != self.patch_shape:
+            zoom = float(np.exp(self.rng.uniform(np.log(span[0]), np.log(span[1]))))
+            for axis in range(lead, len(size)):
+                size[axis] = max(8, min(window[axis], int(round(self.patch_shape[axis] * zoom))))
+        start = [c + int(self.rng.integers(w - s + 1)) for c, w, s in zip(corner, window, size)]
+        box = (slice(None),) + tuple(slice(a, a + s) for a, s in zip(start, size))
+        x, y = pair.input[box], pair.target[box]
+        if tuple(size) != self.patch_shape:
+            x, y = zoom_window(x, self.patch_shape[lead:]), zoom_window(y, self.patch_shape[lead:])
+        return x, y
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """A batch: inputs (B, C_in, *patch), targets (B, 1, *patch), float32."""
         self._maybe_switch()
         inputs, targets = [], []
+        weights = self.weights[self.buffer]
+        cdf = np.cumsum(weights) / weights.sum()
         for _ in range(batch_size):
-            index = self.buffer[int(self.rng.integers(len(self.buffer)))]
-            pair, table = self.entry(index)
-            corner = table.draw(self.rng)
-            window = (slice(None),) + tuple(slice(c, c + p) for c, p in zip(corner, self.patch_shape))
-            x, y = pair.input[window], pair.target[window]
+            pick = min(int(np.searchsorted(cdf, self.rng.random(), side="right")), len(self.buffer) - 1)
+            pair, table, window = self.entry(self.buffer[pick])
+            x, y = self._crop(pair, table.draw(self.rng), window)
             if self.augment:
                 x, y = augment_pair(x, y, self.rng)
             if self.intensity_jitter > 0:
                 x = jitter_intensity(x, self.rng, self.intensity_jitter)
+            x = augment_input(x, self.rng, self.augmentation)
             inputs.append(x)
             targets.append(y)
         self.batches_since_switch += 1

@@ -1,0 +1,76 @@
+"""Which models fit an image, and which one is the best default for it.
+
+One rule for every door (CLI ``predict`` and ``batch``, the GUI's model list): a model fits when
+its first layer can take the image as the engine would feed it; among the fitting models the
+stored default comes first, then real models before demo ones, a model that uses the whole z-stack
+before one that goes plane by plane, a U-Net before a diffusion model (seconds instead of
+minutes) and, last, the better held-out Pearson r.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from labelfree_app.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class InputFacts:
+    """What decides fit: the image's z-planes and channels."""
+
+    planes: int
+    channels: int = 1
+
+    @classmethod
+    def of(cls, image: Any) -> "InputFacts":
+        z = int(image.shape_zyx[0])
+        return cls(planes=z, channels=int(image.n_channels))
+
+    def describe(self) -> str:
+        plane = "a single plane" if self.planes == 1 else f"a {self.planes}-plane z-stack"
+        return plane + (f" with {self.channels} channels" if self.channels > 1 else "")
+
+
+def fit_problem(manifest: Any, facts: InputFacts) -> str | None:
+    """None when ``manifest``'s model can take the image; otherwise why not, as a short phrase."""
+    spec = manifest.input
+    if spec.z_as_channels:
+        if facts.planes != spec.channels:
+            return f"takes a {spec.channels}-plane z-stack; this image is {facts.describe()}"
+        return None
+    if manifest.dims == 3 and facts.planes < 2:
+        return "is a 3D model and needs a z-stack; this image is a single plane"
+    if spec.channels > 1 and facts.channels != spec.channels:
+        return f"takes {spec.channels} channels; this image has {facts.channels}"
+    return None
+
+
+def uses_whole_stack(manifest: Any, facts: InputFacts) -> bool:
+    return facts.planes > 1 and (manifest.input.z_as_channels or manifest.dims == 3)
+
+
+def _held_out_r(manifest: Any) -> float:
+    value = (manifest.metrics or {}).get("pearson_r")
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def rank_key(manifest: Any, facts: InputFacts) -> tuple:
+    return (bool(manifest.demo), not uses_whole_stack(manifest, facts), manifest.kind != "unet",
+            -_held_out_r(manifest))
+
+
+def best_fitting(packages: Iterable[Any], facts: InputFacts, preferred: Iterable[str] = ()) -> Any:
+    """The best package for an image (``preferred``: stored default ids, used first when they fit)."""
+    packages = list(packages)
+    fitting = [p for p in packages if fit_problem(p.manifest, facts) is None]
+    if not fitting:
+        reasons = "; ".join(f"{p.manifest.id} {fit_problem(p.manifest, facts)}" for p in packages[:4])
+        raise ModelNotFoundError(
+            f"No installed model takes {facts.describe()} ({reasons}); install or train a model for this kind "
+            "of image.")
+    for model_id in preferred:
+        for package in fitting:
+            if package.manifest.id == model_id:
+                return package
+    return min(fitting, key=lambda p: rank_key(p.manifest, facts))

@@ -1,0 +1,262 @@
+"""Train and score the generalist single-plane nuclei model (lf-nuclei-2d) on every nuclear source.
+
+    python scripts/train_generalist.py prepare                 # crops and splits into --work
+    python scripts/train_generalist.py train --holdout none    # the bundled model (all sources)
+    python scripts/train_generalist.py train --holdout mlcp    # leave-one-source-out model
+    python scripts/train_generalist.py curve --source mlcp --start loso --minutes 10
+    python scripts/train_generalist.py report                  # tables (JSON + markdown) and the plot
+
+Sources (../shared/data; read, never copied into the repository), each split into training fields
+and held-out test fields (whole fields, or for a single field a part never trained on):
+
+| source | input -> stain | train | test |
+| isl | phase 13-plane z-stack -> DAPI (planes one at a time) | top half + bottom-left quadrant | bottom-right quadrant |
+| sephace | bright-field 6-plane z-stack -> DAPI (every plane) | set1 | set2 |
+| celldetective | bright-field -> Hoechst | 31 fields | 10 fields |
+| mlcp | imaging-flow bright-field montage -> DNA | left half (450 cells) | right half (450 cells) |
+
+E. coli (cytoplasm) and the embryo (unknown, very low-signal stain) are not nuclear and are left out.
+Every model is scored on test fields only; a leave-one-source-out model never saw its source at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from labelfree_app.io import read_image, write_image  # noqa: E402
+from labelfree_app.training import PairSpec, TrainConfig, UNetSettings, evaluate, train  # noqa: E402
+from labelfree_app.training.config import MICROSCOPE_AUGMENT, DiffusionSettings  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+PAIRED = DATA / "paired"
+ISL = DATA / "isl_condition_b"
+WORK = ROOT / "build" / "generalist"
+ISL_TEST = "512:1024,512:1024"
+CANONICAL_UM = 0.3112  # the one pixel size a source states (celldetective); the others get scale jitter
+VAL_REGION = "384:512,384:512"  # of each training field: picks the best step
+SOURCES = ("isl", "sephace", "celldetective", "mlcp")
+LICENSES = {
+    "isl": ("In silico labeling condition B (Christiansen et al., Cell 2018; Finkbeiner lab)", "Apache-2.0"),
+    "sephace": ("sephaCe bright-field/DAPI sets (bobbyali/sephace @ 88ab4e3)",
+                "MIT, with the note 'for noncommercial and research purposes'"),
+    "celldetective": ("celldetective MCF-7 bright-field/Hoechst (remyeltorro/celldetective @ eaef61d, 727fe4d)",
+                      "GPL-3.0"),
+    "mlcp": ("MLCP Jurkat imaging flow cytometry (minh-doan/MLCP @ 4b4d936)", "BSD-3-Clause"),
+}
+MODEL_LICENSE = ("GPL-3.0-only; noncommercial research use only (training data: celldetective is GPL-3.0, "
+                 "sephaCe carries a noncommercial note)")
+CURVE_MINUTES = (1, 2, 5, 10)
+
+
+@dataclass(frozen=True)
+class Eval:
+    """One scored test image: a pair, and the region of it that counts (None: all)."""
+
+    spec: PairSpec
+    region: str | None = None
+
+
+def celldetective_fields() -> list[str]:
+    return sorted(p.name[: -len("_input.tif")] for p in (PAIRED / "celldetective_mcf7").glob("*_input.tif"))
+
+
+def prepare(work: Path) -> None:
+    """Write the crops that split a single field (ISL, MLCP) into training and test parts."""
+    from labelfree_app.io import read_plane_series
+
+    crops = work / "crops"
+    crops.mkdir(parents=True, exist_ok=True)
+    stack = np.asarray(read_plane_series(str(ISL / "z_depth-*_PHASE_CONTRAST.png")).data[0])
+    dapi = np.asarray(read_image(ISL / "depth_computation-MAXPROJECT_DAPI_CONFOCAL.png").data[0, 0])
+    for name, (ys, xs) in {"top": (slice(0, 512), slice(0, 1024)),
+                           "bottom_left": (slice(512, 1024), slice(0, 512))}.items():
+        write_image(crops / f"isl_{name}_input.tif", stack[:, ys, xs], "ZYX")
+        write_image(crops / f"isl_{name}_target.tif", dapi[ys, xs], "YX")
+    bf = np.asarray(read_image(PAIRED / "mlcp_jurkat_ifc" / "exp1_G1_CP0008_input.tif").data[0, 0])
+    dna = np.asarray(read_image(PAIRED / "mlcp_jurkat_ifc" / "exp1_G1_CP0008_target_dna.tif").data[0, 0])
+    for name, xs in {"left": slice(0, 600), "right": slice(600, 1200)}.items():
+        write_image(crops / f"mlcp_{name}_input.tif", bf[:, xs], "YX")
+        write_image(crops / f"mlcp_{name}_target.tif", dna[:, xs], "YX")
+    print(f"crops written to {crops}")
+
+
+def train_pairs(source: str, work: Path) -> list[PairSpec]:
+    """The training fields of one source as single-plane pairs (stacks give one pair per plane)."""
+    crops = work / "crops"
+    if source == "isl":
+        return [PairSpec(input=str(crops / f"isl_{n}_input.tif"), target=str(crops / f"isl_{n}_target.tif"), plane=z)
+                for n in ("top", "bottom_left") for z in range(13)]
+    if source == "sephace":
+        folder = PAIRED / "sephace_bf_dapi"
+        return [PairSpec(input=str(folder / "set1_input.tif"), target=str(folder / "set1_target_dapi.tif"), plane=z)
+                for z in range(6)]
+    if source == "celldetective":
+        folder = PAIRED / "celldetective_mcf7"
+        return [PairSpec(input=str(folder / f"{f}_input.tif"), target=str(folder / f"{f}_target_hoechst.tif"),
+                         pixel_size_um=CANONICAL_UM) for f in celldetective_fields()[:31]]
+    if source == "mlcp":
+        return [PairSpec(input=str(crops / "mlcp_left_input.tif"), target=str(crops / "mlcp_left_target.tif"))]
+    raise ValueError(source)
+
+
+def test_items(source: str, work: Path) -> list[Eval]:
+    """The held-out test images of one source (focus-near planes of the stacks)."""
+    crops = work / "crops"
+    if source == "isl":
+        return [Eval(PairSpec(input=str(ISL / f"z_depth-{z}_PHASE_CONTRAST.png"),
+                              target=str(ISL / "depth_computation-MAXPROJECT_DAPI_CONFOCAL.png")), ISL_TEST)
+                for z in (3, 6, 9)]
+    if source == "sephace":
+        folder = PAIRED / "sephace_bf_dapi"
+        return [Eval(PairSpec(input=str(folder / "set2_input.tif"), target=str(folder / "set2_target_dapi.tif"),
+                              plane=z)) for z in (2, 3)]
+    if source == "celldetective":
+        folder = PAIRED / "celldetective_mcf7"
+        return [Eval(PairSpec(input=str(folder / f"{f}_input.tif"), target=str(folder / f"{f}_target_hoechst.tif")))
+                for f in celldetective_fields()[31:]]
+    if source == "mlcp":
+        return [Eval(PairSpec(input=str(crops / "mlcp_right_input.tif"), target=str(crops / "mlcp_right_target.tif")))]
+    raise ValueError(source)
+
+
+def weighted(sources: list[str], work: Path) -> tuple[PairSpec, ...]:
+    """Training pairs of ``sources``, each source weighing the same in patch drawing."""
+    from dataclasses import replace
+
+    pairs = []
+    for source in sources:
+        found = train_pairs(source, work)
+        pairs += [replace(p, weight=1.0 / len(found)) for p in found]
+    return tuple(pairs)
+
+
+def score(package: Path | str, source: str, work: Path, **kwargs: object) -> dict:
+    """Mean Pearson r (and calibration when there is a variance map) over a source's test images."""
+    rows = []
+    for item in test_items(source, work):
+        report = evaluate(package, [item.spec], region=item.region, **kwargs)
+        rows.append(report.rows[0])
+    result = {"pearson_r": float(np.mean([r.pearson_r for r in rows])), "images": len(rows)}
+    for key in ("within_1sigma", "within_2sigma", "std_error_spearman"):
+        values = [getattr(r, key) for r in rows if getattr(r, key) is not None]
+        if values:
+            result[key] = float(np.mean(values))
+    return result
+
+
+def unet_config(pairs: tuple[PairSpec, ...], out: Path, work_dir: Path, minutes: float, **extra: object) -> TrainConfig:
+    options: dict = dict(
+        pairs=pairs, out_dir=out, work_dir=work_dir, model_type="unet", val_region=VAL_REGION,
+        input_normalization="percentile", patch_shape=(128, 128), batch_size=8, buffer_size=len(pairs),
+        foreground_weight=0.5, intensity_jitter=0.3, augmentation=MICROSCOPE_AUGMENT, pixel_size_um=CANONICAL_UM,
+        max_steps=100_000, max_minutes=minutes, lr_schedule="constant", warmup_steps=100, val_every=200,
+        checkpoint_every=1000, overwrite=True, unet=UNetSettings(depth=4, base_channels=16), target_name="DNA (nuclear stain)",
+        input_modality="transmitted light (bright-field or phase contrast, one plane)")
+    options.update(extra)
+    return TrainConfig(**options)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    work = args.work
+    sources = [s for s in SOURCES if s != args.holdout]
+    name = "lf-nuclei-2d" if args.holdout == "none" else f"loso-{args.holdout}"
+    out = work / "models" / name
+    extra = {}
+    if args.holdout == "none":
+        extra = dict(model_id="lf-nuclei-2d", name="Nuclei from any transmitted light (2D, generalist)",
+                     license=MODEL_LICENSE, attribution=attribution(sources), data_description=data_text(sources),
+                     description=("Generalist fnet-style U-Net predicting a nuclear stain (DAPI/Hoechst) from one plane "
+                                  "of bright-field or phase contrast, trained on four microscopes and cell types with "
+                                  "augmentation for illumination, contrast, gamma, defocus, noise and pixel size."))
+    config = unet_config(weighted(sources, work), out, work / "runs" / name, args.minutes, **extra)
+    started = time.time()
+    train(config, progress=report_progress)
+    print(f"{name}: trained in {time.time() - started:.0f} s", flush=True)
+
+
+def cmd_curve(args: argparse.Namespace) -> None:
+    """Fine-tune (from the model that never saw the source) or train from scratch on the source's
+    training fields, saving the weights after 1, 2, 5 and 10 minutes."""
+    work = args.work
+    name = f"curve-{args.source}-{args.start}"
+    init = str(work / "models" / f"loso-{args.source}") if args.start == "loso" else None
+    config = unet_config(weighted([args.source], work), work / "models" / name, work / "runs" / name, args.minutes,
+                         init_from=init, snapshot_minutes=CURVE_MINUTES, val_every=50,
+                         early_stop_patience=0 if init is None else 8)
+    train(config, progress=report_progress)
+
+
+def cmd_diffusion(args: argparse.Namespace) -> None:
+    """Residual diffusion around lf-nuclei-2d: the U-Net gives the mean, the denoiser samples the rest."""
+    work = args.work
+    mean = work / "models" / "lf-nuclei-2d"
+    config = unet_config(
+        weighted(list(SOURCES), work), work / "models" / "lf-nuclei-2d-diffusion", work / "runs" / "lf-nuclei-2d-diffusion",
+        args.minutes, model_type="diffusion", input_normalization="zscore", val_every=500, lr=2e-4,
+        diffusion=DiffusionSettings(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(), patch_size=2,
+                                    sampler="dpmpp2m", sampling_steps=25, samples=8, val_samples=4,
+                                    val_sampling_steps=10, val_max_shape=(128, 128), mean_model=str(mean)),
+        model_id="lf-nuclei-2d-diffusion", name="Nuclei from any transmitted light (2D, diffusion with uncertainty)",
+        license=MODEL_LICENSE, attribution=attribution(list(SOURCES)), data_description=data_text(list(SOURCES)),
+        description=("Residual diffusion around lf-nuclei-2d: the generalist U-Net predicts the mean and the "
+                     "denoiser samples what it got wrong, so several samples give a mean and a variance map for "
+                     "any single-plane bright-field or phase-contrast image."))
+    train(config, progress=report_progress)
+
+
+def report_progress(event: object) -> None:
+    kind = type(event).__name__
+    if kind == "ValidationDone":
+        print(f"step {event.step}: val r {event.val_r:.4f}{' (best)' if event.is_best else ''}", flush=True)
+    elif kind in ("TrainStarted", "TrainFinished"):
+        print(event, flush=True)
+
+
+def attribution(sources: list[str]) -> str:
+    return "Training data: " + "; ".join(f"{LICENSES[s][0]}, {LICENSES[s][1]}" for s in sources) + "."
+
+
+def data_text(sources: list[str]) -> str:
+    return ("Training fields of " + ", ".join(sources) + " (see scripts/train_generalist.py for the splits); "
+            "the test fields of every source were never trained on.")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=WORK)
+    parser.add_argument("--threads", type=int, default=1)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare")
+    p = sub.add_parser("train")
+    p.add_argument("--holdout", choices=[*SOURCES, "none"], required=True)
+    p.add_argument("--minutes", type=float, default=15)
+    p = sub.add_parser("curve")
+    p.add_argument("--source", choices=SOURCES, required=True)
+    p.add_argument("--start", choices=["loso", "scratch"], required=True)
+    p.add_argument("--minutes", type=float, default=10)
+    p = sub.add_parser("diffusion")
+    p.add_argument("--minutes", type=float, default=25)
+    args = parser.parse_args()
+    if not PAIRED.is_dir() or not ISL.is_dir():
+        print(f"The data is not at {DATA}; nothing to train on.", file=sys.stderr)
+        return 1
+    import torch
+
+    torch.set_num_threads(args.threads)
+    {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve,
+     "diffusion": cmd_diffusion}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
