@@ -158,7 +158,7 @@ def unet_config(pairs: tuple[PairSpec, ...], out: Path, work_dir: Path, minutes:
     options: dict = dict(
         pairs=pairs, out_dir=out, work_dir=work_dir, model_type="unet", val_region=VAL_REGION,
         input_normalization="percentile", patch_shape=(128, 128), batch_size=8, buffer_size=len(pairs),
-        foreground_weight=0.5, intensity_jitter=0.3, augmentation=MICROSCOPE_AUGMENT, pixel_size_um=CANONICAL_UM,
+        foreground_weight=0.5, intensity_jitter=0.15, augmentation=MICROSCOPE_AUGMENT, pixel_size_um=CANONICAL_UM,
         max_steps=100_000, max_minutes=minutes, lr_schedule="constant", warmup_steps=100, val_every=200,
         checkpoint_every=1000, overwrite=True, unet=UNetSettings(depth=4, base_channels=16), target_name="DNA (nuclear stain)",
         input_modality="transmitted light (bright-field or phase contrast, one plane)")
@@ -222,6 +222,109 @@ def report_progress(event: object) -> None:
         print(event, flush=True)
 
 
+def diffusion_items(source: str, work: Path) -> list[Eval]:
+    """256x256 crops of test images for diffusion scoring (8 samples per pixel cost minutes per
+    megapixel), written as files so the sampler sees only the crop."""
+    from labelfree_app.training.datasets import read_input_image, read_target_zyx
+    from labelfree_app.training.sampling import Region
+
+    items = test_items(source, work)
+    boxes = {"isl": [(items[1], "640:896,640:896")], "sephace": [(items[0], "384:640,544:800")],
+             "celldetective": [(item, "128:384,128:384") for item in items[:3]],
+             "mlcp": [(items[0], "400:656,172:428")]}[source]
+    crops = []
+    for number, (item, region) in enumerate(boxes):
+        window = Region.parse(region).slices
+        inp, tgt = work / "crops" / f"diff_{source}_{number}_input.tif", work / "crops" / f"diff_{source}_{number}_target.tif"
+        if not inp.is_file():
+            write_image(inp, np.asarray(read_input_image(item.spec).data[0, 0])[window], "YX")
+            write_image(tgt, read_target_zyx(item.spec)[0][window], "YX")
+        crops.append(Eval(PairSpec(input=str(inp), target=str(tgt))))
+    return crops
+
+
+def snapshot_package(run: str, minutes: float, work: Path) -> Path | None:
+    """A package of a curve run's weights after ``minutes`` (its final package if it stopped earlier)."""
+    from safetensors.torch import load_file
+
+    from labelfree_app.models.package import load_package, save_package
+
+    final = work / "models" / run
+    snap = work / "runs" / run / "snapshots" / f"{minutes:g}min.safetensors"
+    if not snap.is_file():
+        return final if final.is_dir() else None
+    out = work / "snapshots" / f"{run}-{minutes:g}min"
+    save_package(out, load_package(final).manifest.to_dict(), load_file(str(snap)), overwrite=True)
+    return out
+
+
+def steps_at(run: str, minutes: float, work: Path) -> int | None:
+    """Training steps done after ``minutes`` (from the run's log.csv)."""
+    import csv
+
+    log = work / "runs" / run / "log.csv"
+    if not log.is_file():
+        return None
+    with log.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("train_loss")]
+    done = [int(r["step"]) for r in rows if float(r["seconds"]) <= 60 * minutes]
+    return max(done) if done else 0
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Score every model on test fields only and write build/generalist/report.json."""
+    work = args.work
+    models = work / "models"
+    path = work / "report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    demo = ROOT / "resources" / "models" / "demo-nuclei-unet"
+    if "loso" not in report or args.redo:
+        table = {}
+        for source in SOURCES:
+            row = {"demo_baseline": score(demo, source, work)["pearson_r"] if demo.is_dir() else None}
+            if (models / f"loso-{source}").is_dir():
+                row["zero_shot"] = score(models / f"loso-{source}", source, work)["pearson_r"]
+            if (models / "lf-nuclei-2d").is_dir():
+                row["all_sources_unseen_fields"] = score(models / "lf-nuclei-2d", source, work)["pearson_r"]
+            table[source] = row
+            print(source, row, flush=True)
+        report["loso"] = table
+        path.write_text(json.dumps(report, indent=1))
+    if "curves" not in report or args.redo:
+        curves = {}
+        for source in SOURCES:
+            for start in ("loso", "scratch"):
+                run = f"curve-{source}-{start}"
+                if not (models / run).is_dir():
+                    continue
+                points = {"0": report["loso"][source].get("zero_shot") if start == "loso" else None}
+                steps = {"0": 0}
+                for minutes in CURVE_MINUTES:
+                    package = snapshot_package(run, minutes, work)
+                    points[str(minutes)] = score(package, source, work)["pearson_r"] if package else None
+                    steps[str(minutes)] = steps_at(run, minutes, work)
+                curves[run] = {"source": source, "start": start, "pearson_r": points, "steps": steps}
+                print(run, points, steps, flush=True)
+        report["curves"] = curves
+        path.write_text(json.dumps(report, indent=1))
+    diffusion = models / "lf-nuclei-2d-diffusion"
+    if diffusion.is_dir() and ("diffusion" not in report or args.redo):
+        rows = {}
+        for source in SOURCES:
+            found = []
+            for item in diffusion_items(source, work):
+                found.append(evaluate(diffusion, [item.spec], samples=8, steps=25, seed=0).rows[0])
+            rows[source] = {key: float(np.mean([getattr(r, key) for r in found]))
+                            for key in ("pearson_r", "within_1sigma", "within_2sigma", "std_error_spearman")}
+            unet = [evaluate(models / "lf-nuclei-2d", [item.spec]).rows[0].pearson_r
+                    for item in diffusion_items(source, work)]
+            rows[source]["unet_pearson_r_same_crops"] = float(np.mean(unet))
+            print(source, rows[source], flush=True)
+        report["diffusion"] = rows
+        path.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
 def attribution(sources: list[str]) -> str:
     return "Training data: " + "; ".join(f"{LICENSES[s][0]}, {LICENSES[s][1]}" for s in sources) + "."
 
@@ -246,6 +349,8 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10)
     p = sub.add_parser("diffusion")
     p.add_argument("--minutes", type=float, default=25)
+    p = sub.add_parser("report")
+    p.add_argument("--redo", action="store_true", help="score again what report.json already holds")
     args = parser.parse_args()
     if not PAIRED.is_dir() or not ISL.is_dir():
         print(f"The data is not at {DATA}; nothing to train on.", file=sys.stderr)
@@ -254,7 +359,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve,
-     "diffusion": cmd_diffusion}[args.command](args)
+     "diffusion": cmd_diffusion, "report": cmd_report}[args.command](args)
     return 0
 
 

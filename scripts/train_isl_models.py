@@ -90,6 +90,9 @@ def main() -> int:
     parser.add_argument("--mean-model", type=Path,
                         help="diffusion: a trained U-Net package; the diffusion model samples the residual around it")
     parser.add_argument("--loss", choices=["mse", "l1"], default="mse", help="U-Net loss")
+    parser.add_argument("--init-from", help="fine-tune from this model (id or package path), e.g. lf-nuclei-2d: "
+                                            "a single-plane model's first layer is spread over the 13 planes")
+    parser.add_argument("--early-stop", type=int, default=0, help="validations without improvement before stopping")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"The ISL data is not at {DATA}; nothing to train on.", file=sys.stderr)
@@ -111,6 +114,7 @@ def main() -> int:
                 license=LICENSE, attribution=ATTRIBUTION, foreground_weight=fg, max_minutes=args.minutes,
                 max_steps=args.max_steps, lr=args.lr, intensity_jitter=args.intensity_jitter,
                 weight_decay=args.weight_decay, overwrite=not args.resume, resume=args.resume, device="auto",
+                init_from=args.init_from, early_stop_patience=args.early_stop,
                 work_dir=args.work_dir or Path(tmp) / "work",
                 data_description=("ISL condition B, 13-plane phase-contrast z-stack -> " + args.target +
                                   "; trained on all but the bottom-right test quadrant " + TEST_REGION),
@@ -119,7 +123,9 @@ def main() -> int:
                 config = TrainConfig(
                     model_type="unet", name=f"ISL {args.target} U-Net (phase z-stack)",
                     description=f"fnet-style U-Net predicting {target_name} from a 13-plane phase-contrast "
-                                "z-stack of cultured neurons (ISL condition B).",
+                                "z-stack of cultured neurons (ISL condition B)." + (
+                                    f" Fine-tuned from {args.init_from}, a generalist single-plane model, its "
+                                    "first layer spread over the 13 planes." if args.init_from else ""),
                     unet=UNetSettings(depth=4, base_channels=args.base_channels, loss=args.loss), patch_shape=(128, 128),
                     batch_size=8, val_every=200, checkpoint_every=1000, **common)
             else:

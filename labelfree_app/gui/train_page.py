@@ -50,7 +50,8 @@ def build_config(choices: dict[str, Any]) -> Any:
     return config_from_choices(choices["pairs"], out, model_type=choices["model_type"], preset=choices["preset"],
                                minutes=choices["minutes"], val_region=region, val_pairs=choices["val_pairs"],
                                max_steps=choices["max_steps"], target_name=choices["target_name"],
-                               name=choices["name"], smallest_shape=smallest).with_changes(**choices["changes"])
+                               name=choices["name"], smallest_shape=smallest,
+                               init_from=choices.get("init_from")).with_changes(**choices["changes"])
 
 
 class TrainDialog(QDialog):
@@ -75,6 +76,7 @@ class TrainDialog(QDialog):
         self.result: Any = None  # TrainFinished
         self.manifest: dict[str, Any] = {}
         self.setup = SetupPage()
+        self.setup.set_models(list(getattr(window, "models", None) or []))
         self.live = LivePage()
         self._build_result_page()
         self.pages = QStackedWidget()

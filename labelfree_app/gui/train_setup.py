@@ -14,6 +14,10 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayo
                                QLineEdit, QPushButton, QSpinBox, QWidget)
 
 from labelfree_app.gui.train_pairs import PairsBox
+from labelfree_app.models.fit import best_start, start_problem
+
+SCRATCH = "Scratch (a new network)"
+FINETUNE_MINUTES = 2.0
 
 AUTO_REGION, GIVEN_REGION = 0, 1
 
@@ -29,6 +33,7 @@ class SetupPage(QWidget):
         self.pairs_box = PairsBox()
         self._build()
         self.pairs_box.checked.connect(self.start_button.setEnabled)
+        self.pairs_box.checked.connect(lambda ok: self._fill_start_models() if ok else None)
         self.start_button.setEnabled(False)
 
     def _build(self) -> None:
@@ -38,8 +43,19 @@ class SetupPage(QWidget):
         self.preset_combo = QComboBox()
         self.preset_combo.addItem("Fast (CPU)", "fast")
         self.preset_combo.addItem("Quality (GPU)", "quality")
+        self.preset_combo.addItem("Quick fine-tune (2 min)", "finetune")
         self.preset_combo.setToolTip("Fast: a small network on small patches. Quality: a full-size network; "
-                                     "use a GPU and a budget of hours.")
+                                     "use a GPU and a budget of hours. Quick fine-tune: adapt the model under "
+                                     "'Start from' to your pairs in two minutes.")
+        self.models: list[Any] = []
+        self.start_combo = QComboBox()
+        self.start_combo.setToolTip("Fine-tune an installed model (its weights, size and normalization; a lower "
+                                    "learning rate and early stopping) or train a new network from scratch")
+        self.start_note = QLabel("")
+        self.start_note.setWordWrap(True)
+        self.type_combo.currentIndexChanged.connect(lambda _: self._fill_start_models())
+        self.preset_combo.currentIndexChanged.connect(self._on_preset)
+        self.start_combo.currentIndexChanged.connect(lambda _: self._show_start_note())
         self.minutes_spin = QDoubleSpinBox()
         self.minutes_spin.setRange(0.1, 7 * 24 * 60)
         self.minutes_spin.setDecimals(1)
@@ -79,6 +95,8 @@ class SetupPage(QWidget):
         model_box = QGroupBox("2. Model")
         form = QFormLayout(model_box)
         form.addRow("Model type:", self.type_combo)
+        form.addRow("Start from:", self.start_combo)
+        form.addRow("", self.start_note)
         form.addRow("Size:", self.preset_combo)
         form.addRow("Time budget:", self.minutes_spin)
         form.addRow("At most:", self.steps_spin)
@@ -96,6 +114,52 @@ class SetupPage(QWidget):
         layout = QHBoxLayout(self)
         layout.addWidget(self.pairs_box, 3)
         layout.addWidget(model_box, 2)
+
+    # --- start from ----------------------------------------------------------------------------
+    def set_models(self, models: list[Any]) -> None:
+        """The installed models (``ModelEntry`` values with manifests) that a run may start from."""
+        self.models = [m for m in models if getattr(m, "manifest", None) is not None]
+        self._fill_start_models()
+
+    def _planes(self) -> int:
+        pairs = self.pairs_box.pairs
+        return int(pairs[0].input_shape[0]) if pairs else 1
+
+    def _fill_start_models(self) -> None:
+        """Models that fit the checked pairs and the model type; the best one selected (``models.fit``)."""
+        planes, model_type = self._planes(), str(self.type_combo.currentData())
+        fitting = [m for m in self.models if start_problem(m.manifest, planes, model_type) is None]
+        best = best_start(fitting, planes, model_type)
+        keep = self.start_combo.currentData()
+        self.start_combo.blockSignals(True)
+        self.start_combo.clear()
+        self.start_combo.addItem(SCRATCH, None)
+        for model in fitting:
+            self.start_combo.addItem(f"{model.name} ({model.id})", model.id)
+        wanted = keep if keep in [m.id for m in fitting] else (best.id if best is not None else None)
+        self.start_combo.setCurrentIndex(max(self.start_combo.findData(wanted), 0) if wanted else 0)
+        self.start_combo.blockSignals(False)
+        self._show_start_note()
+
+    def _show_start_note(self) -> None:
+        model_id = self.start_combo.currentData()
+        others = len(self.models) - (self.start_combo.count() - 1)
+        if model_id:
+            text = ("Fine-tunes this model: its network and normalization, a fifth of the learning rate, "
+                    "early stopping on the validation images.")
+        else:
+            text = "A new network with random weights (needs more time and pairs)."
+        if others > 0:
+            text += f" {others} installed model(s) do not fit these inputs or this model type."
+        self.start_note.setText(text)
+
+    def _on_preset(self, _: int) -> None:
+        if self.preset_combo.currentData() == "finetune":
+            self.minutes_spin.setValue(FINETUNE_MINUTES)
+            if not self.start_combo.currentData():
+                best = best_start(self.models, self._planes(), str(self.type_combo.currentData()))
+                if best is not None:
+                    self.start_combo.setCurrentIndex(max(self.start_combo.findData(best.id), 0))
 
     def _choose_out_dir(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for the new model", self.out_edit.text())
@@ -130,5 +194,6 @@ class SetupPage(QWidget):
             "target_name": self.target_edit.text().strip() or "fluorescence",
             "name": self.name_edit.text().strip(),
             "out_dir": self.out_edit.text().strip(),
+            "init_from": self.start_combo.currentData(),
             "changes": dict(self.config_changes),
         }

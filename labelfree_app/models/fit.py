@@ -74,3 +74,30 @@ def best_fitting(packages: Iterable[Any], facts: InputFacts, preferred: Iterable
             if package.manifest.id == model_id:
                 return package
     return min(fitting, key=lambda p: rank_key(p.manifest, facts))
+
+
+FINETUNABLE = {"fnet_unet": "unet", "cond_denoiser_unet": "diffusion"}  # architecture id -> model type
+
+
+def start_problem(manifest: Any, planes: int, model_type: str) -> str | None:
+    """None when a training run of ``model_type`` on inputs of ``planes`` z-planes can start from this
+    model (``labelfree train --init-from``); otherwise why not. A single-plane U-Net can start a
+    z-stack model: its first layer is spread over the planes."""
+    kind = FINETUNABLE.get(manifest.architecture.id)
+    if kind is None:
+        return "cannot be fine-tuned (LabelFree does not train its network type)"
+    if kind != model_type:
+        return f"is a {kind} model, not a {model_type} model"
+    if manifest.dims != 2:
+        return "is a 3D model; the app trains 2D models"
+    channels = int(manifest.input.channels)
+    if channels == planes or (channels == 1 and kind == "unet"):
+        return None
+    return f"takes {channels} input plane(s); these inputs have {planes}"
+
+
+def best_start(packages: Iterable[Any], planes: int, model_type: str) -> Any | None:
+    """The model a fine-tuning run should start from by default: fitting, real, best ranked; None if none."""
+    fitting = [p for p in packages if start_problem(p.manifest, planes, model_type) is None]
+    facts = InputFacts(planes=planes)
+    return min(fitting, key=lambda p: rank_key(p.manifest, facts)) if fitting else None

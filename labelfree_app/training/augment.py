@@ -1,5 +1,6 @@
 """Flips and quarter turns in the YX plane, applied identically to input and target patches,
-and an optional brightness/contrast jitter of the input alone.
+an optional brightness/contrast jitter of the input alone, and the input-only changes that tell
+microscopes apart (gamma, defocus blur, noise; ``augment_input``) and zooms (``zoom_window``).
 
 Z is never flipped: defocus in transmitted light is not symmetric about the focal plane.
 """
@@ -44,6 +45,7 @@ def jitter_intensity(source: np.ndarray, rng: np.random.Generator, strength: flo
 def augment_input(source: np.ndarray, rng: np.random.Generator, settings: AugmentSettings) -> np.ndarray:
     """Gamma, defocus blur and noise on a normalized input patch (C, *spatial); the target is left alone.
 
+    The noise's std is a fraction of the patch's own std, so it is as strong for any normalization.
     Gamma acts on the patch's own range (so the curve bends the contrast, not the offset); blur is
     Gaussian in Y and X only, as defocus of another microscope would be.
     """
@@ -59,7 +61,7 @@ def augment_input(source: np.ndarray, rng: np.random.Generator, settings: Augmen
         sigma = float(rng.uniform(0.0, settings.blur_sigma))
         out = gaussian_filter(out, sigma=[0.0] * (out.ndim - 2) + [sigma, sigma]).astype(np.float32)
     if settings.noise > 0:
-        std = float(rng.uniform(0.0, settings.noise))
+        std = float(rng.uniform(0.0, settings.noise)) * float(out.std())
         out = out + rng.normal(0.0, std, size=out.shape).astype(np.float32)
     return np.ascontiguousarray(out, dtype=np.float32)
 

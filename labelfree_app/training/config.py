@@ -66,7 +66,7 @@ class AugmentSettings:
 
     ``gamma``: log-gamma drawn from U(-g, g); ``blur_sigma``: Gaussian defocus blur with sigma
     from U(0, s) px on half the patches; ``noise``: additive Gaussian noise with std from U(0, n)
-    (normalized units); ``scale``: zoom drawn log-uniformly from (low, high) for pairs whose pixel
+    times the patch's std; ``scale``: zoom drawn log-uniformly from (low, high) for pairs whose pixel
     size is unknown; ``scale_known``: the same for pairs already rescaled to the canonical size.
     """
 
@@ -81,7 +81,7 @@ class AugmentSettings:
         return max([1.0, *(self.scale or ()), *(self.scale_known or ())])
 
 
-MICROSCOPE_AUGMENT = AugmentSettings(gamma=0.4, blur_sigma=2.0, noise=0.15, scale=(0.6, 1.6), scale_known=(0.9, 1.1))
+MICROSCOPE_AUGMENT = AugmentSettings(gamma=0.4, blur_sigma=1.5, noise=0.3, scale=(0.6, 1.6), scale_known=(0.9, 1.1))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 from labelfree_app.errors import TrainingDataError
 from labelfree_app.training.config import DiffusionSettings, PairSpec, TrainConfig, UNetSettings
 
-PRESET_LABELS = {"fast": "Fast (CPU)", "quality": "Quality (GPU)"}
+PRESET_LABELS = {"fast": "Fast (CPU)", "quality": "Quality (GPU)", "finetune": "Quick fine-tune (2 min)"}
+QUICK_FINETUNE_MINUTES = 2.0
 MODEL_TYPE_LABELS = {"unet": "U-Net (one prediction, fast)", "diffusion": "Diffusion (samples and a variance map)"}
 
 
@@ -39,6 +40,10 @@ PRESETS: dict[tuple[str, str], Preset] = {
         base_channels=16, channel_mults=(1, 2, 2), attention_levels=(), val_samples=2, val_sampling_steps=10,
         val_max_shape=(128, 128))),
     ("diffusion", "quality"): Preset((128, 128), 16, 50000, 1000),
+    # Fine-tuning: the network comes from the model started from; frequent validation for early stopping.
+    ("unet", "finetune"): Preset((128, 128), 8, 5000, 25),
+    ("diffusion", "finetune"): Preset((64, 64), 8, 5000, 100, diffusion=DiffusionSettings(
+        val_samples=2, val_sampling_steps=10, val_max_shape=(128, 128))),
 }
 
 
@@ -90,6 +95,8 @@ def config_from_choices(
     validation region in small images.
     """
     chosen = preset_for(model_type, preset)
+    if preset == "finetune" and not changes.get("init_from"):
+        raise TrainingDataError("A quick fine-tune starts from a model; choose one under 'Start from'.")
     patch = chosen.patch_shape
     if smallest_shape:
         fit = max(16, (min(int(smallest_shape[-2]), int(smallest_shape[-1])) // 2) // 16 * 16)
