@@ -1,6 +1,6 @@
 """Batch throughput, and what the batch machinery costs over a bare predict-and-write loop.
 
-    python benchmarks/bench_batch.py                   # 100 inputs of 512×512, bundled demo U-Net
+    python benchmarks/bench_batch.py                   # 100 inputs of 512×512, bundled generalist U-Net
     python benchmarks/bench_batch.py --n 20 --size 256 # quicker
 
 Both runs read each input, predict with the same engine and write the same OME-TIFF (with input
@@ -70,7 +70,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--model", default="demo-nuclei-unet")
+    parser.add_argument("--model", default="lf-nuclei-2d")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved batch/loop rounds")
     args = parser.parse_args()
     import torch

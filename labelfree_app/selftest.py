@@ -29,7 +29,7 @@ from labelfree_app import paths
 from labelfree_app.errors import LabelFreeError
 
 EXPECTED_FILE = "selftest_expected.json"
-DEMO_FILE = "demo_brightfield.ome.tif"
+DEMO_FILE = "demo_phase_neurons.ome.tif"
 FORMAT_VERSION = 1
 CROP: tuple[slice, slice] = (slice(0, 256), slice(0, 256))  # Y, X of the demo input
 GRID = 8  # the prediction is also compared as GRID x GRID block means

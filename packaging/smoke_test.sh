@@ -19,7 +19,7 @@ BUNDLE="$OUT_BASE/dist/labelfree"
 INSTALLERS="$OUT_BASE/installers"
 RESULTS="$OUT_BASE/smoke"
 TEST_USER="${LABELFREE_SMOKE_USER:-lfsmoke}"
-DEMO="$ROOT/resources/demo/demo_brightfield.ome.tif"
+DEMO="$ROOT/resources/demo/demo_phase_neurons.ome.tif"
 failures=0
 ok() { echo "ok: $*"; }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
@@ -117,7 +117,7 @@ else
                 || fail "desktop-file-validate found problems"
         fi
         home="$(mktemp -d)"
-        if LABELFREE_HOME="$home" labelfree self-test --device cpu -m demo-nuclei-unet > "$RESULTS/deb-selftest.log" 2>&1; then
+        if LABELFREE_HOME="$home" labelfree self-test --device cpu -m lf-nuclei-2d > "$RESULTS/deb-selftest.log" 2>&1; then
             ok "installed /usr/bin/labelfree self-test: $(tail -1 "$RESULTS/deb-selftest.log")"
         else
             fail "installed labelfree self-test: $(cat "$RESULTS/deb-selftest.log")"

@@ -277,7 +277,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     models = work / "models"
     path = work / "report.json"
     report = json.loads(path.read_text()) if path.is_file() else {}
-    demo = ROOT / "resources" / "models" / "demo-nuclei-unet"
+    demo = ROOT / "tests" / "fixtures" / "models" / "demo-nuclei-unet"  # the synthetic demo: the baseline
     if "loso" not in report or args.redo:
         table = {}
         for source in SOURCES:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -104,30 +103,28 @@ def test_the_bundled_expected_file_names_every_bundled_model() -> None:
 
 def test_a_model_whose_expected_stats_do_not_match_fails(tmp_path: Path) -> None:
     data = selftest.load_expected()
-    entry = data["models"]["demo-nuclei-unet"]["stats"]
+    entry = data["models"]["isl-map2-unet"]["stats"]
     entry["mean"] += 10 * max(entry["std"], 1.0)
     tampered = tmp_path / "expected.json"
     tampered.write_text(json.dumps(data), encoding="utf-8")
     report = selftest.run_self_test(device="cpu", expected_file=tampered, out_dir=tmp_path / "out",
-                                    model_ids=["demo-nuclei-unet"])
+                                    model_ids=["isl-map2-unet"])
     assert not report.ok
     (check,) = report.checks
-    assert check.model_id == "demo-nuclei-unet" and any(p.startswith("mean is") for p in check.problems)
-    assert "FAIL demo-nuclei-unet" in report.summary()
+    assert check.model_id == "isl-map2-unet" and any(p.startswith("mean is") for p in check.problems)
+    assert "FAIL isl-map2-unet" in report.summary()
 
 
 def test_cli_self_test_passes_with_the_bundled_models_and_writes_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real thing: every bundled model on the demo crop (diffusion 2 samples x 5 steps)."""
-    start = time.perf_counter()
     code = cli_main(["--self-test", "--device", "cpu", "-o", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     n = len(selftest.bundled_packages())
     assert n >= 5 and f"Self-test passed: {n}/{n}" in out
     assert len(list(tmp_path.glob("*.ome.tif"))) >= n
-    assert time.perf_counter() - start < 90  # ~20-30 s on 2 CPU cores
 
 
 def test_cli_self_test_fails_with_exit_1_for_a_model_that_is_not_bundled(capsys: pytest.CaptureFixture[str]) -> None:

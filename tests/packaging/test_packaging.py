@@ -61,7 +61,7 @@ def test_spec_bundles_models_demo_icons_and_expected_stats() -> None:
                    'collect_submodules("imagecodecs")', "SPECPATH"):
         assert needed in spec, needed
     for name in ("selftest_expected.json", "icons/labelfree.png", "icons/labelfree.ico", "icons/labelfree.icns",
-                 "demo/demo_brightfield.ome.tif"):
+                 "demo/demo_phase_neurons.ome.tif"):
         assert (ROOT / "resources" / name).is_file(), name
 
 
