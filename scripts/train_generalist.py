@@ -202,7 +202,7 @@ def cmd_diffusion(args: argparse.Namespace) -> None:
     mean = work / "models" / "lf-nuclei-2d"
     config = unet_config(
         weighted(list(SOURCES), work), work / "models" / "lf-nuclei-2d-diffusion", work / "runs" / "lf-nuclei-2d-diffusion",
-        args.minutes, model_type="diffusion", input_normalization="zscore", val_every=500, lr=2e-4,
+        args.minutes, model_type="diffusion", val_every=500, lr=2e-4,
         diffusion=DiffusionSettings(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(), patch_size=2,
                                     sampler="dpmpp2m", sampling_steps=25, samples=8, val_samples=4,
                                     val_sampling_steps=10, val_max_shape=(128, 128), mean_model=str(mean)),
@@ -325,6 +325,57 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=1))
 
 
+WEAKNESSES = (
+    "Trained on four sources only (cultured neurons in phase contrast, adherent cells and MCF-7 in bright-field, "
+    "Jurkat cells on an imaging flow cytometer); other cell types, DIC, very different magnifications and thick "
+    "tissue are untested. Far-from-focus planes give weak predictions. Predictions are in z-score units of the "
+    "stain, not intensities. The pixel size of an input is not used at prediction time (training used zoom "
+    "jitter instead); rescale images far from 0.2-0.6 um/px first.")
+
+
+def cmd_finalize(args: argparse.Namespace) -> None:
+    """Copy a trained model into resources/models with its card: test figures, LOSO table, curves, licenses."""
+    from labelfree_app.models.package import load_package, save_package
+
+    work = args.work
+    report = json.loads((work / "report.json").read_text())
+    name = args.model
+    package = load_package(work / "models" / name)
+    manifest = package.manifest.to_dict()
+    manifest["target"] = "DNA (DAPI)"
+    manifest["license"] = MODEL_LICENSE
+    manifest["description"] += " Known weaknesses: " + WEAKNESSES
+    training = manifest["training"]
+    training["data"] = data_text(list(SOURCES)) + " " + attribution(list(SOURCES))
+    training["settings"]["datasets"] = [{"source": s, "data": LICENSES[s][0], "license": LICENSES[s][1]}
+                                        for s in SOURCES]
+    training["settings"]["hardware"] = args.hardware
+    if name == "lf-nuclei-2d":
+        held_out = {s: row.get("all_sources_unseen_fields") for s, row in report["loso"].items()}
+        manifest["metrics"] = {
+            "pearson_r": float(np.mean([r for r in held_out.values() if r is not None])),
+            "test_region": "held-out test fields of each source (never trained on); mean over the four sources",
+            "per_source": held_out,
+            "leave_one_source_out": {s: {"zero_shot_r": row.get("zero_shot"), "demo_model_r": row.get("demo_baseline")}
+                                     for s, row in report["loso"].items()},
+            "finetune_curves": {run: c["pearson_r"] for run, c in report.get("curves", {}).items()},
+            "validation": manifest.get("metrics"),
+        }
+    else:
+        rows = report["diffusion"]
+        manifest["metrics"] = {
+            "pearson_r": float(np.mean([row["pearson_r"] for row in rows.values()])),
+            "test_region": "256x256 crops of each source's held-out test fields; 8 samples x 25 DPM-Solver++ steps",
+            "per_source": rows,
+            "std_error_spearman": float(np.mean([row["std_error_spearman"] for row in rows.values()])),
+            "within_1sigma": float(np.mean([row["within_1sigma"] for row in rows.values()])),
+            "validation": manifest.get("metrics"),
+        }
+    out = ROOT / "resources" / "models" / name
+    save_package(out, manifest, package.state_dict(), overwrite=True)
+    print(out, json.dumps(manifest["metrics"], indent=1))
+
+
 def attribution(sources: list[str]) -> str:
     return "Training data: " + "; ".join(f"{LICENSES[s][0]}, {LICENSES[s][1]}" for s in sources) + "."
 
@@ -349,6 +400,9 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10)
     p = sub.add_parser("diffusion")
     p.add_argument("--minutes", type=float, default=25)
+    p = sub.add_parser("finalize")
+    p.add_argument("--model", choices=["lf-nuclei-2d", "lf-nuclei-2d-diffusion"], required=True)
+    p.add_argument("--hardware", default="2-core x86-64 CPU (torch, 1 thread), no GPU")
     p = sub.add_parser("report")
     p.add_argument("--redo", action="store_true", help="score again what report.json already holds")
     args = parser.parse_args()
@@ -359,7 +413,8 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve,
-     "diffusion": cmd_diffusion, "report": cmd_report}[args.command](args)
+     "diffusion": cmd_diffusion, "report": cmd_report,
+     "finalize": cmd_finalize}[args.command](args)
     return 0
 
 

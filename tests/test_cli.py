@@ -121,3 +121,19 @@ def test_train_refuses_mismatched_pairs_before_training(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "a.tif" in err and "b.tif" in err
+
+
+def test_predict_without_a_model_uses_the_bundled_model_that_fits_the_input(tmp_path, capsys, shared_data):
+    """A single plane goes to the generalist lf-nuclei-2d; the ISL 13-plane stack to the ISL DAPI model."""
+    from labelfree_app.io import read_plane_series
+
+    stack = np.asarray(read_plane_series(str(shared_data / "isl_condition_b" / "z_depth-*_PHASE_CONTRAST.png")).data[0])
+    crop = stack[:, 512:768, 512:768]
+    write_image(tmp_path / "plane.tif", crop[6], "YX")
+    write_image(tmp_path / "stack.tif", crop, "ZYX")
+    assert main(["predict", str(tmp_path / "plane.tif"), str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert (tmp_path / "out" / "plane__lf-nuclei-2d.ome.tif").is_file()
+    assert (tmp_path / "out" / "stack__isl-dapi-unet.ome.tif").is_file()
+    assert "model: lf-nuclei-2d (the default for a single plane)" in captured.err
+    assert "model: isl-dapi-unet (the default for a 13-plane z-stack)" in captured.err

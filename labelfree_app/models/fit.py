@@ -3,8 +3,9 @@
 One rule for every door (CLI ``predict`` and ``batch``, the GUI's model list): a model fits when
 its first layer can take the image as the engine would feed it; among the fitting models the
 stored default comes first, then real models before demo ones, a model that uses the whole z-stack
-before one that goes plane by plane, a U-Net before a diffusion model (seconds instead of
-minutes) and, last, the better held-out Pearson r.
+before one that goes plane by plane, nuclei (DNA) before other targets when none was asked for,
+a U-Net before a diffusion model (seconds instead of minutes) and, last, the better held-out
+Pearson r.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ class InputFacts:
         return cls(planes=z, channels=int(image.n_channels))
 
     def describe(self) -> str:
-        plane = "a single plane" if self.planes == 1 else f"a {self.planes}-plane z-stack"
-        return plane + (f" with {self.channels} channels" if self.channels > 1 else "")
+        """The planes only: a one-channel model is fed the picked (transmitted-light) channel."""
+        return "a single plane" if self.planes == 1 else f"a {self.planes}-plane z-stack"
 
 
 def fit_problem(manifest: Any, facts: InputFacts) -> str | None:
@@ -55,8 +56,12 @@ def _held_out_r(manifest: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+DEFAULT_TARGET = "dna"  # without a target asked for, nuclei are what most users want first
+
+
 def rank_key(manifest: Any, facts: InputFacts) -> tuple:
-    return (bool(manifest.demo), not uses_whole_stack(manifest, facts), manifest.kind != "unet",
+    return (bool(manifest.demo), not uses_whole_stack(manifest, facts),
+            not str(manifest.target).strip().casefold().startswith(DEFAULT_TARGET), manifest.kind != "unet",
             -_held_out_r(manifest))
 
 

@@ -80,6 +80,11 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
         config = finetune_config(config, parent)
     objective = make_objective(config.model_type, config.dims, config.unet, config.diffusion)
     _check_config(config)
+    mean = objective.mean_package
+    if mean is not None and mean.manifest.normalization.input.method != config.input_normalization:
+        raise TrainingDataError(
+            f"The mean model {config.diffusion.mean_model} normalizes its input by "
+            f"{mean.manifest.normalization.input.method}; train the residual model with the same input normalization.")
     work = config.resolved_work_dir
     _refuse_to_clobber(config, work)
     check_pairs_exist(config.pairs)
@@ -287,8 +292,6 @@ def _check_config(config: TrainConfig) -> None:
         raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {config.foreground_weight}.")
     if not 0.0 <= config.intensity_jitter <= 1.0:
         raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {config.intensity_jitter}.")
-    if config.model_type == "diffusion" and config.diffusion.mean_model and config.input_normalization != "zscore":
-        raise TrainingDataError("A residual diffusion model needs z-scored inputs, as its U-Net was trained with.")
     if config.input_normalization not in ("zscore", "percentile", "minmax"):
         raise TrainingDataError(f"Unknown input normalization '{config.input_normalization}'; use zscore or percentile.")
 

@@ -171,8 +171,8 @@ def _load_mean_model(path: str, dims: int) -> Any:
                                 "the same pairs.", path=path)
     if manifest.dims != dims or manifest.output.channels != 1:
         raise TrainingDataError(f"The mean model {path} is not a {dims}D model with one output channel.", path=path)
-    if manifest.normalization.output is not None or manifest.normalization.input.method != "zscore":
-        raise TrainingDataError(f"The mean model {path} uses another normalization than z-scored input and target; "
+    if manifest.normalization.output is not None:
+        raise TrainingDataError(f"The mean model {path} maps its output back to other units than z-scored targets; "
                                 "train it with LabelFree on the same pairs.", path=path)
     return package
 
