@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 
 from labelfree_app.errors import ModelError
 from labelfree_app.gui.dialogs import about_html
@@ -184,3 +185,26 @@ def test_a_damaged_settings_file_is_ignored(tmp_path):
     settings.set("device", "cpu")
     settings.save()
     assert GuiSettings(path).get("device") == "cpu"
+
+
+def test_the_model_list_marks_what_fits_the_image_and_switches_to_a_fitting_model(qtbot, tmp_path):
+    from labelfree_app.models.fit import InputFacts
+    from labelfree_app.models.registry import ModelRegistry
+    from tests.factories import make_unet_package
+
+    make_unet_package(tmp_path, in_channels=13, z_as_channels=True, model_id="stack-model")
+    make_unet_package(tmp_path, model_id="plane-model")
+    controls = RunControls()
+    qtbot.addWidget(controls)
+    controls.set_models(ModelRegistry(bundled_dir=tmp_path, user_dir=tmp_path / "user").list())
+    controls.model_combo.setCurrentIndex(controls.model_combo.findData("stack-model"))
+    controls.set_image_facts(InputFacts(planes=1))
+    assert controls.model_id() == "plane-model"  # the chosen model did not fit: the best fitting one instead
+    stack_row = controls.model_combo.findData("stack-model")
+    assert controls.model_combo.itemText(stack_row).endswith("does not fit this image")
+    assert "takes a 13-plane z-stack" in controls.model_combo.itemData(stack_row, Qt.ItemDataRole.ToolTipRole)
+    assert controls.fit_label.text() == "Fits this image (a single plane)."
+    controls.set_image_facts(InputFacts(planes=13))
+    assert controls.model_id() == "plane-model"  # it fits a stack too (plane by plane): the user's pick stays
+    controls.model_combo.setCurrentIndex(stack_row)
+    assert controls.fit_label.text() == "Fits this image (a 13-plane z-stack)."

@@ -232,3 +232,25 @@ def test_multichannel_files_pick_their_input_and_target_channels(qtbot, dialog, 
     box.target_channel_combo.setCurrentIndex(0)  # the same channel twice cannot be trained on
     qtbot.waitUntil(lambda: not box.checking, timeout=30000)
     assert "two different channels" in box.problem and not dialog.setup.start_button.isEnabled()
+
+
+def test_start_from_offers_fitting_models_and_the_quick_fine_tune_preset(qtbot, tmp_path):
+    from labelfree_app.gui.train_setup import SCRATCH, SetupPage
+    from labelfree_app.models.registry import ModelRegistry
+    from tests.factories import make_unet_package
+
+    make_unet_package(tmp_path, in_channels=13, z_as_channels=True, model_id="stack-model")
+    make_unet_package(tmp_path, model_id="plane-model")
+    page = SetupPage()
+    qtbot.addWidget(page)
+    page.set_models(ModelRegistry(bundled_dir=tmp_path, user_dir=tmp_path / "user").list())
+    items = [page.start_combo.itemData(i) for i in range(page.start_combo.count())]
+    assert items == [None, "plane-model"]  # the 13-plane model cannot start a single-plane run
+    assert page.start_combo.currentData() == "plane-model" and "1 installed model(s) do not fit" in page.start_note.text()
+    page.type_combo.setCurrentIndex(page.type_combo.findData("diffusion"))
+    assert page.start_combo.count() == 1 and page.start_combo.currentText() == SCRATCH
+    page.type_combo.setCurrentIndex(page.type_combo.findData("unet"))
+    page.start_combo.setCurrentIndex(0)
+    page.preset_combo.setCurrentIndex(page.preset_combo.findData("finetune"))
+    assert page.minutes_spin.value() == 2.0 and page.start_combo.currentData() == "plane-model"
+    assert page.choices()["init_from"] == "plane-model"
