@@ -338,7 +338,7 @@ def cmd_finalize(args: argparse.Namespace) -> None:
     from labelfree_app.models.package import load_package, save_package
 
     work = args.work
-    report = json.loads((work / "report.json").read_text())
+    report = json.loads((work / "report.json").read_text()) if (work / "report.json").is_file() else {}
     name = args.model
     package = load_package(work / "models" / name)
     manifest = package.manifest.to_dict()
@@ -350,7 +350,7 @@ def cmd_finalize(args: argparse.Namespace) -> None:
     training["settings"]["datasets"] = [{"source": s, "data": LICENSES[s][0], "license": LICENSES[s][1]}
                                         for s in SOURCES]
     training["settings"]["hardware"] = args.hardware
-    if name == "lf-nuclei-2d":
+    if name == "lf-nuclei-2d" and "loso" in report:
         held_out = {s: row.get("all_sources_unseen_fields") for s, row in report["loso"].items()}
         manifest["metrics"] = {
             "pearson_r": float(np.mean([r for r in held_out.values() if r is not None])),
@@ -361,7 +361,7 @@ def cmd_finalize(args: argparse.Namespace) -> None:
             "finetune_curves": {run: c["pearson_r"] for run, c in report.get("curves", {}).items()},
             "validation": manifest.get("metrics"),
         }
-    else:
+    elif "diffusion" in report:
         rows = report["diffusion"]
         manifest["metrics"] = {
             "pearson_r": float(np.mean([row["pearson_r"] for row in rows.values()])),

@@ -152,7 +152,7 @@ def test_broken_user_package_is_skipped_and_reported(bundled, sources):
     assert str(broken) in registry.problems[0] and "missing the required field" in registry.problems[0]
 
 
-def test_default_falls_back_to_first_non_demo_then_first(bundled, sources):
+def test_default_prefers_real_models_and_nuclei_when_no_target_is_asked(bundled, sources):
     registry = ModelRegistry(bundled_dir=bundled)
     assert registry.default_for("DNA").id == "bundled-dna", "only a demo model: it is the default"
     registry.install(make_package(sources, "real-dna", "DNA"))
@@ -160,7 +160,7 @@ def test_default_falls_back_to_first_non_demo_then_first(bundled, sources):
     assert registry.default_for("DNA").id == "real-dna"
     assert registry.default_for("dna").id == "real-dna", "targets match case-insensitively"
     assert registry.default_for("Actin").id == "actin"
-    assert registry.default_for().id == "actin", "overall: first non-demo model in listing order"
+    assert registry.default_for().id == "real-dna", "overall: a real model, nuclei (DNA) before other targets"
     with pytest.raises(ModelNotFoundError):
         registry.default_for("Membrane")
 

@@ -223,3 +223,20 @@ def test_a_residual_diffusion_model_refuses_a_mean_model_that_is_not_a_unet(tmp_
     settings = DiffusionSettings(**{**TINY_DIFFUSION.__dict__, "mean_model": str(diffusion)})
     with pytest.raises(TrainingDataError, match="not a U-Net"):
         train(_config(pair, tmp_path / "residual", model_type="diffusion", max_steps=1, diffusion=settings))
+
+
+def test_a_residual_diffusion_model_takes_its_mean_models_input_normalization(tmp_path: Path) -> None:
+    from labelfree_app.training.config import DiffusionSettings
+
+    from .conftest import TINY_DIFFUSION
+
+    pair = write_pair(tmp_path / "data", "field", shape=(128, 128), seed=9)
+    unet = train(_config(pair, tmp_path / "unet", max_steps=2, val_every=0, checkpoint_every=0,
+                         input_normalization="percentile"))
+    settings = DiffusionSettings(**{**TINY_DIFFUSION.__dict__, "mean_model": str(unet)})
+    with pytest.raises(TrainingDataError, match="normalizes its input by percentile"):
+        train(_config(pair, tmp_path / "zscore", model_type="diffusion", max_steps=1, diffusion=settings))
+    package = train(_config(pair, tmp_path / "residual", model_type="diffusion", max_steps=1, val_every=0,
+                            checkpoint_every=0, diffusion=settings, input_normalization="percentile"))
+    manifest = json.loads((package / "manifest.json").read_text())
+    assert manifest["normalization"]["input"]["method"] == "percentile"
