@@ -61,3 +61,12 @@ def write_field(path: Path, *, seed: int, shape: tuple[int, int] = (64, 80)) -> 
     write_image(path, np.stack([cells.brightfield, cells.nuclei])[:, None], "CZYX",
                 channel_names=["Brightfield", "Hoechst"])
     return path
+
+
+def stack_and_plane_entries(folder: Path) -> list[Any]:
+    """Registry entries of two tiny U-Nets: one takes a 13-plane z-stack as channels, one a single plane."""
+    from labelfree_app.models.registry import ModelRegistry
+
+    make_unet_package(folder, in_channels=13, z_as_channels=True, model_id="stack-model")
+    make_unet_package(folder, model_id="plane-model")
+    return ModelRegistry(bundled_dir=folder, user_dir=folder / "user").list()

@@ -137,3 +137,9 @@ def test_predict_without_a_model_uses_the_bundled_model_that_fits_the_input(tmp_
     assert (tmp_path / "out" / "stack__isl-dapi-unet.ome.tif").is_file()
     assert "model: lf-nuclei-2d (the default for a single plane)" in captured.err
     assert "model: isl-dapi-unet (the default for a 13-plane z-stack)" in captured.err
+
+
+def test_batch_without_a_model_uses_the_bundled_model_that_fits_the_first_input(tmp_path, bf_file, capsys):
+    assert main(["batch", str(bf_file), "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert "model: lf-nuclei-2d (the default for a single plane" in capsys.readouterr().err
+    assert (tmp_path / "out" / "field__lf-nuclei-2d.ome.tif").is_file()

@@ -189,14 +189,11 @@ def test_a_damaged_settings_file_is_ignored(tmp_path):
 
 def test_the_model_list_marks_what_fits_the_image_and_switches_to_a_fitting_model(qtbot, tmp_path):
     from labelfree_app.models.fit import InputFacts
-    from labelfree_app.models.registry import ModelRegistry
-    from tests.factories import make_unet_package
+    from tests.factories import stack_and_plane_entries
 
-    make_unet_package(tmp_path, in_channels=13, z_as_channels=True, model_id="stack-model")
-    make_unet_package(tmp_path, model_id="plane-model")
     controls = RunControls()
     qtbot.addWidget(controls)
-    controls.set_models(ModelRegistry(bundled_dir=tmp_path, user_dir=tmp_path / "user").list())
+    controls.set_models(stack_and_plane_entries(tmp_path))
     controls.model_combo.setCurrentIndex(controls.model_combo.findData("stack-model"))
     controls.set_image_facts(InputFacts(planes=1))
     assert controls.model_id() == "plane-model"  # the chosen model did not fit: the best fitting one instead

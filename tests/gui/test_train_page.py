@@ -236,14 +236,11 @@ def test_multichannel_files_pick_their_input_and_target_channels(qtbot, dialog, 
 
 def test_start_from_offers_fitting_models_and_the_quick_fine_tune_preset(qtbot, tmp_path):
     from labelfree_app.gui.train_setup import SCRATCH, SetupPage
-    from labelfree_app.models.registry import ModelRegistry
-    from tests.factories import make_unet_package
+    from tests.factories import stack_and_plane_entries
 
-    make_unet_package(tmp_path, in_channels=13, z_as_channels=True, model_id="stack-model")
-    make_unet_package(tmp_path, model_id="plane-model")
     page = SetupPage()
     qtbot.addWidget(page)
-    page.set_models(ModelRegistry(bundled_dir=tmp_path, user_dir=tmp_path / "user").list())
+    page.set_models(stack_and_plane_entries(tmp_path))
     items = [page.start_combo.itemData(i) for i in range(page.start_combo.count())]
     assert items == [None, "plane-model"]  # the 13-plane model cannot start a single-plane run
     assert page.start_combo.currentData() == "plane-model" and "1 installed model(s) do not fit" in page.start_note.text()
