@@ -229,9 +229,10 @@ def diffusion_items(source: str, work: Path) -> list[Eval]:
     from labelfree_app.training.sampling import Region
 
     items = test_items(source, work)
-    boxes = {"isl": [(items[1], "640:896,640:896")], "sephace": [(items[0], "384:640,544:800")],
-             "celldetective": [(item, "128:384,128:384") for item in items[:3]],
-             "mlcp": [(items[0], "400:656,172:428")]}[source]
+    regions = {"isl": "640:896,640:896", "sephace": "384:640,544:800", "celldetective": "128:384,128:384",
+               "mlcp": "400:656,172:428"}
+    chosen = {"isl": items[1:2], "celldetective": items[:3]}.get(source, items[:1])  # ISL: plane 6
+    boxes = [(item, regions[source]) for item in chosen]
     crops = []
     for number, (item, region) in enumerate(boxes):
         window = Region.parse(region).slices
@@ -290,13 +291,13 @@ def cmd_report(args: argparse.Namespace) -> None:
             print(source, row, flush=True)
         report["loso"] = table
         path.write_text(json.dumps(report, indent=1))
-    if "curves" not in report or args.redo:
-        curves = {}
+    if "curves" not in report or args.redo or len(report["curves"]) < 2 * len(SOURCES):
+        curves = {} if args.redo else report.get("curves", {})
         for source in SOURCES:
             for start in ("loso", "scratch"):
                 run = f"curve-{source}-{start}"
-                if not (models / run).is_dir():
-                    continue
+                if not (models / run).is_dir() or run in curves:
+                    continue  # not finished yet, or scored already
                 points = {"0": report["loso"][source].get("zero_shot") if start == "loso" else None}
                 steps = {"0": 0}
                 for minutes in CURVE_MINUTES:
@@ -305,8 +306,8 @@ def cmd_report(args: argparse.Namespace) -> None:
                     steps[str(minutes)] = steps_at(run, minutes, work)
                 curves[run] = {"source": source, "start": start, "pearson_r": points, "steps": steps}
                 print(run, points, steps, flush=True)
-        report["curves"] = curves
-        path.write_text(json.dumps(report, indent=1))
+                report["curves"] = curves
+                path.write_text(json.dumps(report, indent=1))
     diffusion = models / "lf-nuclei-2d-diffusion"
     if diffusion.is_dir() and ("diffusion" not in report or args.redo):
         rows = {}
