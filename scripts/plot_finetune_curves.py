@@ -23,19 +23,20 @@ def main() -> int:
     from pyqtgraph.exporters import ImageExporter
 
     report = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "build" / "generalist" / "report.json").read_text())
-    pg.mkQApp()
+    app = pg.mkQApp()
     pg.setConfigOptions(background="w", foreground="k", antialias=True)
     layout = pg.GraphicsLayoutWidget()
-    layout.resize(1400, 380)
+    layout.resize(1600, 460)
     for column, (source, name) in enumerate(NAMES.items()):
         plot = layout.addPlot(row=0, col=column, title=name)
-        plot.setLabel("bottom", "training minutes (one CPU core)")
-        plot.setLabel("left", "Pearson r, held-out fields")
+        plot.setLabel("bottom", "minutes of training (one CPU core)")
+        plot.setLabel("left", "Pearson r on held-out fields" if column == 0 else "")
+        plot.setXRange(0, 10)
         plot.setYRange(0, 1)
         plot.showGrid(x=True, y=True, alpha=0.3)
         if column == 0:
             plot.addLegend(offset=(10, 10))
-        for start, colour, label in (("loso", "#1f77b4", "fine-tuned from the generalist"),
+        for start, colour, label in (("loso", "#1f77b4", "fine-tuned"),
                                      ("scratch", "#d62728", "from scratch")):
             curve = report.get("curves", {}).get(f"curve-{source}-{start}")
             if not curve:
@@ -49,10 +50,13 @@ def main() -> int:
             plot.addItem(line)
             if column == 0:
                 plot.legend.addItem(pg.PlotDataItem(pen=pg.mkPen("#777777", width=2, style=pg.QtCore.Qt.DashLine)),
-                                    "synthetic demo model")
+                                    "demo model")
+    layout.show()
+    for _ in range(5):
+        app.processEvents()
     out = ROOT / "docs" / "finetune_curves.png"
     exporter = ImageExporter(layout.scene())
-    exporter.parameters()["width"] = 1400
+    exporter.parameters()["width"] = 1600
     exporter.export(str(out))
     print(out)
     return 0
