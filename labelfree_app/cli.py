@@ -66,24 +66,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labelfree_app.core.events import PredictionResult, Progress
     from labelfree_app.export import image_stem, output_paths, write_result
     from labelfree_app.io import read_image, read_plane_series
+    from labelfree_app.models.fit import InputFacts
     from labelfree_app.models.registry import ModelRegistry
 
-    from labelfree_app.models.fit import InputFacts
-
     registry = ModelRegistry()
-    engines: dict[str, PredictionEngine] = {}
+    named = PredictionEngine(registry.resolve(args.model), device=args.device) if args.model else None
+    chosen: dict[InputFacts, str] = {}  # the default is chosen once per kind of input…
+    engines: dict[str, PredictionEngine] = {}  # …and each model is loaded once
 
     def engine_for(image: object) -> PredictionEngine:
         """The named model, or the best installed one that fits this image."""
-        package = (registry.resolve(args.model) if args.model
-                   else registry.get(registry.default_for(facts=InputFacts.of(image)).id))
-        key = str(package.path)
-        if key not in engines:
-            if not args.model and not args.quiet:
-                print(f"model: {package.manifest.id} (the default for {InputFacts.of(image).describe()})",
-                      file=sys.stderr)
-            engines[key] = PredictionEngine(package, device=args.device)
-        return engines[key]
+        if named is not None:
+            return named
+        facts = InputFacts.of(image)
+        if facts not in chosen:
+            chosen[facts] = registry.default_for(facts=facts).id
+            if not args.quiet:
+                print(f"model: {chosen[facts]} (the default for {facts.describe()})", file=sys.stderr)
+        if chosen[facts] not in engines:
+            engines[chosen[facts]] = PredictionEngine(registry.get(chosen[facts]), device=args.device)
+        return engines[chosen[facts]]
 
     settings = _settings(args)
     out_dir = Path(args.output)

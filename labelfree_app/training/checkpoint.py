@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -41,6 +41,17 @@ class Checkpoint:
 def save_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Write a state dict as safetensors (contiguous CPU copies; shared storage is split)."""
     save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}, str(path))
+
+
+def save_snapshots(folder: Path, minutes: Sequence[float], seconds: float,
+                   state: Callable[[], dict[str, torch.Tensor]]) -> None:
+    """Weights at each of the ``minutes`` marks that ``seconds`` of training have passed, once each
+    (``<m>min.safetensors``; for learning curves)."""
+    for mark in minutes:
+        path = Path(folder) / f"{mark:g}min.safetensors"
+        if seconds >= 60 * mark and not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_state_dict(path, state())
 
 
 def save_checkpoint(

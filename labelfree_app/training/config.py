@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from labelfree_app.errors import TrainingDataError
+
 GLOB_CHARS = "*?["
 
 
@@ -196,6 +198,22 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         return 1e-3 if self.model_type == "unet" else 2e-4
+
+    def check(self) -> None:
+        """Refuse settings no run can use, with one sentence (``TrainingDataError``)."""
+        if self.dims not in (2, 3):
+            raise TrainingDataError(f"dims must be 2 or 3, not {self.dims}.")
+        if len(self.patch_shape) != self.dims:
+            raise TrainingDataError(
+                f"The patch shape {list(self.patch_shape)} needs {self.dims} sizes for a {self.dims}D model.")
+        if self.batch_size < 1 or self.max_steps < 0:
+            raise TrainingDataError("The batch size must be at least 1 and the step count not negative.")
+        if not 0.0 <= self.foreground_weight <= 1.0:
+            raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {self.foreground_weight}.")
+        if not 0.0 <= self.intensity_jitter <= 1.0:
+            raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {self.intensity_jitter}.")
+        if self.input_normalization not in ("zscore", "percentile", "minmax"):
+            raise TrainingDataError(f"Unknown input normalization '{self.input_normalization}'; use zscore or percentile.")
 
     def with_changes(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)

@@ -110,9 +110,7 @@ def initial_weights(parent: Parent, network: torch.nn.Module, *, z_as_channels: 
         else:
             raise TrainingDataError(
                 f"The model {parent.id} takes {parent_in} input channel(s) but these training inputs give "
-                f"{wanted_channels(network)}; start from a model made for this kind of input or from scratch.")
+                f"{int(getattr(network, 'in_channels', 0))}; start from a model made for this kind of input or from "
+                "scratch.")
     return adapted
 
-
-def wanted_channels(network: torch.nn.Module) -> int:
-    return int(getattr(network, "in_channels", 0) or 0)

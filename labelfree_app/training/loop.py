@@ -78,13 +78,9 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     parent = parent_for(config)
     if parent is not None:
         config = finetune_config(config, parent)
-    objective = make_objective(config.model_type, config.dims, config.unet, config.diffusion)
-    _check_config(config)
-    mean = objective.mean_package
-    if mean is not None and mean.manifest.normalization.input.method != config.input_normalization:
-        raise TrainingDataError(
-            f"The mean model {config.diffusion.mean_model} normalizes its input by "
-            f"{mean.manifest.normalization.input.method}; train the residual model with the same input normalization.")
+    objective = make_objective(config.model_type, config.dims, config.unet, config.diffusion,
+                               config.input_normalization)
+    config.check()
     work = config.resolved_work_dir
     _refuse_to_clobber(config, work)
     check_pairs_exist(config.pairs)
@@ -192,7 +188,8 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
                 append_log(log_path, state.step, seconds(), state.loss_sum / state.loss_count, None, lr)
                 state.loss_sum, state.loss_count = 0.0, 0
             yield StepDone(state.step, config.max_steps, loss, lr, seconds())
-            _save_snapshots(config, work, network, ema, seconds())
+            ckpt.save_snapshots(work / "snapshots", config.snapshot_minutes, seconds(),
+                                lambda: ema.state if ema is not None else network.state_dict())
             if config.val_every > 0 and state.step % config.val_every == 0:
                 event = validate()
                 if event is not None:
@@ -241,16 +238,6 @@ def _train_step(config: TrainConfig, objective: Objective, network: torch.nn.Mod
     return float(loss.detach())
 
 
-def _save_snapshots(config: TrainConfig, work: Path, network: torch.nn.Module, ema: EMA | None,
-                    seconds: float) -> None:
-    """Weights at the ``snapshot_minutes`` marks just passed (for learning curves), once each."""
-    for minutes in config.snapshot_minutes:
-        path = work / "snapshots" / f"{minutes:g}min.safetensors"
-        if seconds >= 60 * minutes and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.save_state_dict(path, ema.state if ema is not None else network.state_dict())
-
-
 def _no_longer_improving(config: TrainConfig, state: _Run) -> bool:
     """Early stopping: ``early_stop_patience`` validations have passed since the best one."""
     if config.early_stop_patience <= 0 or config.val_every <= 0 or state.best is None:
@@ -280,22 +267,6 @@ def _eval_network(network: torch.nn.Module, ema: EMA | None, objective: Objectiv
 
 
 # --- data ------------------------------------------------------------------------------------
-def _check_config(config: TrainConfig) -> None:
-    if config.dims not in (2, 3):
-        raise TrainingDataError(f"dims must be 2 or 3, not {config.dims}.")
-    if len(config.patch_shape) != config.dims:
-        raise TrainingDataError(
-            f"The patch shape {list(config.patch_shape)} needs {config.dims} sizes for a {config.dims}D model.")
-    if config.batch_size < 1 or config.max_steps < 0:
-        raise TrainingDataError("The batch size must be at least 1 and the step count not negative.")
-    if not 0.0 <= config.foreground_weight <= 1.0:
-        raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {config.foreground_weight}.")
-    if not 0.0 <= config.intensity_jitter <= 1.0:
-        raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {config.intensity_jitter}.")
-    if config.input_normalization not in ("zscore", "percentile", "minmax"):
-        raise TrainingDataError(f"Unknown input normalization '{config.input_normalization}'; use zscore or percentile.")
-
-
 def _load(config: TrainConfig, spec: Any) -> LoadedPair:
     return load_pair(spec, dims=config.dims, input_normalization=config.input_normalization,
                      pixel_size_um=config.pixel_size_um)

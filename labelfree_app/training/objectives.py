@@ -34,11 +34,12 @@ class Objective(Protocol):
                 seed: int) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
-def make_objective(model_type: str, dims: int, unet: UNetSettings, diffusion: DiffusionSettings) -> Objective:
+def make_objective(model_type: str, dims: int, unet: UNetSettings, diffusion: DiffusionSettings,
+                   input_normalization: str = "zscore") -> Objective:
     if model_type == "unet":
         return UNetObjective(unet, dims)
     if model_type == "diffusion":
-        return DiffusionObjective(diffusion, dims)
+        return DiffusionObjective(diffusion, dims, input_normalization)
     raise ValueError(f"unknown model type {model_type!r}; use 'unet' or 'diffusion'")
 
 
@@ -94,7 +95,7 @@ class DiffusionObjective:
     kind = "diffusion"
     arch_id = "cond_denoiser_unet"
 
-    def __init__(self, settings: DiffusionSettings, dims: int) -> None:
+    def __init__(self, settings: DiffusionSettings, dims: int, input_normalization: str = "zscore") -> None:
         from labelfree_app.models.diffusion.schedule import NoiseSchedule, check_prediction
 
         if settings.prediction not in ("eps", "v"):
@@ -102,7 +103,8 @@ class DiffusionObjective:
         self.settings = settings
         self.dims = dims
         self.schedule = NoiseSchedule.create(settings.schedule, settings.train_steps)
-        self.mean_package = _load_mean_model(settings.mean_model, dims) if settings.mean_model else None
+        self.mean_package = (_load_mean_model(settings.mean_model, dims, input_normalization)
+                             if settings.mean_model else None)
         self.arch_id = "residual_cond_denoiser" if self.mean_package is not None else "cond_denoiser_unet"
 
     def architecture_kwargs(self, in_channels: int) -> dict[str, Any]:
@@ -160,7 +162,7 @@ class DiffusionObjective:
         return stats.mean.astype(np.float32), stats.variance.astype(np.float32)
 
 
-def _load_mean_model(path: str, dims: int) -> Any:
+def _load_mean_model(path: str, dims: int, input_normalization: str) -> Any:
     """The U-Net package whose prediction a residual diffusion model starts from, checked."""
     from labelfree_app.models.package import load_package
 
@@ -174,6 +176,10 @@ def _load_mean_model(path: str, dims: int) -> Any:
     if manifest.normalization.output is not None:
         raise TrainingDataError(f"The mean model {path} maps its output back to other units than z-scored targets; "
                                 "train it with LabelFree on the same pairs.", path=path)
+    if manifest.normalization.input.method != input_normalization:
+        raise TrainingDataError(
+            f"The mean model {path} normalizes its input by {manifest.normalization.input.method}; train the "
+            "residual model with the same input normalization.", path=path)
     return package
 
 

@@ -17,7 +17,6 @@ from labelfree_app.errors import TrainingDataError
 from labelfree_app.training.config import DiffusionSettings, PairSpec, TrainConfig, UNetSettings
 
 PRESET_LABELS = {"fast": "Fast (CPU)", "quality": "Quality (GPU)", "finetune": "Quick fine-tune (2 min)"}
-QUICK_FINETUNE_MINUTES = 2.0
 MODEL_TYPE_LABELS = {"unet": "U-Net (one prediction, fast)", "diffusion": "Diffusion (samples and a variance map)"}
 
 
