@@ -66,6 +66,7 @@ def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Itera
         },
         "settings": result.settings,
         "device": result.device,
+        "backend": result.backend,
         "seconds": round(result.seconds, 3),
         "inputs": [
             {"path": str(p.resolve()), **({"sha256": sha256_of_file(p)} if hash_inputs and p.is_file() else {})}

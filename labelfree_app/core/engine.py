@@ -84,6 +84,7 @@ class PredictionEngine:
             settings=self._effective_settings(settings),
             seconds=time.perf_counter() - start,
             device=str(self.device),
+            backend=str(getattr(runner, "backend", "torch")),
         )
         yield final
         return final

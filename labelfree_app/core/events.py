@@ -59,6 +59,7 @@ class PredictionResult:
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     device: str = "cpu"
+    backend: str = "torch"  # what ran the network: "torch" or "onnxruntime"
 
 
 Event = Union[Progress, Preview, PredictionResult]

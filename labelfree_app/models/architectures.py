@@ -7,8 +7,9 @@ package can never make LabelFree import or run code of its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+import torch
 from torch import nn
 
 from labelfree_app.errors import ManifestError
@@ -37,6 +38,82 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "cond_denoiser_unet": _cond_denoiser,
     "residual_cond_denoiser": _residual_denoiser,  # a frozen fnet U-Net mean + a denoiser of the residual
 }
+
+
+# Sane ranges for every numeric setting: a manifest asking for more (``base_channels: 100000``)
+# would allocate hundreds of GB before failing. (low, high) for numbers; lists are checked per item.
+_CHANNELS = (1, 256)
+_UNET_BOUNDS: dict[str, tuple[float, float]] = {
+    "in_channels": _CHANNELS, "out_channels": _CHANNELS, "depth": (0, 8), "base_channels": (1, 512),
+    "out_kernel_size": (1, 15),
+}
+_DENOISER_BOUNDS: dict[str, tuple[float, float]] = {
+    "in_channels": _CHANNELS, "out_channels": _CHANNELS, "base_channels": (1, 512), "num_res_blocks": (1, 8),
+    "time_embed_dim": (1, 4096), "dropout": (0.0, 1.0), "patch_size": (1, 16),
+}
+_LIST_BOUNDS: dict[str, dict[str, tuple[int, tuple[int, int]]]] = {  # name -> (most items, item range)
+    "cond_denoiser_unet": {"channel_mults": (8, (1, 16)), "attention_levels": (8, (0, 7))},
+}
+_RESIDUAL_BOUNDS: dict[str, tuple[float, float]] = {
+    "in_channels": _CHANNELS, "out_channels": _CHANNELS, "train_steps": (1, 100_000),
+}
+KWARG_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    "fnet_unet": _UNET_BOUNDS,
+    "cond_denoiser_unet": _DENOISER_BOUNDS,
+    "residual_cond_denoiser": _RESIDUAL_BOUNDS,
+}
+_NESTED = {"residual_cond_denoiser": {"mean_net": "fnet_unet", "denoiser": "cond_denoiser_unet"}}  # sub-networks
+MAX_PARAMETERS = 200_000_000  # 800 MB of float32 weights; the bundled models have about 2 million
+
+
+def kwargs_problem(arch_id: str, kwargs: Mapping[str, Any], prefix: str = "architecture.kwargs") -> tuple[str, str] | None:
+    """The first setting of ``kwargs`` outside its sane range, as (dotted field, problem), or None."""
+    for name, value in kwargs.items():
+        field = f"{prefix}.{name}"
+        inner = _NESTED.get(arch_id, {}).get(name)
+        if inner is not None:
+            if not isinstance(value, Mapping):
+                return field, "must be an object of settings"
+            problem = kwargs_problem(inner, value, field)
+            if problem is not None:
+                return problem
+        elif name in KWARG_BOUNDS.get(arch_id, {}) and not (name == "time_embed_dim" and value is None):
+            low, high = KWARG_BOUNDS[arch_id][name]
+            kind, number = ("a number", (int, float)) if isinstance(low, float) else ("an integer", int)
+            if isinstance(value, bool) or not isinstance(value, number) or not low <= value <= high:
+                return field, f"is {value!r:.40} but must be {kind} between {low:g} and {high:g}"
+        elif name in _LIST_BOUNDS.get(arch_id, {}):
+            most, (low, high) = _LIST_BOUNDS[arch_id][name]
+            if (not isinstance(value, list) or len(value) > most
+                    or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in value)):
+                return field, f"must be a list of at most {most} integers between {low} and {high}, not {value!r:.60}"
+    return None
+
+
+def parameter_count(arch_id: str, kwargs: dict[str, Any]) -> int:
+    """How many parameters the network would have, counted on the meta device (nothing is allocated).
+
+    Raises TypeError or ValueError as building the network would.
+    """
+    with torch.device("meta"):
+        network = ARCHITECTURES[arch_id](**kwargs)
+    return sum(p.numel() for p in network.parameters())
+
+
+def network_problem(arch_id: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """What is wrong with building ``arch_id`` from ``kwargs``, as (dotted field, problem), or None:
+    a setting out of range, settings the network refuses, or too many parameters in all."""
+    problem = kwargs_problem(arch_id, kwargs)
+    if problem is not None:
+        return problem
+    try:  # settings each in range can still multiply up to an absurd network
+        count = parameter_count(arch_id, kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        return "architecture.kwargs", f"does not fit the architecture '{arch_id}' ({exc})"
+    if count > MAX_PARAMETERS:
+        return "architecture.kwargs", (f"describes a network of {count / 1e6:,.0f} million parameters, "
+                                       f"more than the {MAX_PARAMETERS / 1e6:,.0f} million LabelFree accepts")
+    return None
 
 
 def build_network(arch_id: str, kwargs: dict[str, Any], *, source: str | Path | None = None) -> nn.Module:

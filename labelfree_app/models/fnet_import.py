@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import struct
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,8 +39,45 @@ _LEVEL_LAYERS = {
 }
 
 
+_PICKLE_START = b"\x80"  # torch.save's legacy format: a pickle, protocol 2 or later
+_ZIP_START = b"PK"  # torch.save's format since PyTorch 1.6: a zip of pickled records
+
+
+def _not_a_checkpoint(model_path: Path, what: str) -> ModelError:
+    return ModelError(
+        f"The model file {model_path} {what}; give fnet's {MODEL_FILE} (the file pytorch_fnet saved after training).",
+        path=model_path,
+    )
+
+
+def _check_looks_like_torch(model_path: Path) -> None:
+    """Refuse at once what torch.save never writes (empty, text, a foreign zip): torch.load would stop
+    with a KeyError or a C++ message instead."""
+    try:
+        with open(model_path, "rb") as handle:
+            start = handle.read(2)
+    except OSError as exc:
+        raise ModelError(
+            f"The model file {model_path} cannot be read ({exc.strerror or exc}); check its permissions.",
+            path=model_path,
+        ) from exc
+    if not start:
+        raise _not_a_checkpoint(model_path, "is empty (0 bytes)")
+    if start == _ZIP_START:
+        try:
+            with zipfile.ZipFile(model_path) as archive:
+                names: list[str] | None = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            names = None  # a damaged zip: torch.load below says so
+        if names is not None and not any(name.endswith("data.pkl") for name in names):
+            raise _not_a_checkpoint(model_path, "is a zip file but not a PyTorch checkpoint")
+    elif not start.startswith(_PICKLE_START):
+        raise _not_a_checkpoint(model_path, "is not a PyTorch checkpoint (it looks like text or another format)")
+
+
 def load_fnet_checkpoint(model_path: Path) -> Any:
     """``torch.load`` with ``weights_only=True``; refuses pickles that need code (UnsafeModelError)."""
+    _check_looks_like_torch(model_path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # pickle-protocol chatter from old checkpoints
@@ -57,11 +96,9 @@ def load_fnet_checkpoint(model_path: Path) -> Any:
             "features that could run code); it was refused.",
             path=model_path,
         ) from exc
-    except (EOFError, RuntimeError, ValueError, OSError) as exc:
-        raise ModelError(
-            f"The model file {model_path} is damaged or not a PyTorch checkpoint ({exc}); it could not be imported.",
-            path=model_path,
-        ) from exc
+    except (EOFError, RuntimeError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError,
+            UnicodeDecodeError, struct.error) as exc:  # what torch.load raises on a damaged file
+        raise _not_a_checkpoint(model_path, "is damaged or not a PyTorch checkpoint, so it could not be imported") from exc
 
 
 def _find_state_dict(checkpoint: Any, model_path: Path) -> Mapping[str, torch.Tensor]:

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from labelfree_app.errors import ManifestError
-from labelfree_app.models.architectures import ARCHITECTURES
+from labelfree_app.models.architectures import ARCHITECTURES, network_problem
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
+MAX_MANIFEST_BYTES = 1024 * 1024  # real manifests are a few KB; refuse bigger ones before reading
+MAX_CHANNELS = 256
 
 KINDS = ("unet", "diffusion")
 NORMALIZATION_METHODS = ("zscore", "percentile", "minmax")
@@ -186,10 +188,12 @@ class _ManifestReader:
     def section(self, data: Mapping[str, Any], name: str, optional: bool = False) -> Mapping[str, Any] | None:
         return self.get(data, name, dict, None) if optional else self.get(data, name, dict)
 
-    def int_at_least(self, data: Mapping[str, Any], name: str, low: int, default: Any = _MISSING) -> int:
+    def int_at_least(self, data: Mapping[str, Any], name: str, low: int, default: Any = _MISSING,
+                     high: int | None = None) -> int:
         value = self.get(data, name, int, default)
-        if value < low:
-            raise self.fail(name, f"must be at least {low}, not {value}")
+        if value < low or (high is not None and value > high):
+            limit = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise self.fail(name, f"must be {limit}, not {value}")
         return value
 
     def choice(self, data: Mapping[str, Any], name: str, options: tuple[str, ...], default: Any = _MISSING) -> str:
@@ -311,11 +315,14 @@ class _ManifestReader:
         kwargs = self.get(section, "architecture.kwargs", dict)
         if kwargs.get("dims", dims) != dims:
             raise self.fail("architecture.kwargs", f"says dims={kwargs.get('dims')!r} but field 'dims' is {dims}")
+        problem = network_problem(arch_id, kwargs)
+        if problem is not None:
+            raise self.fail(*problem)
         return ArchitectureSpec(id=arch_id, kwargs=copy.deepcopy(kwargs))
 
     def _io(self, data: Mapping[str, Any], dims: int) -> tuple[InputSpec, OutputSpec]:
         section = self.section(data, "input")
-        channels = self.int_at_least(section, "input.channels", 1)
+        channels = self.int_at_least(section, "input.channels", 1, high=MAX_CHANNELS)
         input_spec = InputSpec(
             axes=self.axes(section, "input.axes", dims),
             channels=channels,
@@ -325,7 +332,7 @@ class _ManifestReader:
         if input_spec.z_as_channels and dims != 2:
             raise self.fail("input.z_as_channels", "may only be true for a 2D model (dims 2)")
         section = self.section(data, "output")
-        channels = self.int_at_least(section, "output.channels", 1)
+        channels = self.int_at_least(section, "output.channels", 1, high=MAX_CHANNELS)
         output_spec = OutputSpec(
             axes=self.axes(section, "output.axes", dims),
             channels=channels,
@@ -370,7 +377,7 @@ class _ManifestReader:
         d = DiffusionSettings()
         settings = DiffusionSettings(
             schedule=self.choice(section, "diffusion.schedule", SCHEDULES, d.schedule),
-            train_steps=self.int_at_least(section, "diffusion.train_steps", 1, d.train_steps),
+            train_steps=self.int_at_least(section, "diffusion.train_steps", 1, d.train_steps, high=100_000),
             prediction=self.choice(section, "diffusion.prediction", PREDICTIONS, d.prediction),
             sampler=self.choice(section, "diffusion.sampler", SAMPLERS, d.sampler),
             steps=self.int_at_least(section, "diffusion.steps", 1, d.steps),

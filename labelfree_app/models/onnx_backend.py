@@ -3,6 +3,10 @@
 The network is exported once (legacy TorchScript-based exporter, dynamic batch and spatial axes)
 and the ``.onnx`` file cached under the user cache folder, keyed by the weights' sha256 and the
 library versions, so later runs start the session directly. ``LABELFREE_BACKEND=torch`` turns it off.
+
+The cache is never trusted blindly: its own sha256 is recorded beside it (``<key>.onnx.sha256``) when
+it is written, and a cache file that does not match its record, has none, or that ONNX Runtime cannot
+open is deleted (with a warning) and exported again from the network, whose weights were verified.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
+
+CHECKSUM_SUFFIX = ".sha256"  # the record beside each cached export: <key>.onnx.sha256
 
 
 def onnx_wanted(device: torch.device) -> bool:
@@ -54,44 +60,97 @@ class OnnxModule:
         cache_path: Path | None = None,
         threads: int | None = None,
     ) -> None:
+        export = (network, tuple(example_inputs), list(input_names), dynamic_axes)
+        self.input_names = list(input_names)
+        self.threads = threads or torch.get_num_threads()
+        if cache_path is not None and (cached := _read_verified(cache_path)) is not None:
+            try:
+                self.session = self._session(cached)
+                return
+            except Exception as exc:  # noqa: BLE001  ONNX Runtime's errors derive from Exception only
+                log.info("ONNX Runtime could not open %s: %s", cache_path, exc)
+                _discard(cache_path, "ONNX Runtime could not open it")
+        model_bytes = _export(*export)
+        if cache_path is not None:
+            _write_cache(cache_path, model_bytes)
+        self.session = self._session(model_bytes)
+
+    def _session(self, model_bytes: bytes) -> Any:
         import onnxruntime as ort
 
-        model_bytes = self._load_or_export(network, example_inputs, input_names, dynamic_axes, cache_path)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-        self.input_names = list(input_names)
-
-    @staticmethod
-    def _load_or_export(
-        network: nn.Module,
-        example_inputs: Sequence[torch.Tensor],
-        input_names: Sequence[str],
-        dynamic_axes: dict[str, dict[int, str]],
-        cache_path: Path | None,
-    ) -> bytes:
-        if cache_path is not None and cache_path.is_file():
-            return cache_path.read_bytes()
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                network.eval(), tuple(example_inputs), buffer, input_names=list(input_names),
-                output_names=["output"], dynamic_axes={**dynamic_axes, "output": dynamic_axes[input_names[0]]},
-                opset_version=17, dynamo=False,
-            )
-        data = buffer.getvalue()
-        if cache_path is not None:
-            try:
-                from labelfree_app.io.atomic import atomic_write_bytes
-
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(cache_path, data)
-            except OSError as exc:  # a cache that cannot be written only costs time
-                log.info("could not cache ONNX export at %s: %s", cache_path, exc)
-        return data
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         feeds = {name: np.ascontiguousarray(a) for name, a in zip(self.input_names, arrays)}
         return self.session.run(None, feeds)[0]
+
+
+def _record_path(cache_path: Path) -> Path:
+    return cache_path.with_name(cache_path.name + CHECKSUM_SUFFIX)
+
+
+def _discard(cache_path: Path, reason: str) -> None:
+    """Delete a cached export and its record, saying why (a warning: the user should know)."""
+    log.warning("The cached ONNX network %s was deleted because %s; it is rebuilt from the verified weights.",
+                cache_path, reason)
+    for path in (cache_path, _record_path(cache_path)):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.info("could not delete %s: %s", path, exc)
+
+
+def _read_verified(cache_path: Path) -> bytes | None:
+    """The cached export when it matches the sha256 recorded beside it; otherwise None (and a
+    mismatched or unrecorded cache file is deleted)."""
+    try:
+        data = cache_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        _discard(cache_path, f"it cannot be read ({exc.strerror or exc})")
+        return None
+    try:
+        recorded = _record_path(cache_path).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        _discard(cache_path, "it has no checksum record")
+        return None
+    if hashlib.sha256(data).hexdigest() != recorded:
+        _discard(cache_path, "it does not match its recorded checksum (it was changed or damaged)")
+        return None
+    return data
+
+
+def _write_cache(cache_path: Path, data: bytes) -> None:
+    """Write the export, then its sha256 record, each atomically; a cache that cannot be written only
+    costs time."""
+    from labelfree_app.errors import LabelFreeError
+    from labelfree_app.io.atomic import atomic_write_bytes
+
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cache_path, data)
+        atomic_write_bytes(_record_path(cache_path), (hashlib.sha256(data).hexdigest() + "\n").encode("ascii"))
+    except (OSError, LabelFreeError) as exc:  # atomic writes raise ImageWriteError subclasses
+        log.info("could not cache ONNX export at %s: %s", cache_path, exc)
+
+
+def _export(
+    network: nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> bytes:
+    """The network as ONNX bytes (legacy TorchScript-based exporter, opset 17)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            network.eval(), example_inputs, buffer, input_names=input_names,
+            output_names=["output"], dynamic_axes={**dynamic_axes, "output": dynamic_axes[input_names[0]]},
+            opset_version=17, dynamo=False,
+        )
+    return buffer.getvalue()

@@ -15,9 +15,11 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -25,7 +27,13 @@ from torch import nn
 from labelfree_app import paths
 from labelfree_app.errors import ManifestError, ModelError, WeightsIntegrityError
 from labelfree_app.models import architectures
-from labelfree_app.models.manifest import FORMAT_VERSION, MANIFEST_FILE, WEIGHTS_FILE, Manifest
+from labelfree_app.models.manifest import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    WEIGHTS_FILE,
+    Manifest,
+)
 
 # Re-exported so callers need one import for everything about packages.
 __all__ = [
@@ -34,6 +42,7 @@ __all__ = [
     "Manifest",
     "ModelPackage",
     "load_package",
+    "opened_package",
     "save_package",
     "sha256_of_file",
     "unet_manifest",
@@ -115,13 +124,16 @@ class ModelPackage:
         return network.to(device).eval()
 
 
-def load_package(path: str | Path) -> ModelPackage:
-    """Open a model package folder or .zip and validate its manifest (the weights are checked on use)."""
+def load_package(path: str | Path, *, extract_to: Path | None = None) -> ModelPackage:
+    """Open a model package folder or .zip and validate its manifest (the weights are checked on use).
+
+    A zip is extracted into the cache (reused by later opens), or into the empty folder ``extract_to``.
+    """
     origin = Path(path).expanduser()
     if origin.is_dir():
         folder = origin
     elif origin.is_file() and zipfile.is_zipfile(origin):
-        folder = _extract_zip(origin)
+        folder = _extract_zip(origin, extract_to)
     elif origin.exists():
         raise ModelError(
             f"{origin} is neither a model package folder nor a .zip of one; "
@@ -148,19 +160,80 @@ def load_package(path: str | Path) -> ModelPackage:
     return package
 
 
-def _read_json(manifest_path: Path) -> Any:
+@contextmanager
+def opened_package(path: str | Path) -> Iterator[ModelPackage]:
+    """``load_package``, but a zip is extracted into a temporary folder that is removed on exit
+    (for installing: the installed copy is what stays, not a second one in the cache)."""
+    origin = Path(path).expanduser()
+    if not (origin.is_file() and zipfile.is_zipfile(origin)):
+        yield load_package(origin)
+        return
+    cache = paths.user_cache_dir() / "model-packages"
     try:
-        text = manifest_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"The model manifest {manifest_path} cannot be read ({exc}).", path=manifest_path) from exc
+        cache.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(prefix=".install.", dir=cache))
+    except OSError as exc:
+        raise ModelError(f"The zip {origin} could not be unpacked into {cache} ({exc.strerror or exc}).",
+                         path=origin) from exc
+    try:
+        yield load_package(origin, extract_to=temp / "package")
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+_MAX_JSON_NESTING = 32  # a real manifest nests 4 levels; deeper ones could exhaust the stack later
+
+
+def _read_json(manifest_path: Path) -> Any:
+    """The parsed manifest; ManifestError for a file too big, unreadable, not JSON, or nested absurdly deep."""
+    def refuse(problem: str) -> ManifestError:
+        return ManifestError(f"The model manifest {manifest_path} {problem}.", path=manifest_path)
+
+    try:
+        size = manifest_path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise refuse(f"is {size / 1024**2:,.0f} MB, larger than the {MAX_MANIFEST_BYTES // 1024**2} MB "
+                         "a manifest may be, so it was not read; fix or re-export it")
+        with open(manifest_path, "rb") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)  # the file may have grown since stat()
+    except OSError as exc:
+        raise refuse(f"cannot be read ({exc.strerror or exc}); check its permissions") from exc
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise refuse(f"is larger than the {MAX_MANIFEST_BYTES // 1024**2} MB a manifest may be; fix or re-export it")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse("is not UTF-8 text; fix or re-export it") from exc
+    if _nesting_depth(text) > _MAX_JSON_NESTING:
+        raise refuse(f"is nested more than {_MAX_JSON_NESTING} levels deep, which no manifest is; fix or re-export it")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"The model manifest {manifest_path} is not valid JSON (line {exc.lineno}: {exc.msg}); "
-            "fix or re-export it.",
-            path=manifest_path,
-        ) from exc
+        raise refuse(f"is not valid JSON (line {exc.lineno}: {exc.msg}); fix or re-export it") from exc
+    except (RecursionError, ValueError) as exc:
+        raise refuse("is not valid JSON; fix or re-export it") from exc
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting outside strings, found without recursion (json.loads recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def unet_manifest(
@@ -240,7 +313,7 @@ def save_package(
         fields["weights"]["sha256"] = sha256_of_file(weights_path)
         final = Manifest.from_dict(fields, source=out_dir / MANIFEST_FILE)
         (staging / MANIFEST_FILE).write_text(json.dumps(final.to_dict(), indent=2) + "\n", encoding="utf-8")
-        _usual_permissions(staging)
+        usual_permissions(staging)
         _move_into_place(staging, out_dir)
     finally:
         if staging.exists():
@@ -248,14 +321,14 @@ def save_package(
     return out_dir
 
 
-def _usual_permissions(folder: Path) -> None:
-    """mkdtemp makes 0700 folders: give the package the permissions a normal copy would have,
-    so an installed model (e.g. under /opt) is readable by every user."""
+def usual_permissions(folder: Path) -> None:
+    """mkdtemp makes 0700 folders: give the package the permissions a normal copy would have
+    (0777 / 0666 less the umask), so an installed model (e.g. under /opt) is readable by every user."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
     for item in folder.iterdir():
-        os.chmod(item, 0o666 & ~umask)
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 def _move_into_place(staging: Path, destination: Path) -> None:
@@ -308,11 +381,12 @@ def _package_root(members: list[tuple[str, ...]], zip_path: Path) -> tuple[str, 
     )
 
 
-def _extract_zip(zip_path: Path) -> Path:
-    """Extract a package zip (safely) into the cache, keyed by the zip's sha256; return its root."""
-    cache = paths.user_cache_dir() / "model-packages"
-    target = cache / sha256_of_file(zip_path)[:24]
+def _extract_zip(zip_path: Path, target: Path | None = None) -> Path:
+    """Extract a package zip (safely) into ``target``, by default a cache folder keyed by the zip's
+    sha256 and reused; return the package root inside it."""
+    cache = paths.user_cache_dir() / "model-packages" if target is None else target.parent
     try:
+        target = target if target is not None else cache / sha256_of_file(zip_path)[:24]
         with zipfile.ZipFile(zip_path) as archive:
             entries = []
             total = 0
@@ -346,8 +420,10 @@ def _extract_zip(zip_path: Path) -> Path:
             finally:
                 if staging.exists():
                     shutil.rmtree(staging, ignore_errors=True)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
-        raise ModelError(f"The zip {zip_path} is damaged ({exc}); download or export it again.", path=zip_path) from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: an encrypted entry; NotImplementedError: an unknown compression method
+        raise ModelError(f"The zip {zip_path} is damaged or encrypted ({exc}); download or export it again.",
+                         path=zip_path) from exc
     except OSError as exc:
         raise ModelError(
             f"The zip {zip_path} could not be unpacked into {cache} ({exc.strerror or exc}).", path=zip_path

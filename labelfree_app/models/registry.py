@@ -7,6 +7,7 @@ Default models per target are kept in ``user_config_dir()/defaults.json``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -19,11 +20,18 @@ import torch
 from labelfree_app import paths
 from labelfree_app.errors import LabelFreeError, ModelError, ModelNotFoundError
 from labelfree_app.models.fit import InputFacts, best_fitting, rank_key
-from labelfree_app.models.package import MANIFEST_FILE, ModelPackage, load_package
+from labelfree_app.models.package import (
+    MANIFEST_FILE,
+    ModelPackage,
+    load_package,
+    opened_package,
+    usual_permissions,
+)
 
 DEFAULTS_FILE = "defaults.json"
 _ANY_TARGET = "*"  # key in defaults.json for the overall default (target None)
 _SMOKE_SEED = 0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -115,15 +123,26 @@ class ModelRegistry:
         found: list[tuple[ModelPackage, str]] = []
         seen: dict[str, Path] = {}
         for source, folder in (("bundled", self.bundled_dir), ("user", self.user_dir)):
-            if not folder.is_dir():
+            try:
+                candidates = sorted(folder.iterdir()) if folder.is_dir() else []
+            except OSError as exc:
+                self.problems.append(f"Skipped the models in {folder}: the folder cannot be read "
+                                     f"({exc.strerror or exc}); check its permissions.")
                 continue
-            for candidate in sorted(folder.iterdir()):
+            for candidate in candidates:
                 if candidate.name.startswith(".") or not (candidate.is_dir() or candidate.suffix.lower() == ".zip"):
                     continue
                 try:
                     package = load_package(candidate)
                 except LabelFreeError as exc:
                     self.problems.append(f"Skipped the model at {candidate}: {exc}")
+                    continue
+                except Exception as exc:  # one bad package must never break the listing
+                    # Not foreseen by load_package (which raises LabelFreeError for what it knows); the
+                    # traceback goes to the debug log only, never to the user.
+                    log.debug("unexpected failure reading the model at %s", candidate, exc_info=True)
+                    self.problems.append(f"Skipped the model at {candidate}: it could not be read "
+                                         f"({type(exc).__name__}); remove or re-export it.")
                     continue
                 model_id = package.manifest.id
                 if model_id in seen:
@@ -182,7 +201,10 @@ class ModelRegistry:
     def install(self, path: str | Path, *, smoke_test: bool = True, overwrite: bool = False) -> ModelEntry:
         """Validate a package folder or .zip, check its weights, run it once, and copy it into the
         user folder (as ``<id>/``, appearing all at once). Returns the new entry."""
-        package = load_package(path)
+        with opened_package(path) as package:  # a zip's extraction is removed afterwards
+            return self._install(package, path, smoke_test=smoke_test, overwrite=overwrite)
+
+    def _install(self, package: ModelPackage, path: str | Path, *, smoke_test: bool, overwrite: bool) -> ModelEntry:
         package.verify()
         model_id = package.manifest.id
         replaced: Path | None = None
@@ -220,6 +242,7 @@ class ModelRegistry:
                 shutil.copy2(package.path / name, staging / name)
             copied = load_package(staging)
             copied.verify()
+            usual_permissions(staging)  # mkdtemp made it 0700
             old = None
             if destination.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{model_id}.", suffix=".old", dir=self.user_dir))

@@ -187,13 +187,18 @@ def test_a_pickle_that_runs_code_is_refused_without_running_it(tmp_path, via_tor
 
 def test_damaged_or_foreign_files_are_refused(tmp_path):
     garbage = tmp_path / "garbage.p"
-    garbage.write_bytes(np.random.default_rng(0).bytes(2000))
+    garbage.write_bytes(b"\x80\x02" + np.random.default_rng(0).bytes(2000))  # a pickle header, then noise
     with pytest.raises(UnsafeModelError, match="cannot be read as plain weights"):
         import_fnet_model(garbage, None, tmp_path / "pkg", model_id="g", name="G", target="DNA")
-    empty = tmp_path / "empty.p"
-    empty.write_bytes(b"")
+    noise = tmp_path / "noise.p"
+    noise.write_bytes(np.random.default_rng(0).bytes(2000))
+    with pytest.raises(ModelError, match="is not a PyTorch checkpoint"):
+        import_fnet_model(noise, None, tmp_path / "pkg", model_id="r", name="R", target="DNA")
+    cut = tmp_path / "cut.p"
+    torch.save({"nn_state": {"w": torch.zeros(100)}}, cut)
+    cut.write_bytes(cut.read_bytes()[:300])
     with pytest.raises(ModelError, match="damaged or not a PyTorch checkpoint"):
-        import_fnet_model(empty, None, tmp_path / "pkg", model_id="e", name="E", target="DNA")
+        import_fnet_model(cut, None, tmp_path / "pkg", model_id="c", name="C", target="DNA")
     foreign = tmp_path / "foreign.p"
     torch.save({"state_dict": {"encoder.weight": torch.zeros(3, 3)}}, foreign)
     with pytest.raises(ModelError, match="does not have"):
@@ -204,4 +209,33 @@ def test_damaged_or_foreign_files_are_refused(tmp_path):
         import_fnet_model(no_weights, None, tmp_path / "pkg", model_id="n", name="N", target="DNA")
     with pytest.raises(ModelError, match="No fnet model file"):
         import_fnet_model(tmp_path / "missing.p", None, tmp_path / "pkg", model_id="m", name="M", target="DNA")
+    assert not (tmp_path / "pkg").exists()
+
+
+def _write_zip_of_text(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes/readme.txt", "not a checkpoint")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "says"),
+    [
+        ("notes.p", lambda p: p.write_text("hello world\nthis is text, not weights\n"), "is not a PyTorch checkpoint"),
+        ("empty.p", lambda p: p.write_bytes(b""), "is empty"),
+        ("archive.p", _write_zip_of_text, "is a zip file but not a PyTorch checkpoint"),
+        ("model.json", lambda p: p.write_text(json.dumps({"nn_state": {}})), "is not a PyTorch checkpoint"),
+    ],
+)
+def test_files_that_are_not_fnet_checkpoints_are_one_sentence(tmp_path, name, write, says):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ModelError) as info:
+        import_fnet_model(path, None, tmp_path / "pkg", model_id="x", name="X", target="DNA")
+    message = str(info.value)
+    assert says in message and str(path) in message
+    assert "\n" not in message and "()" not in message and message.endswith(".")
+    assert "fnet" in message, "the sentence says what to give instead"
     assert not (tmp_path / "pkg").exists()
