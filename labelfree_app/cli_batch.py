@@ -33,6 +33,24 @@ def _stop_on_first_interrupt(flag: list[bool]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a job scheduler's time limit, ``kill``) stops now like a second Ctrl-C: the batch
+    removes what the current file had written, writes its report and releases the folder's lock."""
+    if sys.platform == "win32" or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _default_for_first_input(items: list[str], registry: Any) -> str:
     """Without --model: the best installed model that fits the first input (``models.fit``)."""
     from labelfree_app.batch.plan import expand_inputs
@@ -71,7 +89,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"{len(plan.jobs)} job(s): {len(plan.jobs) // max(1, len(models))} input(s) × {len(models)} model(s)"
           f" -> {plan.out_dir}{where}", file=sys.stderr)
     stop = [False]
-    with _stop_on_first_interrupt(stop):
+    with _stop_on_first_interrupt(stop), _terminate_as_interrupt():
         if args.scheduler:
             from labelfree_app.batch.cluster import connect, run_batch_dask
 

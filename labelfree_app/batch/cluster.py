@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Callable, Generator
 
 from labelfree_app.batch.local import BatchDone, BatchEvent, Eta, JobFinished, prepare_output_folder, report_extra
+from labelfree_app.batch.lock import BatchLock
 from labelfree_app.batch.plan import BatchJob, BatchPlan
-from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, process_job
-from labelfree_app.batch.report import BatchRow, carry_forward, read_report, write_report
+from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, process_job, remove_stale_temps
+from labelfree_app.batch.report import BatchRow, carry_forward, read_report, recorded_files, write_report
 from labelfree_app.errors import LabelFreeError
 
 _WORKER_ENGINES: EngineCache | None = None
@@ -31,10 +32,14 @@ def _engines() -> EngineCache:
     return _WORKER_ENGINES
 
 
-def worker_task(job: BatchJob, out_dir: str, options: BatchOptions) -> BatchRow:
-    """What a worker runs for one job; a fatal disk/folder error becomes a failed row with a flag."""
+def worker_task(job: BatchJob, recorded: dict[str, dict[str, Any]] | None, *, out_dir: str,
+                options: BatchOptions) -> BatchRow:
+    """What a worker runs for one job (``recorded``: what the last report knew of its outputs).
+
+    A fatal disk/folder error becomes a failed row with a flag.
+    """
     try:
-        return process_job(job, Path(out_dir), options, _engines())
+        return process_job(job, Path(out_dir), options, _engines(), recorded)
     except FATAL_ERRORS as exc:
         row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id,
                        status="failed", error=str(exc), note="fatal")
@@ -64,15 +69,30 @@ def run_batch_dask(plan: BatchPlan, options: BatchOptions, client: Any, *,
     """Run ``plan`` on ``client``'s cluster; yields ``JobFinished`` as tasks complete, then ``BatchDone``.
 
     ``should_stop`` cancels the tasks not yet started; running tasks finish (their writes are atomic).
+    The client holds the output folder's lock while the tasks run.
     """
+    prepare_output_folder(plan.out_dir)
+    lock = BatchLock(plan.out_dir, plan.report_name)
+    dead_owner = lock.acquire()
+    try:
+        if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
+            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir).all()), older_than_s=0)
+        return (yield from _run_on_cluster(plan, options, client, should_stop))
+    finally:
+        lock.release()
+
+
+def _run_on_cluster(plan: BatchPlan, options: BatchOptions, client: Any,
+                    should_stop: Callable[[], bool]) -> Generator[BatchEvent, None, BatchDone]:
     from distributed import as_completed
 
-    prepare_output_folder(plan.out_dir)
     previous = read_report(plan.out_dir / f"{plan.report_name}.json")
+    recorded = recorded_files(previous)
     rows = {j.index: BatchRow(index=j.index, input=str(j.input.path), key=j.input.key, model=j.model.id)
             for j in plan.jobs}
     extra = report_extra(plan, options) | {"scheduler": str(getattr(client, "scheduler", ""))}
-    futures = client.map(worker_task, plan.jobs, out_dir=str(plan.out_dir), options=options, pure=False,
+    futures = client.map(worker_task, plan.jobs, [recorded.get((j.input.key, j.model.id)) for j in plan.jobs],
+                         out_dir=str(plan.out_dir), options=options, pure=False,
                          key=[f"labelfree-job-{j.index}-{j.input.key}-{j.model.id}" for j in plan.jobs])
     eta = Eta()
     stopped, fatal, finished = False, "", 0

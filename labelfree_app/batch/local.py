@@ -8,17 +8,20 @@ that job writes nothing and is reported as cancelled).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generator
 
+from labelfree_app.batch.lock import BatchLock
 from labelfree_app.batch.plan import BatchJob, BatchPlan
-from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, run_job
-from labelfree_app.batch.report import BatchRow, carry_forward, read_report, summarize, write_report
+from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, remove_stale_temps, run_job
+from labelfree_app.batch.report import (BatchRow, carry_forward, read_report, recorded_files, summarize,
+                                        write_report)
 from labelfree_app.core.events import Progress
 from labelfree_app.errors import LabelFreeError, OutputNotWritableError
-from labelfree_app.io.atomic import check_writable_folder
+from labelfree_app.io.atomic import check_writable_folder, ensure_free_space
 
 
 REPORT_INTERVAL_S = 2.0  # a killed batch's report lags by at most this; the outputs are the truth
@@ -75,6 +78,7 @@ def prepare_output_folder(out_dir: Path) -> None:
             f"The output folder {out_dir} cannot be created (read-only or access denied); "
             "choose another folder.", path=out_dir) from None
     check_writable_folder(out_dir)
+    ensure_free_space(out_dir, 0)  # a kernel folder (/proc, /sys) or a read-only disk fails here, before any job
 
 
 class Eta:
@@ -110,50 +114,76 @@ def report_extra(plan: BatchPlan, options: BatchOptions) -> dict[str, Any]:
 def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[], bool] = lambda: False,
               should_cancel: Callable[[], bool] = lambda: False,
               engines: EngineCache | None = None) -> Generator[BatchEvent, None, BatchDone]:
-    """Run every job of ``plan`` here; yields events, the last one is ``BatchDone``."""
+    """Run every job of ``plan`` here; yields events, the last one is ``BatchDone``.
+
+    Holds the output folder's lock (``BatchLock``) throughout: a second batch on the same folder
+    is refused, and the lock goes when this generator ends, fails or is closed.
+    """
     prepare_output_folder(plan.out_dir)
-    engines = engines or EngineCache()
+    lock = BatchLock(plan.out_dir, plan.report_name)
+    dead_owner = lock.acquire()
+    try:
+        if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
+            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir).all()), older_than_s=0)
+        return (yield from _run_jobs(plan, options, should_stop, should_cancel, engines or EngineCache()))
+    finally:
+        lock.release()
+
+
+def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], bool],
+              should_cancel: Callable[[], bool], engines: EngineCache) -> Generator[BatchEvent, None, BatchDone]:
     previous = read_report(plan.out_dir / f"{plan.report_name}.json")
+    recorded = recorded_files(previous)
     rows = [BatchRow(index=j.index, input=str(j.input.path), key=j.input.key, model=j.model.id) for j in plan.jobs]
     extra = report_extra(plan, options)
     eta = Eta()
     stopped, fatal = False, ""
     total = len(plan.jobs)
     last_report = time.monotonic()
-    for position, job in enumerate(plan.jobs):
-        if should_stop():
-            stopped = True
-            break
-        yield JobStarted(job, position, total)
-        run = run_job(job, plan.out_dir, options, engines)
-        try:
-            while True:
-                if should_cancel():
-                    raise _Cancelled()
-                event = next(run)
-                if isinstance(event, Progress):
-                    yield JobProgress(job, event)
-        except StopIteration as finished:
-            rows[position] = finished.value
-        except _Cancelled:
-            run.close()
-            rows[position].status, rows[position].note = "cancelled", "cancelled by the user; nothing written"
-            stopped = True
-            break
-        except FATAL_ERRORS as exc:
-            rows[position].status, rows[position].error = "failed", str(exc)
-            fatal = str(exc)
-            break
-        carry_forward([rows[position]], previous)
-        eta.add(rows[position])
-        if time.monotonic() - last_report >= REPORT_INTERVAL_S:
+    position, run = -1, None
+    try:
+        for position, job in enumerate(plan.jobs):
+            if should_stop():
+                stopped = True
+                break
+            yield JobStarted(job, position, total)
+            run = run_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)))
             try:
-                write_report(rows, plan.out_dir, plan.report_name, extra=extra)
-            except LabelFreeError as exc:
+                while True:
+                    if should_cancel():
+                        raise _Cancelled()
+                    event = next(run)
+                    if isinstance(event, Progress):
+                        yield JobProgress(job, event)
+            except StopIteration as finished:
+                rows[position] = finished.value
+            except _Cancelled:
+                run.close()
+                rows[position].status, rows[position].note = "cancelled", "cancelled by the user; nothing written"
+                stopped = True
+                break
+            except FATAL_ERRORS as exc:
+                rows[position].status, rows[position].error = "failed", str(exc)
                 fatal = str(exc)
                 break
-            last_report = time.monotonic()
-        yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
+            carry_forward([rows[position]], previous)
+            eta.add(rows[position])
+            if time.monotonic() - last_report >= REPORT_INTERVAL_S:
+                try:
+                    write_report(rows, plan.out_dir, plan.report_name, extra=extra)
+                except LabelFreeError as exc:
+                    fatal = str(exc)
+                    break
+                last_report = time.monotonic()
+            yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
+    except BaseException:  # Ctrl-C, or the consumer closed the batch: the report still says where it stopped
+        if run is not None:
+            run.close()
+        if position >= 0 and rows[position].status == "not run":
+            rows[position].status, rows[position].note = "cancelled", "interrupted; run the batch again to finish it"
+        with contextlib.suppress(LabelFreeError):
+            write_report(rows, plan.out_dir, plan.report_name, extra=extra)
+        raise
     report = (plan.out_dir / f"{plan.report_name}.csv", plan.out_dir / f"{plan.report_name}.json")
     try:
         report = write_report(rows, plan.out_dir, plan.report_name, extra=extra)

@@ -1,4 +1,4 @@
-"""One batch job, start to finish: skip if done, read, predict, write atomically, score.
+"""One batch job, start to finish: skip if verified done, read, predict, write atomically, score.
 
 ``process_job`` is the unit both the local runner and Dask workers execute, so the files and the
 report row are the same whichever way a batch runs. Models are loaded once per process
@@ -8,16 +8,18 @@ report row are the same whichever way a batch runs. Models are loaded once per p
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Generator, Iterable
 
 import numpy as np
 
 from labelfree_app.batch.plan import BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
+from labelfree_app.batch.verify import check_output
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
 from labelfree_app.errors import DiskFullError, LabelFreeError, ModelError, OutputNotWritableError
@@ -28,6 +30,8 @@ _log = logging.getLogger(__name__)
 
 # Errors that will hit every later job too: the batch stops instead of failing file after file.
 FATAL_ERRORS = (DiskFullError, OutputNotWritableError)
+# A temp file untouched this long belongs to no live writer (tifffile writes a temp without pauses).
+STALE_TEMP_AGE_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,80 @@ def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions) -> lis
     return wanted
 
 
-def remove_stale_temps(paths: list[Path]) -> None:
-    """Delete temp files that a killed run left next to these outputs (``.<name>.<hex>.part``)."""
+def _temp_target(name: str) -> str | None:
+    """``a.ome.tif`` for an atomic-write temp name ``.a.ome.tif.<8 hex>.part``, else None."""
+    if not (name.startswith(".") and name.endswith(".part")):
+        return None
+    stem, _, token = name[1:-len(".part")].rpartition(".")
+    return stem if stem and len(token) == 8 else None
+
+
+def remove_stale_temps(paths: Iterable[Path], *, older_than_s: float = STALE_TEMP_AGE_S) -> int:
+    """Delete the temp files a killed run left next to these outputs; returns how many.
+
+    Temp names carry no pid, so only temps untouched for ``older_than_s`` count as dead: a temp
+    that another process (``labelfree predict``, the GUI) is writing right now is left alone.
+    ``older_than_s=0`` removes them all (when the batch that owned the folder is known to be dead).
+    """
+    wanted: dict[Path, set[str]] = {}
     for path in paths:
-        if path.parent.is_dir():
-            for temp in path.parent.glob(f".{path.name}.*.part"):
-                temp.unlink(missing_ok=True)
+        wanted.setdefault(Path(path).parent, set()).add(Path(path).name)
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if _temp_target(entry.name) not in names:
+                continue
+            try:
+                if older_than_s <= 0 or entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+
+def _remove_written(before: dict[Path, tuple[int, int, int] | None]) -> None:
+    """Remove the outputs this attempt created or replaced: a job is written whole or not at all."""
+    for path, identity in before.items():
+        if _identity(path) not in (identity, None):
+            path.unlink(missing_ok=True)
+
+
+def _relative(path: Path, out_dir: Path) -> str:
+    try:
+        return Path(path).relative_to(out_dir).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def verify_outputs(wanted: list[Path], out_dir: Path,
+                   recorded: dict[str, dict[str, Any]] | None) -> tuple[dict[str, dict[str, Any]] | None, str]:
+    """Each output's facts when all are complete; else None and a note naming the broken ones."""
+    facts: dict[str, dict[str, Any]] = {}
+    problems = []
+    for path in wanted:
+        name = _relative(path, out_dir)
+        found, problem = check_output(path, (recorded or {}).get(name))
+        if found is not None:
+            facts[name] = found
+        elif problem:
+            problems.append(f"{path.name} was incomplete ({problem})")
+    if len(facts) == len(wanted):
+        return facts, ""
+    return None, ("redone: " + "; ".join(problems)) if problems else ""
 
 
 def _estimate_bytes(result: PredictionResult, save_steps: bool) -> int:
@@ -104,22 +176,27 @@ def _pearson(image: Any, target: int | str, prediction: np.ndarray) -> tuple[flo
     return pearson_r(predicted, observed), ""
 
 
-def run_job(job: BatchJob, out_dir: Path, options: BatchOptions,
-            engines: EngineCache) -> Generator[Any, None, BatchRow]:
+def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
+            recorded: dict[str, dict[str, Any]] | None = None) -> Generator[Any, None, BatchRow]:
     """Run one job; yields the engine's progress events and returns the report row.
 
-    Closing the generator cancels the job before anything is written. Only ``FATAL_ERRORS``
-    escape: any other failure becomes a "failed" row with its one-sentence reason.
+    A job whose outputs all pass ``check_output`` (and match what the previous report ``recorded``)
+    is skipped; a broken output is redone and the row's note says so. Closing the generator cancels
+    the job before anything is written; an interruption while writing removes what this job wrote.
+    Only ``FATAL_ERRORS`` escape: any other failure becomes a "failed" row with its one-sentence reason.
     """
     start = time.perf_counter()
     row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id)
     wanted = expected_outputs(job, out_dir, options)
     row.outputs = [str(p) for p in wanted]
-    if not options.overwrite and all(p.is_file() for p in wanted):
-        row.status = "skipped"
-        row.note = "already done (use --overwrite to redo)"
-        return row
-    remove_stale_temps(list(job.outputs(out_dir).all()))
+    redo_note = ""
+    if not options.overwrite:
+        facts, redo_note = verify_outputs(wanted, out_dir, recorded)
+        if facts is not None:
+            row.status, row.files = "skipped", facts
+            row.note = "already done (use --overwrite to redo)"
+            return row
+    remove_stale_temps(job.outputs(out_dir).all())
     try:
         image = read_image(job.input.path)
         engine = engines.get(job.model, options.settings.device)
@@ -137,13 +214,20 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions,
         folder = wanted[0].parent
         folder.mkdir(parents=True, exist_ok=True)
         ensure_free_space(folder, _estimate_bytes(result, options.save_steps))
-        written = write_result(result, engine.manifest, [job.input.path], job.outputs(out_dir),
-                               pixel_size_um=getattr(image, "pixel_size_um", None),
-                               save_steps=options.save_steps, hash_inputs=options.hash_inputs)
+        before = {path: _identity(path) for path in job.outputs(out_dir).all()}
+        try:
+            written = write_result(result, engine.manifest, [job.input.path], job.outputs(out_dir),
+                                   pixel_size_um=getattr(image, "pixel_size_um", None),
+                                   save_steps=options.save_steps, hash_inputs=options.hash_inputs)
+        except BaseException:  # a full disk, Ctrl-C: no prediction left without its variance
+            _remove_written(before)
+            raise
         row.outputs = [str(p) for p in written]
+        row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
         row.device = result.device
         if options.target_channel is not None:
             row.pearson_r, row.note = _pearson(image, options.target_channel, result.prediction)
+        row.note = "; ".join(note for note in (redo_note, row.note) if note)
         row.status = "done"
     except FATAL_ERRORS:
         raise
@@ -158,9 +242,10 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions,
     return row
 
 
-def process_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache) -> BatchRow:
+def process_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
+                recorded: dict[str, dict[str, Any]] | None = None) -> BatchRow:
     """Run one job to the end (what a Dask worker executes); returns its report row."""
-    run = run_job(job, out_dir, options, engines)
+    run = run_job(job, out_dir, options, engines, recorded)
     while True:
         try:
             next(run)

@@ -34,6 +34,9 @@ class BatchRow:
     pearson_r: float | None = None
     note: str = ""
     device: str = ""
+    # What each output looked like when written or verified ({path relative to the output folder:
+    # {"bytes", "shape", "dtype", "pages"}}), so the next resume can tell a replaced or cut file.
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -93,14 +96,23 @@ def read_report(path: Path) -> list[BatchRow]:
         return []
 
 
+def _finished(previous: list[BatchRow]) -> dict[tuple[str, str], BatchRow]:
+    return {(r.key, r.model): r for r in previous if r.status in ("done", "skipped")}
+
+
 def carry_forward(rows: list[BatchRow], previous: list[BatchRow]) -> None:
-    """Skipped rows keep the Pearson r and device measured when they were done."""
-    done = {(r.key, r.model): r for r in previous if r.status == "done"}
+    """Skipped rows keep the Pearson r and device measured when they were done (over any number of resumes)."""
+    finished = _finished(previous)
     for row in rows:
-        before = done.get((row.key, row.model))
+        before = finished.get((row.key, row.model))
         if row.status == "skipped" and before is not None:
             row.pearson_r = before.pearson_r if row.pearson_r is None else row.pearson_r
             row.device = row.device or before.device
+
+
+def recorded_files(previous: list[BatchRow]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """What the previous report recorded about each finished job's outputs, by (input key, model)."""
+    return {key: row.files for key, row in _finished(previous).items() if row.files}
 
 
 def merge_shard_reports(out_dir: Path, name: str = "batch_report") -> tuple[Path, Path, dict[str, int]]:

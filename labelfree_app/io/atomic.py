@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -18,8 +19,14 @@ from labelfree_app.errors import DiskFullError, ImageWriteError, OutputNotWritab
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# Room kept free beyond the estimated size, for metadata and the file system's own needs.
-FREE_SPACE_MARGIN_BYTES = 16 * 1024 * 1024
+# Room kept free beyond the estimated size, for metadata and the file system's own needs: a share
+# of the job, never less than a small floor (a fixed 16 MB refused small outputs on nearly full disks).
+FREE_SPACE_MARGIN_MIN_BYTES = 64 * 1024
+FREE_SPACE_MARGIN_FRACTION = 0.05
+# File systems the kernel makes up (they report 0 bytes): no file can be saved there.
+_KERNEL_FILE_SYSTEMS = {"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
+                        "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc", "efivarfs", "selinuxfs", "nsfs",
+                        "rpc_pipefs", "devpts", "autofs"}
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NOT_WRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 _MISSING_ERRNOS = {errno.ENOENT, errno.ENOTDIR}
@@ -82,16 +89,55 @@ def check_writable_folder(folder: Path) -> None:
         )
 
 
-def ensure_free_space(folder: PathLike, nbytes: int, *, margin: int = FREE_SPACE_MARGIN_BYTES) -> None:
-    """Raise DiskFullError unless ``folder``'s disk has ``nbytes`` (plus a margin) free."""
-    folder = Path(os.fspath(folder))
+def _file_system_type(folder: Path) -> str | None:
+    """The Linux file system type holding ``folder`` (from /proc/self/mountinfo); None elsewhere."""
     try:
-        free = shutil.disk_usage(folder).free
+        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    resolved, best, found = folder.resolve(), -1, None
+    for line in lines:
+        before, _, after = line.partition(" - ")
+        parts = before.split()
+        if len(parts) < 5 or not after:
+            continue
+        mount = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4]))  # " " is \040
+        if (mount == resolved or mount in resolved.parents) and len(mount.parts) > best:
+            best, found = len(mount.parts), after.split()[0]
+    return found
+
+
+def ensure_free_space(folder: PathLike, nbytes: int, *, margin: int | None = None) -> None:
+    """Raise DiskFullError unless ``folder``'s disk has ``nbytes`` plus a margin free.
+
+    The margin is 5 % of ``nbytes`` (at least 64 KB) unless given. A kernel folder such as /proc
+    or /sys, or a read-only disk, raises OutputNotWritableError saying so; a file system that
+    reports no size at all (some network mounts) is not called full: the write itself will tell.
+    """
+    folder = Path(os.fspath(folder))
+    if margin is None:
+        margin = max(FREE_SPACE_MARGIN_MIN_BYTES, int(nbytes * FREE_SPACE_MARGIN_FRACTION))
+    try:
+        usage = shutil.disk_usage(folder)
     except OSError as exc:
         raise write_error(exc, folder) from exc
-    if free < nbytes + margin:
+    kind = _file_system_type(folder) if usage.total == 0 else None
+    if kind in _KERNEL_FILE_SYSTEMS:
+        raise OutputNotWritableError(
+            f"{folder} is a kernel system folder ({kind}), not a folder on a disk; choose another output folder.",
+            path=folder,
+        )
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):  # no statvfs (Windows): the write itself will tell
+        read_only = False
+    if read_only:
+        raise OutputNotWritableError(f"{folder} is on a read-only disk; choose another folder.", path=folder)
+    if usage.total == 0:
+        return
+    if usage.free < nbytes + margin:
         raise DiskFullError(
-            f"There is not enough free space in {folder} ({_human_bytes(free)} free, about "
+            f"There is not enough free space in {folder} ({_human_bytes(usage.free)} free, about "
             f"{_human_bytes(nbytes + margin)} needed); free some space or choose another folder.",
             path=folder,
         )

@@ -1,0 +1,73 @@
+"""Is an existing output complete? A cheap check before a resumed batch skips a job.
+
+Reads only TIFF headers (every page's IFD, not the pixels): a file cut short by a crash, a copy or a
+full disk fails because its pages, its OME metadata or its last strip lie beyond the end of the file.
+Where the previous report recorded the file (size, plane shape, dtype, pages), it must match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from labelfree_app.io.tiff_reader import captured_tifffile_log
+
+OutputFacts = dict[str, Any]  # {"bytes": int, "shape": [Y, X], "dtype": str, "pages": int}
+
+
+def _planes(series: Any) -> int:
+    """How many pages the series' metadata promises (all axes but Y, X and samples)."""
+    axes, shape = series.axes, series.shape
+    return int(np.prod([n for axis, n in zip(axes, shape) if axis not in "YXS"], dtype=np.int64))
+
+
+def _read_facts(path: Path, size: int) -> tuple[OutputFacts | None, str]:
+    with captured_tifffile_log() as log, tifffile.TiffFile(path) as tif:
+        pages = tif.pages
+        pages.useframes = False
+        count = len(pages)
+        if count == 0:
+            return None, "it holds no image"
+        first, last = pages.first, pages[count - 1]
+        for page in {id(first): first, id(last): last}.values():
+            ends = [offset + length for offset, length in zip(page.dataoffsets, page.databytecounts)]
+            if not ends or max(ends) > size:
+                return None, "it ends before its image data"
+        if path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+            if not tif.is_ome or not tif.ome_metadata:
+                return None, "its OME metadata is missing or cut off"
+            promised = _planes(tif.series[0])
+            if promised != count:
+                return None, f"it has {count} of its {promised} planes"
+        if log.errors:
+            return None, "its TIFF structure is broken"
+        return {"bytes": size, "shape": [int(n) for n in first.shape], "dtype": str(first.dtype),
+                "pages": count}, ""
+
+
+def check_output(path: Path, recorded: OutputFacts | None = None) -> tuple[OutputFacts | None, str]:
+    """``(facts, "")`` when ``path`` is a complete TIFF (and matches ``recorded``), else ``(None, why)``.
+
+    ``why`` is "" for a missing file and a short clause ("it is empty", ...) for a broken one.
+    """
+    try:
+        size = Path(path).stat().st_size
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        return None, f"it cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return None, "it is empty"
+    try:
+        facts, problem = _read_facts(Path(path), size)
+    except Exception:  # noqa: BLE001 - tifffile raises many types on damaged files; any of them means "redo"
+        return None, "it is not a readable TIFF"
+    if facts is not None and recorded:
+        differs = [key for key in ("bytes", "shape", "dtype", "pages")
+                   if key in recorded and recorded[key] != facts[key]]
+        if differs:
+            return None, f"its {', '.join(differs)} differ from what the report recorded"
+    return facts, problem
