@@ -7,25 +7,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from labelfree_app import __version__
-from labelfree_app.errors import LabelFreeError
+from labelfree_app.errors import FileAccessError, LabelFreeError
 
 EXIT_ERROR = 1
+RGB_CHOICES = {"luminance": "luminance", "red": 0, "green": 1, "blue": 2}
 EXIT_INTERRUPTED = 130
-
-
-def expand_inputs(items: Sequence[str]) -> list[Path]:
-    """Files, folders (their images) and glob patterns -> sorted unique image paths."""
-    from labelfree_app.batch.plan import expand_inputs as expand
-
-    return expand(items)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 
 
 # --- predict ---------------------------------------------------------------------------------
+def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> list[Any]:
+    """The inputs of `predict`, found as `batch` finds them; refused before any work when an item
+    names no image, or when two inputs would write the same output names."""
+    from labelfree_app.batch.plan import check_distinct_outputs, find_inputs
+
+    for item in items:
+        if not find_inputs([item]):
+            raise FileAccessError(f"{item} is a folder with no TIFF or PNG images in it; give image files or "
+                                  "a folder that holds them.", path=item)
+    inputs = find_inputs(items, exclude=out_dir)
+    if not inputs:
+        raise FileAccessError(f"The inputs are all inside the output folder {out_dir}; choose another output "
+                              "folder.", path=out_dir)
+    if not z_stack:
+        check_distinct_outputs(inputs)
+    return inputs
+
+
 def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
     if many_models:
         p.add_argument("--model", "-m", action="append", help="model id or package folder; repeat for several "
@@ -33,6 +47,8 @@ def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = Fals
     else:
         p.add_argument("--model", "-m", help="model id (default: the default model)")
     p.add_argument("--channel", "-c", help="transmitted-light channel, by name or index (default: found by name)")
+    p.add_argument("--rgb", choices=sorted(RGB_CHOICES), help="an RGB input: convert it to grayscale "
+                   "(luminance) or take one colour (default: refuse RGB images)")
     p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cuda, mps or cpu")
     p.add_argument("--samples", type=int, help="diffusion: number of samples for mean and variance")
     p.add_argument("--steps", type=int, help="diffusion: sampling steps")
@@ -62,6 +78,7 @@ def _settings(args: argparse.Namespace) -> Any:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from labelfree_app.batch.local import prepare_output_folder
     from labelfree_app.core.engine import PredictionEngine
     from labelfree_app.core.events import PredictionResult, Progress
     from labelfree_app.export import image_stem, output_paths, write_result
@@ -89,15 +106,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = expand_inputs(args.inputs)
-    jobs: list[tuple[list[Path], str]] = (
-        [(paths, image_stem(paths[0]))] if args.z_stack else [([p], image_stem(p)) for p in paths]
+    inputs = _predict_inputs(args.inputs, out_dir, z_stack=args.z_stack)
+    prepare_output_folder(out_dir)
+    jobs: list[tuple[list[Path], str, Path]] = (
+        [([e.path for e in inputs], image_stem(inputs[0].path), out_dir)] if args.z_stack else
+        [([e.path], image_stem(e.path), out_dir / e.rel_dir if e.rel_dir else out_dir) for e in inputs]
     )
     failures = 0
-    for files, stem in jobs:
+    for files, stem, folder in jobs:
         try:
-            image = read_plane_series(files) if args.z_stack else read_image(files[0])
+            rgb = RGB_CHOICES.get(args.rgb or "", "error")
+            image = read_plane_series(files, rgb=rgb) if args.z_stack else read_image(files[0], rgb=rgb)
             engine = engine_for(image)
             model_id = engine.package.manifest.id
             bar = tqdm(total=1, desc=stem, unit="step", leave=True, disable=args.quiet)
@@ -112,7 +131,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     result = event
             bar.close()
             assert result is not None
-            written = write_result(result, engine.manifest, files, output_paths(files[0], model_id, out_dir, stem),
+            for note in result.notes:
+                print(f"warning: {note}", file=sys.stderr)
+            folder.mkdir(parents=True, exist_ok=True)
+            written = write_result(result, engine.manifest, files, output_paths(files[0], model_id, folder, stem),
                                    pixel_size_um=getattr(image, "pixel_size_um", None),
                                    save_steps=bool(args.save_steps))
             for path in written:
@@ -275,6 +297,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; no partial output was left behind.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `labelfree … | head`: the reader left, as with any command-line tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # noqa: BLE001 - the net under the specific sentences
+        return _unexpected(exc)
+
+
+def _unexpected(exc: BaseException) -> int:
+    """Log the traceback to the log file; the user gets one sentence with the log's path."""
+    import logging
+
+    from labelfree_app.logfile import log_file_path, setup_logging
+
+    where = log_file_path()
+    try:
+        setup_logging()
+        logging.getLogger("labelfree_app.cli").error("unexpected error", exc_info=exc)
+        saved = f"the details are in {where}"
+    except OSError:
+        saved = "the log file could not be written"
+    print(f"error: unexpected {type(exc).__name__} ({exc}); {saved}. Please report it with that file.",
+          file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

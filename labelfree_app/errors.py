@@ -47,6 +47,10 @@ class EmptyImageError(ImageReadError):
     """The image has no pixels or holds no finite value."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """The image (as its header claims it) would not fit in the free memory."""
+
+
 class ChannelError(ImageReadError):
     """A channel name or index does not exist, or is ambiguous."""
 
@@ -100,6 +104,10 @@ class UnsafeModelError(ModelError):
 # --- running --------------------------------------------------------------------------------
 class InputShapeError(LabelFreeError):
     """The image does not fit what the model takes (channels, dimensions)."""
+
+
+class SettingsError(LabelFreeError):
+    """A prediction or training setting is out of its range (a zero tile, negative samples…)."""
 
 
 class DeviceError(LabelFreeError):

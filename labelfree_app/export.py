@@ -67,6 +67,7 @@ def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Itera
         "settings": result.settings,
         "device": result.device,
         "backend": result.backend,
+        **({"notes": list(result.notes)} if result.notes else {}),
         "seconds": round(result.seconds, 3),
         "inputs": [
             {"path": str(p.resolve()), **({"sha256": sha256_of_file(p)} if hash_inputs and p.is_file() else {})}
@@ -92,12 +93,12 @@ def write_result(
     names = list(result.channel_names) or None
     written: list[Path] = []
     common = dict(pixel_size_um=pixel_size_um or None, protected_paths=inputs)
-    written.append(write_image(paths.prediction, result.prediction, "CZYX", channel_names=names,
+    written.append(write_image(paths.prediction, result.prediction, result.axes, channel_names=names,
                                provenance={**meta, "content": "prediction" if result.variance is None
                                            or manifest.get("kind") != "diffusion" else "mean"},
                                **common))
     if result.variance is not None:
-        written.append(write_image(paths.variance, result.variance, "CZYX", channel_names=names,
+        written.append(write_image(paths.variance, result.variance, result.axes, channel_names=names,
                                    provenance={**meta, "content": "variance"}, **common))
     if save_steps and result.frames is not None:
         frames = np.asarray(result.frames, dtype=np.float32)  # (F, C, Z, Y, X): frames as time

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from labelfree_app.io import read_image, read_plane_series, write_image  # noqa: E402
 from labelfree_app.models.package import load_package, save_package  # noqa: E402
+from labelfree_app.training.config import MICROSCOPE_AUGMENT, AugmentSettings  # noqa: E402
 from labelfree_app.training import (DiffusionSettings, PairSpec, TrainConfig, UNetSettings, evaluate,  # noqa: E402
                                     linear_baseline, train)
 
@@ -36,6 +37,8 @@ TARGETS = {
     "DAPI": ("depth_computation-MAXPROJECT_DAPI_CONFOCAL.png", "DNA (DAPI)", 0.5),
     "MAP2": ("depth_computation-MAXPROJECT_MAP2_CONFOCAL.png", "MAP2 (dendrites, somata)", 0.3),
 }
+AUGMENTS = {"none": AugmentSettings(), "microscope": MICROSCOPE_AUGMENT,
+            "mild": AugmentSettings(gamma=0.2, blur_sigma=0.7, noise=0.1, scale=(0.85, 1.18))}
 LICENSE = "Apache-2.0"
 ATTRIBUTION = ("Training data: 'In silico labeling' condition B (Christiansen et al., Cell 2018, "
                "Finkbeiner lab), Apache-2.0.")
@@ -93,6 +96,10 @@ def main() -> int:
     parser.add_argument("--init-from", help="fine-tune from this model (id or package path), e.g. lf-nuclei-2d: "
                                             "a single-plane model's first layer is spread over the 13 planes")
     parser.add_argument("--early-stop", type=int, default=0, help="validations without improvement before stopping")
+    parser.add_argument("--augment", choices=sorted(AUGMENTS), default="none",
+                        help="input augmentation beyond flips/rotations: 'mild' (same microscope) or 'microscope'")
+    parser.add_argument("--patch", type=int, default=128, help="square training patch side in pixels")
+    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"The ISL data is not at {DATA}; nothing to train on.", file=sys.stderr)
@@ -115,6 +122,7 @@ def main() -> int:
                 max_steps=args.max_steps, lr=args.lr, intensity_jitter=args.intensity_jitter,
                 weight_decay=args.weight_decay, overwrite=not args.resume, resume=args.resume, device="auto",
                 init_from=args.init_from, early_stop_patience=args.early_stop,
+                augmentation=AUGMENTS[args.augment],
                 work_dir=args.work_dir or Path(tmp) / "work",
                 data_description=("ISL condition B, 13-plane phase-contrast z-stack -> " + args.target +
                                   "; trained on all but the bottom-right test quadrant " + TEST_REGION),
@@ -126,8 +134,8 @@ def main() -> int:
                                 "z-stack of cultured neurons (ISL condition B)." + (
                                     f" Fine-tuned from {args.init_from}, a generalist single-plane model, its "
                                     "first layer spread over the 13 planes." if args.init_from else ""),
-                    unet=UNetSettings(depth=4, base_channels=args.base_channels, loss=args.loss), patch_shape=(128, 128),
-                    batch_size=8, val_every=200, checkpoint_every=1000, **common)
+                    unet=UNetSettings(depth=4, base_channels=args.base_channels, loss=args.loss),
+                    patch_shape=(args.patch, args.patch), batch_size=args.batch_size, val_every=200, checkpoint_every=1000, **common)
             else:
                 config = TrainConfig(
                     model_type="diffusion", name=f"ISL {args.target} diffusion (phase z-stack)",

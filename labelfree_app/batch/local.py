@@ -9,6 +9,7 @@ that job writes nothing and is reported as cancelled).
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,16 @@ BatchEvent = JobStarted | JobProgress | JobFinished | BatchDone
 
 def prepare_output_folder(out_dir: Path) -> None:
     """Create the output folder and fail fast, in one sentence, when it cannot be written."""
+    blocking = next((p for p in (out_dir, *out_dir.parents) if os.path.lexists(p) and not os.path.isdir(p)), None)
+    if blocking is not None:
+        raise OutputNotWritableError(
+            f"The output folder {out_dir} cannot be used because {blocking} is a file, not a folder; "
+            "choose another output folder.", path=out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    except OSError as exc:
         raise OutputNotWritableError(
-            f"The output folder {out_dir} cannot be created (read-only or access denied); "
+            f"The output folder {out_dir} cannot be created ({exc.strerror or exc}); "
             "choose another folder.", path=out_dir) from None
     check_writable_folder(out_dir)
     ensure_free_space(out_dir, 0)  # a kernel folder (/proc, /sys) or a read-only disk fails here, before any job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -116,6 +117,7 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
         path = Path(item)
         text = str(item)
         if path.is_dir():
+            _check_readable_folder(path)
             for candidate in sorted(path.rglob("*")):
                 relative = candidate.relative_to(path)
                 if not candidate.is_file() or any(part.startswith(".") for part in relative.parts):
@@ -132,11 +134,41 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
             found.append(BatchInput(path))
     unique: dict[Path, BatchInput] = {}
     for entry in found:
-        resolved = entry.path.resolve()
+        resolved = _resolve(entry.path)
         if excluded is not None and (resolved == excluded or excluded in resolved.parents):
             continue
         unique.setdefault(resolved, entry)
     return list(unique.values())
+
+
+def _check_readable_folder(folder: Path) -> None:
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise FileAccessError(f"The folder {folder} cannot be read (permission denied); "
+                              "check its permissions or copy the images elsewhere.", path=folder)
+
+
+def _resolve(path: Path) -> Path:
+    """The real path; a symbolic-link loop or an unreachable link target is one sentence."""
+    try:
+        return path.resolve(strict=os.path.lexists(path))
+    except (RuntimeError, OSError) as exc:
+        reason = ("is a symbolic link that leads back to itself (a loop)"
+                  if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+                  else f"cannot be opened ({getattr(exc, 'strerror', None) or exc})")
+        raise FileAccessError(f"{path} {reason}; give the real file instead.", path=path) from None
+
+
+def check_distinct_outputs(inputs: Sequence[BatchInput]) -> None:
+    """Refuse, before any work, inputs whose outputs would have the same names."""
+    owners: dict[str, Path] = {}
+    for entry in inputs:
+        where = f"{entry.rel_dir}/{image_stem(entry.path)}"
+        other = owners.setdefault(where, entry.path)
+        if other != entry.path:
+            raise BatchPlanError(
+                f"{other} and {entry.path} would write the same output names; rename one, or pass "
+                "their common folder so the outputs keep their sub-folders."
+            )
 
 
 def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
@@ -155,15 +187,7 @@ def plan_batch(items: Sequence[str | Path], models: Sequence[ModelRef], out_dir:
     inputs = find_inputs(items, images_only=False, exclude=out_dir)
     if not inputs:
         raise BatchPlanError("No input files were found; give image files, folders or glob patterns.")
-    owners: dict[str, Path] = {}
-    for entry in inputs:
-        where = f"{entry.rel_dir}/{image_stem(entry.path)}"
-        other = owners.setdefault(where, entry.path)
-        if other != entry.path:
-            raise BatchPlanError(
-                f"{other} and {entry.path} would write the same output names; rename one, or pass "
-                "their common folder so the outputs keep their sub-folders."
-            )
+    check_distinct_outputs(inputs)
     kept = [entry for entry in inputs if shard is None or shard.holds(entry.key)]
     jobs = [BatchJob(i, entry, model) for i, (entry, model) in
             enumerate((e, m) for e in kept for m in models)]

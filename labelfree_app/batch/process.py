@@ -43,6 +43,7 @@ class BatchOptions:
     save_steps: bool = False
     target_channel: int | str | None = None
     hash_inputs: bool = True
+    rgb: str | int = "error"  # what to do with RGB inputs, as ``io.read_image`` takes it
 
 
 class EngineCache:
@@ -166,14 +167,12 @@ def _pearson(image: Any, target: int | str, prediction: np.ndarray) -> tuple[flo
         observed = np.asarray(image.channel(target), dtype=np.float32)
     except LabelFreeError as exc:
         return None, f"no Pearson r: {exc}"
-    predicted = prediction[0]
-    if observed.ndim == 4:  # T, Z, Y, X: the first time point was predicted
-        observed = observed[0]
-    if observed.shape != predicted.shape and predicted.shape[0] == 1:
-        observed = observed.max(axis=0, keepdims=True)
+    predicted = prediction[:, 0] if prediction.ndim == 5 else prediction[0]  # (T,) Z, Y, X
+    if observed.shape != predicted.shape and predicted.shape[-3] == 1:
+        observed = observed.max(axis=-3, keepdims=True)
     if observed.shape != predicted.shape:
         return None, f"no Pearson r: the target channel is {observed.shape}, the prediction {predicted.shape}"
-    return pearson_r(predicted, observed), ""
+    return pearson_r(predicted, observed, mask=np.isfinite(predicted) & np.isfinite(observed)), ""
 
 
 def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
@@ -198,7 +197,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             return row
     remove_stale_temps(job.outputs(out_dir).all())
     try:
-        image = read_image(job.input.path)
+        image = read_image(job.input.path, rgb=options.rgb)
         engine = engines.get(job.model, options.settings.device)
         result: PredictionResult | None = None
         run = engine.run(image, options.settings)
@@ -227,6 +226,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         row.device = result.device
         if options.target_channel is not None:
             row.pearson_r, row.note = _pearson(image, options.target_channel, result.prediction)
+        row.note = " ".join([*result.notes, row.note]).strip()
         row.note = "; ".join(note for note in (redo_note, row.note) if note)
         row.status = "done"
     except FATAL_ERRORS:

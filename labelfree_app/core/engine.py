@@ -17,14 +17,15 @@ import torch
 from labelfree_app.core.allocator import tune_cpu_allocator
 from labelfree_app.core.diffusion_runner import CPU_GROUP
 from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, select_device
-from labelfree_app.core.events import Event, PredictionResult, Preview, Progress
+from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
 from labelfree_app.core.welford import Welford
-from labelfree_app.errors import InputShapeError
+from labelfree_app.errors import InputShapeError, SettingsError
 
 EngineRun = Generator[Event, None, PredictionResult]
+MIN_TILE = 16
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,23 @@ class PredictSettings:
     tile_shape: tuple[int, ...] | None = None
     batch_size: int | None = None
     preview_interval_s: float = 0.1
+    time_point: int | None = None  # of a time series: None predicts every time point
+
+    def __post_init__(self) -> None:
+        """Out-of-range values are refused here, so every door (CLI, GUI, batch) says the same."""
+        for name, value in (("samples", self.samples), ("steps", self.steps), ("batch size", self.batch_size)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise SettingsError(f"The number of {name} must be a whole number of at least 1, not {value}.")
+        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
+            raise SettingsError(f"DDIM eta must be between 0 (deterministic) and 1, not {self.eta}.")
+        if self.frames < 0:
+            raise SettingsError(f"The number of denoising frames to save must be 0 or more, not {self.frames}.")
+        if self.tile_shape is not None and (len(self.tile_shape) not in (2, 3) or min(self.tile_shape) < 1
+                                            or any(int(t) < MIN_TILE for t in self.tile_shape[-2:])):
+            raise SettingsError(f"The tile shape must be 2 or 3 sizes (Y X or Z Y X), Y and X of at least "
+                                f"{MIN_TILE} pixels, not {tuple(self.tile_shape)}.")
+        if self.time_point is not None and self.time_point < 0:
+            raise SettingsError(f"The time point must be 0 or more, not {self.time_point}.")
 
 
 class PredictionEngine:
@@ -69,14 +87,40 @@ class PredictionEngine:
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         runner = self._load_runner()
         yield Progress("loading", 1, 1, "Model loaded")
-        prepared = prepare_input(self._select_pixels(image, settings), self.input_spec, name=_image_name(image))
-        if self.kind == "diffusion":
-            result = yield from self._run_diffusion(runner, prepared, settings)
+        times = _time_points(image, settings)
+        outputs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        non_finite = 0
+        for t in times:
+            prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=_image_name(image))
+            missing, count = _missing_mask(prepared, self.dims)
+            non_finite += count
+            if self.kind == "diffusion":
+                prediction, variance, frames = yield from self._run_diffusion(runner, prepared, settings)
+            else:
+                prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
+            if missing is not None:
+                prediction[:, missing] = np.nan
+                if variance is not None:
+                    variance[:, missing] = np.nan
+            outputs.append((prediction, variance, frames))
+        notes = []
+        if len(times) == 1 and image.data.ndim == 5 and image.data.shape[0] > 1:
+            notes.append(f"Time point {times[0] + 1} of {image.data.shape[0]} was predicted; "
+                         "`labelfree predict` and batch export predict every time point.")
+        if non_finite:
+            notes.append(f"{_image_name(image)} has {non_finite} non-finite pixel value(s) (NaN or Inf): they were "
+                         "left out of the normalization, filled for the network, and are NaN in the prediction.")
+        if len(times) > 1:
+            prediction = np.stack([o[0] for o in outputs])
+            variance = np.stack([o[1] for o in outputs]) if outputs[0][1] is not None else None
+            frames = outputs[0][2]
+            if frames is not None:
+                notes.append("The denoising frames show the first time point only.")
         else:
-            result = yield from self._run_unet(runner, prepared, settings)
-        prediction, variance, frames = result
+            prediction, variance, frames = outputs[0]
         final = PredictionResult(
             prediction=prediction,
+            axes="TCZYX" if len(times) > 1 else "CZYX",
             variance=variance,
             frames=frames,
             channel_names=tuple(self.manifest["output"].get("channel_names") or ()),
@@ -85,6 +129,7 @@ class PredictionEngine:
             seconds=time.perf_counter() - start,
             device=str(self.device),
             backend=str(getattr(runner, "backend", "torch")),
+            notes=tuple(notes),
         )
         yield final
         return final
@@ -99,13 +144,14 @@ class PredictionEngine:
         return result
 
     # -- input ----------------------------------------------------------------------------
-    def _select_pixels(self, image: Any, settings: PredictSettings) -> np.ndarray:
-        """Pick the transmitted-light channel(s) the model takes, as (Z, Y, X) or (C, Z, Y, X)."""
+    def _select_pixels(self, image: Any, settings: PredictSettings, t: int = 0) -> np.ndarray:
+        """Pick the transmitted-light channel(s) the model takes at time point ``t``, as (Z, Y, X) or
+        (C, Z, Y, X)."""
         from labelfree_app.io import find_transmitted_channel
 
         data = image.data
-        if data.ndim == 5:  # T, C, Z, Y, X: predict the first time point
-            data = data[0]
+        if data.ndim == 5:  # T, C, Z, Y, X
+            data = data[t]
         wanted = 1 if self.input_spec.z_as_channels else self.input_spec.channels
         n_channels = data.shape[0]
         if wanted > 1:
@@ -131,8 +177,11 @@ class PredictionEngine:
         return Normalizer.from_dict(spec) if spec else None
 
     def _normalize(self, part: np.ndarray) -> np.ndarray:
-        """Normalize on the whole image (per-tile statistics would make seams)."""
-        return self._normalizer().fit(part).apply(part)
+        """Normalize on the whole image (per-tile statistics would make seams); non-finite pixels are
+        left out of the statistics and set to the mean (0) for the network."""
+        x = self._normalizer().fit(part).apply(part)
+        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return x
 
     def _to_output_units(self, array: np.ndarray) -> np.ndarray:
         out_norm = self._output_normalizer()
@@ -318,6 +367,28 @@ def _stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput)
     if dims == 3:
         return np.ascontiguousarray(outputs[0], dtype=np.float32)
     return np.ascontiguousarray(np.stack(outputs, axis=1), dtype=np.float32)
+
+
+def _time_points(image: Any, settings: PredictSettings) -> list[int]:
+    """The time points to predict: all of a time series, or the one the settings name."""
+    data = image.data
+    count = int(data.shape[0]) if data.ndim == 5 else 1
+    if settings.time_point is None:
+        return list(range(count))
+    if not 0 <= settings.time_point < count:
+        raise InputShapeError(f"{_image_name(image)} has {count} time point(s); time point {settings.time_point} "
+                              f"does not exist (use 0 to {count - 1}).")
+    return [settings.time_point]
+
+
+def _missing_mask(prepared: PreparedInput, dims: int) -> tuple[np.ndarray | None, int]:
+    """Where any input channel is NaN/Inf, as the prediction's (Z, Y, X) grid, and how many values."""
+    masks = [~np.isfinite(part) for part in prepared.parts]
+    count = int(sum(int(m.sum()) for m in masks))
+    if not count:
+        return None, 0
+    spatial = [m.any(axis=0) for m in masks]  # over channels: (Y, X) per 2D part, (Z, Y, X) in 3D
+    return (spatial[0] if dims == 3 else np.stack(spatial)), count
 
 
 def _image_name(image: Any) -> str:

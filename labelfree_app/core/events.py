@@ -47,7 +47,8 @@ class PredictionResult:
 
     ``prediction`` is the U-Net output or the diffusion mean, ``variance`` the per-pixel variance
     over diffusion samples (or test-time augmentations), ``frames`` an optional subsampled stack of
-    denoising steps (F, C, Z, Y, X). All arrays are float32 with axes ``axes`` ("CZYX").
+    denoising steps (F, C, Z, Y, X). All arrays are float32 with axes ``axes``: "CZYX", or "TCZYX" for
+    every time point of a time series.
     """
 
     prediction: np.ndarray
@@ -60,6 +61,7 @@ class PredictionResult:
     seconds: float = 0.0
     device: str = "cpu"
     backend: str = "torch"  # what ran the network: "torch" or "onnxruntime"
+    notes: tuple[str, ...] = ()  # sentences the user should see next to the result (e.g. NaN input)
 
 
 Event = Union[Progress, Preview, PredictionResult]

@@ -7,43 +7,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Sequence
 
-import platformdirs
 
 from labelfree_app import __version__, paths
+from labelfree_app.logfile import LOG_FILE_NAME, log_dir, setup_logging  # noqa: F401  (re-exported)
 
-LOG_FILE_NAME = "labelfree.log"
 EXPOSE_WAIT_LIMIT_S = 10.0
 _log = logging.getLogger("labelfree_app.gui")
-
-
-def log_dir() -> Path:
-    """The platform log folder (under ``LABELFREE_HOME`` when that is set)."""
-    home = os.environ.get("LABELFREE_HOME")
-    if home:
-        return Path(home) / "logs"
-    return Path(platformdirs.user_log_dir(paths.APP_NAME, paths.APP_AUTHOR))
-
-
-def setup_logging() -> Path:
-    """Log warnings and errors (with tracebacks) to the log file; returns its path."""
-    folder = log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    log_file = folder / LOG_FILE_NAME
-    handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger("labelfree_app")
-    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file for h in root.handlers):
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    return log_file
 
 
 def app_icon():  # -> QIcon

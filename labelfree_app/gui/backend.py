@@ -132,13 +132,13 @@ class CoreBackend:
     def read_image(self, path: Path, channel: int | str | None = None) -> Any:
         from labelfree_app.io import read_image
 
-        return read_image(path, channel=channel)
+        return read_image(path, channel=channel, rgb="luminance")  # a colour camera's bright-field
 
     def read_plane_series(self, paths: Sequence[Path]) -> Any:
         """Single-plane files as one (1, Z, Y, X) image, planes in natural order."""
         from labelfree_app.io import read_plane_series
 
-        return read_plane_series(list(paths))
+        return read_plane_series(list(paths), rgb="luminance")
 
     def transmitted_channel(self, image: Any) -> int:
         from labelfree_app.io import find_transmitted_channel
@@ -217,6 +217,8 @@ class CoreBackend:
         leave_a_core_for_the_window()
         engine = self._engine(model_id, str(settings.get("device", "auto")))
         known = set(PredictSettings.__dataclass_fields__)
+        if image.data.ndim == 5:  # the viewers show one time point: predict that one
+            settings = {"time_point": 0, **settings}
         events = engine.run(image, PredictSettings(**{k: v for k, v in settings.items() if k in known}))
         try:
             yield from events
@@ -235,7 +237,7 @@ class CoreBackend:
         plan = plan_batch(list(inputs), resolve_models(list(models), self.registry), Path(out_dir))
         known = set(PredictSettings.__dataclass_fields__) - {"frames", "preview_interval_s"}
         options = BatchOptions(settings=PredictSettings(**{k: v for k, v in settings.items() if k in known}),
-                               overwrite=overwrite, target_channel=target_channel)
+                               overwrite=overwrite, target_channel=target_channel, rgb="luminance")
         yield from run_batch(plan, options, should_stop=should_stop, should_cancel=should_cancel)
 
     # --- metrics --------------------------------------------------------------------------

@@ -146,6 +146,8 @@ class PredictionRunner(QObject):
             self.record.extra.pop("recorded_frames", None)
         if self._is_current(self.record):
             self.show_result(self.record)
+        if result.notes:
+            self.message.emit(" ".join(result.notes))
 
     def show_result(self, record: OpenFile) -> None:
         """Fill the result panels from ``record.result`` (or clear them when it has none)."""

@@ -32,7 +32,7 @@ _NOT_WRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 _MISSING_ERRNOS = {errno.ENOENT, errno.ENOTDIR}
 
 
-def _human_bytes(nbytes: float) -> str:
+def human_bytes(nbytes: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if nbytes < 1024 or unit == "GB":
             return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
@@ -137,8 +137,8 @@ def ensure_free_space(folder: PathLike, nbytes: int, *, margin: int | None = Non
         return
     if usage.free < nbytes + margin:
         raise DiskFullError(
-            f"There is not enough free space in {folder} ({_human_bytes(usage.free)} free, about "
-            f"{_human_bytes(nbytes + margin)} needed); free some space or choose another folder.",
+            f"There is not enough free space in {folder} ({human_bytes(usage.free)} free, about "
+            f"{human_bytes(nbytes + margin)} needed); free some space or choose another folder.",
             path=folder,
         )
 

@@ -51,8 +51,8 @@ def check_rgb_choice(rgb: str | int, n_samples: int, path: Path) -> None:
     if isinstance(rgb, str):
         if rgb == "error":
             raise RGBImageError(
-                f"{path} is an RGB colour image, not a grayscale one; pass rgb='luminance' to convert it "
-                "or a channel index (0 red, 1 green, 2 blue) to take one colour.",
+                f"{path} is an RGB colour image, not a grayscale one; add --rgb luminance to convert it "
+                "(or --rgb red, green or blue to take one colour), or save it as grayscale.",
                 path=path,
             )
         if rgb != "luminance":

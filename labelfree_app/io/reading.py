@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Iterable, Union
 
@@ -38,13 +39,21 @@ def detect_format(path: Path) -> str:
     try:
         if path.is_dir():
             raise FileAccessError(f"{path} is a folder, not an image file; choose a TIFF or PNG file.", path=path)
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # reading a pipe or a device would wait forever
+            raise FileAccessError(f"{path} is not a regular file (a pipe, device or socket); "
+                                  "choose an image file.", path=path)
+        size = info.st_size
         with open(path, "rb") as handle:
             head = handle.read(16)
     except FileNotFoundError as exc:
         raise FileAccessError(f"{path} does not exist; check the path.", path=path) from exc
     except PermissionError as exc:
-        raise FileAccessError(f"{path} cannot be read (permission denied).", path=path) from exc
+        raise FileAccessError(f"{path} cannot be read (permission denied); check its permissions or its "
+                              "folder's.", path=path) from exc
+    except RuntimeError as exc:  # pathlib's "Symlink loop" (Python < 3.13)
+        raise FileAccessError(f"{path} is a symbolic link that leads back to itself (a loop); give the real "
+                              "file instead.", path=path) from exc
     except OSError as exc:
         raise FileAccessError(f"{path} cannot be read ({exc.strerror or exc}).", path=path) from exc
     if size == 0:

@@ -19,7 +19,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import tifffile
 
-from labelfree_app.errors import CorruptImageError, FileAccessError, LabelFreeError, UnsupportedFormatError
+from labelfree_app.errors import (CorruptImageError, FileAccessError, ImageTooLargeError, LabelFreeError,
+                                  UnsupportedFormatError)
 from labelfree_app.io import tiff_metadata
 from labelfree_app.io.channels import clean_channel_names, resolve_channel_index
 from labelfree_app.io.image import Image, to_canonical
@@ -78,6 +79,23 @@ def tifffile_failures_as_corrupt(path: Path, reason: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001
         raise corrupt(path, reason) from exc
+
+
+def check_fits_in_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype, divisor: int = 1) -> None:
+    """Refuse, before allocating, an image whose pixels (as its header claims them) would not fit in
+    the free memory: a damaged or hostile header can claim 100000×100000 pixels in a few hundred bytes."""
+    import psutil
+
+    from labelfree_app.io.atomic import human_bytes
+
+    needed = prod(shape) * np.dtype(dtype).itemsize // max(divisor, 1)
+    available = psutil.virtual_memory().available
+    if needed > 0.8 * available:
+        dims = "×".join(str(n) for n in shape)
+        raise ImageTooLargeError(
+            f"{path} says it holds {dims} pixels ({human_bytes(needed)}), more than the free memory "
+            f"({human_bytes(available)}); crop or split it, or if the file is small, its header is damaged.",
+            path=path)
 
 
 def _raise_if_logged_errors(log: TifffileLog, path: Path) -> None:
@@ -193,6 +211,8 @@ def _read_series(
     names = clean_channel_names(meta.channel_names, layout.size("C"))
     channel_info = meta.channel_info if meta.channel_info and len(meta.channel_info) == len(names) else None
     picked = None if channel is None else resolve_channel_index(names, channel, path=path)
+    check_fits_in_memory(path, tuple(series.shape), series.dtype,
+                         layout.size("C") if picked is not None and "C" in layout.targets else 1)
     with tifffile_failures_as_corrupt(path, "its pixel data cannot be decoded"):
         if picked is None or "C" not in layout.targets:
             pixels = _read_all(tif, series, path)

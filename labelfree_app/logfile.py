@@ -1,0 +1,39 @@
+"""The log file every door writes warnings, errors and unexpected tracebacks to."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import platformdirs
+
+from labelfree_app import paths
+
+LOG_FILE_NAME = "labelfree.log"
+
+
+def log_dir() -> Path:
+    """The platform log folder (under ``LABELFREE_HOME`` when that is set)."""
+    home = os.environ.get("LABELFREE_HOME")
+    if home:
+        return Path(home) / "logs"
+    return Path(platformdirs.user_log_dir(paths.APP_NAME, paths.APP_AUTHOR))
+
+
+def log_file_path() -> Path:
+    return log_dir() / LOG_FILE_NAME
+
+
+def setup_logging() -> Path:
+    """Log warnings and errors (with tracebacks) to the log file; returns its path."""
+    log_file = log_file_path()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger("labelfree_app")
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file for h in root.handlers):
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return log_file
