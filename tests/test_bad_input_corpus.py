@@ -407,3 +407,36 @@ def print_table() -> None:
 
 if __name__ == "__main__":
     print_table()
+
+
+# --- input discovery, in-process (permissions cannot be tested as root) ----------------------------
+def test_an_unreadable_sub_folder_is_one_sentence_not_a_silent_gap(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from labelfree_app.batch.plan import find_inputs
+
+    for sub in ("open", "closed"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        tifffile.imwrite(tmp_path / "data" / sub / "x.tif", field_image())
+    real_scandir = os.scandir
+
+    def scandir(path: object = ".") -> object:
+        if str(path).endswith("closed"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(LabelFreeError, match="closed cannot be read .Permission denied"):
+        find_inputs([tmp_path / "data"])
+
+
+def test_linked_folders_are_followed_once_and_a_link_up_the_tree_ends(tmp_path: Path) -> None:
+    from labelfree_app.batch.plan import find_inputs
+
+    (tmp_path / "store").mkdir()
+    tifffile.imwrite(tmp_path / "store" / "y.tif", field_image())
+    (tmp_path / "data").mkdir()
+    tifffile.imwrite(tmp_path / "data" / "x.tif", field_image())
+    os.symlink(tmp_path / "store", tmp_path / "data" / "linked")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "up")  # a loop
+    found = find_inputs([tmp_path / "data"])
+    assert sorted(entry.key for entry in found) == ["linked/y.tif", "x.tif"]

@@ -116,11 +116,10 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
     for item in items:
         path = Path(item)
         text = str(item)
-        if path.is_dir():
-            _check_readable_folder(path)
-            for candidate in sorted(path.rglob("*")):
+        if os.path.isdir(path):
+            for candidate in _walk_files(path):
                 relative = candidate.relative_to(path)
-                if not candidate.is_file() or any(part.startswith(".") for part in relative.parts):
+                if any(part.startswith(".") for part in relative.parts):
                     continue
                 if images_only and not candidate.name.lower().endswith(IMAGE_SUFFIXES):
                     continue
@@ -145,6 +144,28 @@ def _check_readable_folder(folder: Path) -> None:
     if not os.access(folder, os.R_OK | os.X_OK):
         raise FileAccessError(f"The folder {folder} cannot be read (permission denied); "
                               "check its permissions or copy the images elsewhere.", path=folder)
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Regular files under ``folder`` (sorted), following linked folders once each; a folder that
+    cannot be read is one sentence, never a silent gap."""
+    def fail(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else folder
+        raise FileAccessError(f"The folder {where} cannot be read ({error.strerror or error}); check its "
+                              "permissions or copy the images elsewhere.", path=where)
+
+    _check_readable_folder(folder)
+    seen: set[str] = set()
+    files: list[Path] = []
+    for root, dirs, names in os.walk(folder, onerror=fail, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        files.extend(Path(root) / name for name in names if os.path.isfile(os.path.join(root, name)))
+    return sorted(files)
 
 
 def _resolve(path: Path) -> Path:
