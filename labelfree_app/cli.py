@@ -41,6 +41,9 @@ def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> li
 
 
 def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
+    """The prediction options of `predict` and `batch`; choices and defaults from ``core.settings.TABLE``."""
+    from labelfree_app.core.settings import TABLE
+
     if many_models:
         p.add_argument("--model", "-m", action="append", help="model id or package folder; repeat for several "
                        "(default: the default model)")
@@ -49,30 +52,29 @@ def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = Fals
     p.add_argument("--channel", "-c", help="transmitted-light channel, by name or index (default: found by name)")
     p.add_argument("--rgb", choices=sorted(RGB_CHOICES), help="an RGB input: convert it to grayscale "
                    "(luminance) or take one colour (default: refuse RGB images)")
-    p.add_argument("--device", default="auto", help="auto (cuda → mps → cpu), cuda, mps or cpu")
+    p.add_argument("--device", default=TABLE["device"].default, help="auto (cuda → mps → cpu), cuda, mps or cpu")
     p.add_argument("--samples", type=int, help="diffusion: number of samples for mean and variance")
     p.add_argument("--steps", type=int, help="diffusion: sampling steps")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp2m"], help="diffusion sampler")
+    p.add_argument("--sampler", choices=TABLE["sampler"].choices, help="diffusion sampler")
     p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
     p.add_argument("--seed", type=int, default=0, help="random seed (diffusion)")
-    p.add_argument("--save-steps", type=int, nargs="?", const=30, default=0, metavar="N",
-                   help="diffusion: also write N denoising frames as a TIFF stack (default 30)")
+    frames = TABLE["frames"]
+    p.add_argument("--save-steps", type=int, nargs="?", const=frames.asked, default=frames.default, metavar="N",
+                   help=f"diffusion: also write N denoising frames as a TIFF stack (default {frames.asked})")
     p.add_argument("--tta", action="store_true", help="U-Net: test-time augmentation mean and variance")
     p.add_argument("--tile", type=int, nargs="+", help="tile shape (Y X or Z Y X)")
     p.add_argument("--batch-size", type=int, help="tiles per network call")
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from labelfree_app.core.engine import PredictSettings
+    """The `predict`/`batch` options as ``PredictSettings`` (checked; the model fills what is unset)."""
+    from labelfree_app.core.settings import PredictSettings
 
-    channel: int | str | None = args.channel
-    if isinstance(channel, str) and channel.lstrip("-").isdigit():
-        channel = int(channel)
-    return PredictSettings(
-        channel=channel, samples=args.samples, steps=args.steps, sampler=args.sampler, eta=args.eta,
-        seed=args.seed, frames=args.save_steps, tta=args.tta, device=args.device,
-        tile_shape=tuple(args.tile) if args.tile else None, batch_size=args.batch_size,
-    )
+    return PredictSettings.from_mapping({
+        "channel": args.channel, "samples": args.samples, "steps": args.steps, "sampler": args.sampler,
+        "eta": args.eta, "seed": args.seed, "frames": args.save_steps, "tta": args.tta, "device": args.device,
+        "tile_shape": args.tile, "batch_size": args.batch_size,
+    })
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

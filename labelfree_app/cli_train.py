@@ -29,7 +29,10 @@ def _add_pair_options(p: argparse.ArgumentParser) -> None:
 
 
 def _channel(value: str | None) -> str | int | None:
-    return int(value) if value is not None and value.lstrip("-").isdigit() else value
+    """A channel option as given: a name or an index (``io.channels.parse_channel``)."""
+    from labelfree_app.io.channels import parse_channel
+
+    return parse_channel(value)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from labelfree_app.core.tiling import predict_tiled
 from labelfree_app.core.welford import Welford
 from labelfree_app.models.diffusion.samplers import sample as run_sampler
 from labelfree_app.models.diffusion.schedule import NoiseSchedule
+from labelfree_app.models.manifest import DiffusionSettings as ManifestDiffusion
 
 CPU_GROUP = 8  # with the allocator tuned, 8 samples per call cost least per pixel (2.4 vs 3.8 s/Mpx for 2)
 SampleRun = Generator[Event, None, "tuple[np.ndarray, np.ndarray, np.ndarray | None]"]
@@ -29,10 +30,12 @@ class DiffusionRunner:
 
     def __init__(self, package: Any, manifest: dict[str, Any], device: torch.device) -> None:
         diff = manifest.get("diffusion") or {}
+        default = ManifestDiffusion()  # a manifest that leaves a key out means the manifest's default
         self.device = device
         self.network = package.build_network(device)
-        self.schedule = NoiseSchedule.create(diff.get("schedule", "cosine"), int(diff.get("train_steps", 1000)))
-        self.prediction: str = diff.get("prediction", "eps")
+        self.schedule = NoiseSchedule.create(diff.get("schedule", default.schedule),
+                                             int(diff.get("train_steps", default.train_steps)))
+        self.prediction: str = diff.get("prediction", default.prediction)
         self.out_channels = int(manifest["output"]["channels"])
         self.required_multiple = int(getattr(self.network, "required_multiple", 1))
 

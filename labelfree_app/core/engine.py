@@ -8,7 +8,6 @@ closing the generator cancels the run and its ``finally`` blocks drop the big bu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from typing import Any, Generator, Iterator
 
 import numpy as np
@@ -20,47 +19,13 @@ from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, sele
 from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
 from labelfree_app.core.normalize import Normalizer
+from labelfree_app.core.settings import MIN_TILE, PredictSettings, is_diffusion
 from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import InputShapeError, SettingsError
 
 EngineRun = Generator[Event, None, PredictionResult]
-MIN_TILE = 16
-
-
-@dataclass(frozen=True)
-class PredictSettings:
-    """What the user can set for one prediction; ``None`` means the model's default."""
-
-    channel: int | str | None = None
-    samples: int | None = None
-    steps: int | None = None
-    sampler: str | None = None
-    eta: float | None = None
-    seed: int = 0
-    frames: int = 0
-    tta: bool = False
-    device: str = "auto"
-    tile_shape: tuple[int, ...] | None = None
-    batch_size: int | None = None
-    preview_interval_s: float = 0.1
-    time_point: int | None = None  # of a time series: None predicts every time point
-
-    def __post_init__(self) -> None:
-        """Out-of-range values are refused here, so every door (CLI, GUI, batch) says the same."""
-        for name, value in (("samples", self.samples), ("steps", self.steps), ("batch size", self.batch_size)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-                raise SettingsError(f"The number of {name} must be a whole number of at least 1, not {value}.")
-        if self.eta is not None and not 0.0 <= self.eta <= 1.0:
-            raise SettingsError(f"DDIM eta must be between 0 (deterministic) and 1, not {self.eta}.")
-        if self.frames < 0:
-            raise SettingsError(f"The number of denoising frames to save must be 0 or more, not {self.frames}.")
-        if self.tile_shape is not None and (len(self.tile_shape) not in (2, 3) or min(self.tile_shape) < 1
-                                            or any(int(t) < MIN_TILE for t in self.tile_shape[-2:])):
-            raise SettingsError(f"The tile shape must be 2 or 3 sizes (Y X or Z Y X), Y and X of at least "
-                                f"{MIN_TILE} pixels, not {tuple(self.tile_shape)}.")
-        if self.time_point is not None and self.time_point < 0:
-            raise SettingsError(f"The time point must be 0 or more, not {self.time_point}.")
+__all__ = ["MIN_TILE", "EngineRun", "PredictSettings", "PredictionEngine", "tta_transforms"]
 
 
 class PredictionEngine:
@@ -78,11 +43,38 @@ class PredictionEngine:
             dims=self.dims, channels=int(inp["channels"]), z_as_channels=bool(inp.get("z_as_channels", False))
         )
         self._runner: Any = None
+        self._resolved: dict[PredictSettings, dict[str, Any]] = {}
+        self._tile_used: tuple[int, ...] | None = None
+
+    def resolve(self, settings: PredictSettings) -> dict[str, Any]:
+        """The effective settings for this model on this engine's device (``PredictSettings.resolve``).
+
+        The network is loaded on the engine's device, so a settings device other than "auto" that
+        names another device is refused with a sentence rather than silently ignored."""
+        if settings not in self._resolved:
+            values = settings.resolve(self.manifest)
+            self._check_device(settings.device)
+            values["device"] = str(self.device)
+            self._resolved[settings] = values
+        return self._resolved[settings]
+
+    def _check_device(self, wanted: str) -> None:
+        if wanted.strip().lower() == "auto":
+            return
+        try:
+            asked = torch.device(wanted.strip().lower())
+        except RuntimeError:
+            raise SettingsError(f"The device must be auto, cpu, cuda, cuda:N or mps, not {wanted!r}.") from None
+        mine = self.device
+        if asked.type != mine.type or (asked.index is not None and asked.index != (mine.index or 0)):
+            raise SettingsError(f"The settings ask for device {wanted} but this model was loaded on {mine}; "
+                                f"load it with device {wanted!r} or set the device to auto.")
 
     # -- public ---------------------------------------------------------------------------
     def run(self, image: Any, settings: PredictSettings | None = None) -> EngineRun:
         """Predict ``image`` (an ``io.Image``); yields events, the last one is the result."""
         settings = settings or PredictSettings()
+        self.resolve(settings)  # refused with a sentence before the model loads
         start = time.perf_counter()
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         runner = self._load_runner()
@@ -94,7 +86,7 @@ class PredictionEngine:
             prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=_image_name(image))
             missing, count = _missing_mask(prepared, self.dims)
             non_finite += count
-            if self.kind == "diffusion":
+            if is_diffusion(self.kind):
                 prediction, variance, frames = yield from self._run_diffusion(runner, prepared, settings)
             else:
                 prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
@@ -192,7 +184,7 @@ class PredictionEngine:
     # -- runners --------------------------------------------------------------------------
     def _load_runner(self) -> Any:
         if self._runner is None:
-            if self.kind == "diffusion":
+            if is_diffusion(self.kind):
                 from labelfree_app.core.diffusion_runner import DiffusionRunner
 
                 self._runner = DiffusionRunner(self.package, self.manifest, self.device)
@@ -208,26 +200,27 @@ class PredictionEngine:
         Bigger tiles waste less on overlaps, so the manifest's tile is a floor: 2D images are cut
         into tiles up to 1024² (or the whole image) as long as the device's free memory allows.
         """
-        tiling = self.manifest.get("tiling") or {}
-        halo = tuple(int(h) for h in (tiling.get("halo") or (32,) * self.dims))
-        batch = settings.batch_size or 1
-        if settings.tile_shape:
-            return tuple(int(t) for t in settings.tile_shape), halo, batch
-        base = tuple(int(t) for t in (tiling.get("tile_shape") or (256,) * self.dims))
-        largest = 512 if self.kind == "diffusion" else 1024
+        resolved = self.resolve(settings)
+        halo, batch = tuple(resolved["halo"]), int(resolved["batch_size"])
+        if not resolved["tile_auto"]:
+            self._tile_used = tuple(resolved["tile"])
+            return self._tile_used, halo, batch
+        base = tuple(resolved["tile"])
+        largest = 512 if is_diffusion(self.kind) else 1024
         # + 2 halos: a 1024² image then fits one tile instead of spilling into four
         if self.dims == 3:  # Z stays at the manifest's depth; Y and X grow as in 2D
             preferred = (base[0] + 2 * halo[0],) + tuple(max(b, 512 + 2 * h) for b, h in zip(base[1:], halo[1:]))
         else:
             preferred = tuple(max(b, largest + 2 * h) for b, h in zip(base, halo))
         kwargs = (self.manifest.get("architecture") or {}).get("kwargs") or {}
-        group = min(settings.samples or 8, CPU_GROUP) if self.kind == "diffusion" else 1
+        group = min(int(resolved["samples"]), CPU_GROUP) if is_diffusion(self.kind) else 1
         bytes_per_voxel = 4 * 12 * int(kwargs.get("base_channels", 32)) * group
         free = free_memory_bytes(self.device) or 2 * 1024**3
         padded = tuple(n + 2 * h for n, h in zip(spatial, halo))  # the grid reflects a halo at edges
         tile = fit_tile_shape_to_memory(padded, preferred, multiple_of=self._multiple(),
                                         free_bytes=free, bytes_per_voxel=bytes_per_voxel, batch_size=batch)
-        return tuple(int(t) for t in tile), halo, batch
+        self._tile_used = tuple(int(t) for t in tile)
+        return self._tile_used, halo, batch
 
     def _multiple(self) -> int:
         runner = self._runner
@@ -238,7 +231,8 @@ class PredictionEngine:
         n_parts = len(prepared.parts)
         outputs: list[np.ndarray] = []
         variances: list[np.ndarray] = []
-        transforms = tta_transforms(self.dims) if settings.tta else [(lambda a: a, lambda a: a)]
+        tta = bool(self.resolve(settings)["tta"])
+        transforms = tta_transforms(self.dims) if tta else [(lambda a: a, lambda a: a)]
         passes = n_parts * len(transforms)
         for k, part in enumerate(prepared.parts):
             x = self._normalize(part)
@@ -254,7 +248,7 @@ class PredictionEngine:
                 )
                 stats.update(inverse(y))
             outputs.append(self._to_output_units(stats.mean))
-            if settings.tta:
+            if tta:
                 variances.append(self._scale_variance(stats.variance))
         prediction = _stack_planes(outputs, self.dims, prepared)
         variance = _stack_planes(variances, self.dims, prepared) if variances else None
@@ -302,7 +296,7 @@ class PredictionEngine:
                 yield Progress(stage, 0, 1, f"Out of memory: retrying with tiles {tile}, batch {batch}")
 
     def _run_diffusion(self, runner: Any, prepared: PreparedInput, settings: PredictSettings) -> Iterator[Event]:
-        diff = self.manifest.get("diffusion") or {}
+        resolved = self.resolve(settings)
         tile, halo, batch = self._tile_settings(prepared.parts[0].shape[1:], settings)
         means: list[np.ndarray] = []
         variances: list[np.ndarray] = []
@@ -311,14 +305,14 @@ class PredictionEngine:
             cond = self._normalize(part)
             mean, var, frames = yield from runner.sample_image(
                 cond,
-                samples=int(settings.samples or diff.get("samples", 8)),
-                steps=int(settings.steps or diff.get("steps", 25)),
-                sampler=settings.sampler or diff.get("sampler", "ddim"),
-                eta=float(settings.eta if settings.eta is not None else diff.get("eta", 0.0)),
-                seed=settings.seed + k,
+                samples=int(resolved["samples"]),
+                steps=int(resolved["steps"]),
+                sampler=str(resolved["sampler"]),
+                eta=float(resolved["eta"]),
+                seed=int(resolved["seed"]) + k,
                 tile_shape=tile, halo=halo, batch_size=batch,
-                n_frames=settings.frames,
-                preview_interval_s=settings.preview_interval_s,
+                n_frames=int(resolved["frames"]),
+                preview_interval_s=float(resolved["preview_interval_s"]),
                 to_output_units=lambda a: as_czyx(self._to_output_units(a), self.dims),
             )
             means.append(self._to_output_units(mean))
@@ -333,12 +327,10 @@ class PredictionEngine:
         return prediction, variance, frames_out
 
     def _effective_settings(self, settings: PredictSettings) -> dict[str, Any]:
-        values = {k: v for k, v in asdict(settings).items() if v is not None}
-        if self.kind == "diffusion":
-            diff = self.manifest.get("diffusion") or {}
-            for key in ("samples", "steps", "sampler", "eta"):
-                values.setdefault(key, diff.get(key))
-        values["device"] = str(self.device)
+        """The resolved values of this run (provenance), with the tile actually used."""
+        values = {k: v for k, v in self.resolve(settings).items() if v is not None}
+        if self._tile_used is not None:
+            values["tile"] = self._tile_used
         return values
 
 

@@ -20,11 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from labelfree_app.core.settings import TABLE, is_diffusion
 from labelfree_app.errors import ModelNotFoundError
 from labelfree_app.models.fit import InputFacts, best_fitting, fit_problem
 
-SAMPLERS = ("ddim", "ddpm", "dpmpp2m")
-DEFAULT_FRAMES = 24  # denoising frames kept for the replay
+SAMPLERS = TABLE["sampler"].choices
+DEFAULT_FRAMES = TABLE["frames"].asked  # denoising frames kept for the replay (as `--save-steps`)
 PREVIEW_INTERVAL_S = 0.08  # ask the engine for previews a bit faster than the 10 frames/s we show
 
 
@@ -76,8 +77,9 @@ class RunControls(QWidget):
         self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.device_combo.setMinimumContentsLength(16)
 
-        self.samples_spin = self._spin(0, 256, "Number of diffusion samples averaged (variance needs 2 or more)")
-        self.steps_spin = self._spin(0, 1000, "Denoising steps per sample (fewer is faster)")
+        self.samples_spin = self._spin(0, int(TABLE["samples"].high),
+                                       "Number of diffusion samples averaged (variance needs 2 or more)")
+        self.steps_spin = self._spin(0, int(TABLE["steps"].high), "Denoising steps per sample (fewer is faster)")
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItem("model default", None)
         for name in SAMPLERS:
@@ -235,9 +237,9 @@ class RunControls(QWidget):
     def _on_model_changed(self, *_: Any) -> None:
         model = self.current_model()
         self._show_fit(model)
-        is_diffusion = model is not None and model.kind == "diffusion"
-        self.diffusion_box.setVisible(model is None or is_diffusion)
-        self.unet_box.setVisible(model is not None and not is_diffusion)
+        diffusion = is_diffusion(model)
+        self.diffusion_box.setVisible(model is None or diffusion)
+        self.unet_box.setVisible(model is not None and not diffusion)
         offers_tta = bool(getattr(model, "tta", False))
         self.tta_box.setEnabled(offers_tta)
         self.tta_box.setToolTip(
@@ -273,7 +275,7 @@ class RunControls(QWidget):
         """Settings for the engine (``PredictSettings`` fields; None = the model's default)."""
         model = self.current_model()
         values: dict[str, Any] = {"device": self.device(), "seed": self.seed_spin.value()}
-        if model is not None and model.kind == "diffusion":
+        if is_diffusion(model):
             values["samples"] = self.samples_spin.value() or None
             values["steps"] = self.steps_spin.value() or None
             values["sampler"] = self.sampler_combo.currentData()

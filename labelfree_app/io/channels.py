@@ -53,6 +53,22 @@ def describe_channels(names: Sequence[str]) -> str:
     return ", ".join(f'{i}: "{name}"' for i, name in enumerate(names))
 
 
+def parse_channel(value: int | str | None) -> int | str | None:
+    """A channel as a user gave it: ``None`` (or blank) for "find it", an index, or a name.
+
+    Text stays text, digits included: :func:`resolve_channel_index` looks it up as a name first
+    and as an index after, so a channel named "1" is still found by name.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise ChannelError(f"A channel is a name or an index, not {value}.")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    text = str(value).strip()
+    return text or None
+
+
 def _where(path: Path | None) -> str:
     return str(path) if path is not None else "the image"
 
@@ -83,7 +99,7 @@ def resolve_channel_index(names: Sequence[str], name_or_index: int | str, *, pat
                 f"({describe_channels(names)}).",
                 path=path,
             )
-    if wanted.isdigit():
+    if wanted.lstrip("-").isdigit():
         return resolve_channel_index(names, int(wanted), path=path)
     raise ChannelError(
         f'{_where(path)} has no channel named "{wanted}"; its channels are {describe_channels(names)}.',

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from labelfree_app.errors import ManifestError
 from labelfree_app.models.architectures import ARCHITECTURES, network_problem
+from labelfree_app.models.diffusion.samplers import SAMPLERS
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -26,7 +27,6 @@ KINDS = ("unet", "diffusion")
 NORMALIZATION_METHODS = ("zscore", "percentile", "minmax")
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v", "x0")
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 AXES_LETTERS = "CZYX"
 
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
@@ -75,6 +75,9 @@ class TilingSpec:
 
 @dataclass(frozen=True)
 class DiffusionSettings:
+    """A diffusion model's settings; these defaults are what a manifest that leaves a key out means,
+    and the prediction defaults of ``core.settings.TABLE``."""
+
     schedule: str = "cosine"
     train_steps: int = 1000
     prediction: str = "v"

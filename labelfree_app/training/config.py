@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from labelfree_app.errors import TrainingDataError
+from labelfree_app.models.manifest import DiffusionSettings as _PackageDefaults
+
+PACKAGE_DEFAULTS = _PackageDefaults()  # the prediction defaults a package records, from one table
 
 GLOB_CHARS = "*?["
 
@@ -114,7 +117,7 @@ class DiffusionSettings:
     # Package defaults for prediction.
     sampler: str = "ddim"
     sampling_steps: int = 25
-    samples: int = 8
+    samples: int = PACKAGE_DEFAULTS.samples
     eta: float = 0.0
     # Validation during training: few samples and steps keep it affordable.
     val_samples: int = 4
