@@ -188,12 +188,25 @@ def cmd_curve(args: argparse.Namespace) -> None:
     """Fine-tune (from the model that never saw the source) or train from scratch on the source's
     training fields, saving the weights after 1, 2, 5 and 10 minutes."""
     work = args.work
-    name = f"curve-{args.source}-{args.start}"
+    name = f"curve-{args.source}-{args.start}" + (f"-{args.tag}" if args.tag else "")
     init = str(work / "models" / f"loso-{args.source}") if args.start == "loso" else None
+    extra = {"lr": args.lr} if args.lr else {}
     config = unet_config(weighted([args.source], work), work / "models" / name, work / "runs" / name, args.minutes,
-                         init_from=init, snapshot_minutes=CURVE_MINUTES, val_every=50,
-                         early_stop_patience=0 if init is None else 8)
+                         init_from=init, snapshot_minutes=tuple(m for m in CURVE_MINUTES if m <= args.minutes),
+                         val_every=50, early_stop_patience=0 if init is None else 8, **extra)
     train(config, progress=report_progress)
+
+
+def cmd_score_run(args: argparse.Namespace) -> None:
+    """Pearson r on the source's test fields of one curve run's snapshots (for schedule comparisons)."""
+    points = {}
+    for minutes in CURVE_MINUTES:
+        package = snapshot_package(args.run, minutes, args.work)
+        if package is None or minutes > args.up_to:
+            continue
+        points[minutes] = (round(score(package, args.source, args.work)["pearson_r"], 4),
+                           steps_at(args.run, minutes, args.work))
+    print(args.run, json.dumps(points), flush=True)
 
 
 def cmd_diffusion(args: argparse.Namespace) -> None:
@@ -402,6 +415,12 @@ def main() -> int:
     p.add_argument("--source", choices=SOURCES, required=True)
     p.add_argument("--start", choices=["loso", "scratch"], required=True)
     p.add_argument("--minutes", type=float, default=10)
+    p.add_argument("--lr", type=float, help="learning rate (default: scratch 1e-3, fine-tuning the automatic one)")
+    p.add_argument("--tag", default="", help="suffix of the run's name, for schedule variants")
+    p = sub.add_parser("score-run")
+    p.add_argument("--run", required=True)
+    p.add_argument("--source", choices=SOURCES, required=True)
+    p.add_argument("--up-to", type=float, default=10)
     p = sub.add_parser("diffusion")
     p.add_argument("--minutes", type=float, default=25)
     p = sub.add_parser("finalize")
@@ -416,7 +435,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve,
+    {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve, "score-run": cmd_score_run,
      "diffusion": cmd_diffusion, "report": cmd_report,
      "finalize": cmd_finalize}[args.command](args)
     return 0
