@@ -24,8 +24,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off
 # --- predict ---------------------------------------------------------------------------------
 def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> list[Any]:
     """The inputs of `predict`, found as `batch` finds them; refused before any work when an item
-    names no image, or when two inputs would write the same output names."""
-    from labelfree_app.batch.plan import check_distinct_outputs, find_inputs
+    names no image, or when two inputs would write the same output names. With ``z_stack`` the
+    files are the planes of one input, named after the first."""
+    from labelfree_app.batch.plan import BatchInput, check_distinct_outputs, find_inputs
 
     for item in items:
         if not find_inputs([item]):
@@ -35,8 +36,9 @@ def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> li
     if not inputs:
         raise FileAccessError(f"The inputs are all inside the output folder {out_dir}; choose another output "
                               "folder.", path=out_dir)
-    if not z_stack:
-        check_distinct_outputs(inputs)
+    if z_stack:
+        return [BatchInput(inputs[0].path, planes=tuple(entry.path for entry in inputs))]
+    check_distinct_outputs(inputs)
     return inputs
 
 
@@ -78,72 +80,72 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """`predict` is a batch of one per input: the same job (`batch.process.run_job`) as `batch`."""
     from tqdm import tqdm
 
     from labelfree_app.batch.local import prepare_output_folder
-    from labelfree_app.core.engine import PredictionEngine
-    from labelfree_app.core.events import PredictionResult, Progress
-    from labelfree_app.export import image_stem, output_paths, write_result
-    from labelfree_app.io import read_image, read_plane_series
+    from labelfree_app.batch.plan import BatchJob, ModelRef, model_ref, resolve_models
+    from labelfree_app.batch.process import BatchOptions, EngineCache, read_input, run_job
+    from labelfree_app.core.events import Progress
+    from labelfree_app.export import image_stem
     from labelfree_app.models.fit import InputFacts
     from labelfree_app.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    named = PredictionEngine(registry.resolve(args.model), device=args.device) if args.model else None
-    chosen: dict[InputFacts, str] = {}  # the default is chosen once per kind of input…
-    engines: dict[str, PredictionEngine] = {}  # …and each model is loaded once
+    named = resolve_models([args.model], registry)[0] if args.model else None
+    chosen: dict[InputFacts, ModelRef] = {}  # the default is chosen once per kind of input
 
-    def engine_for(image: object) -> PredictionEngine:
-        """The named model, or the best installed one that fits this image."""
-        if named is not None:
-            return named
+    def model_for(image: object) -> ModelRef:
+        """The best installed model that fits this image."""
         facts = InputFacts.of(image)
         if facts not in chosen:
-            chosen[facts] = registry.default_for(facts=facts).id
+            chosen[facts] = model_ref(registry.get(registry.default_for(facts=facts).id))
             if not args.quiet:
-                print(f"model: {chosen[facts]} (the default for {facts.describe()})", file=sys.stderr)
-        if chosen[facts] not in engines:
-            engines[chosen[facts]] = PredictionEngine(registry.get(chosen[facts]), device=args.device)
-        return engines[chosen[facts]]
+                print(f"model: {chosen[facts].id} (the default for {facts.describe()})", file=sys.stderr)
+        return chosen[facts]
 
-    settings = _settings(args)
+    options = BatchOptions(settings=_settings(args), overwrite=True, save_steps=bool(args.save_steps),
+                           rgb=RGB_CHOICES.get(args.rgb or "", "error"))
     out_dir = Path(args.output)
     inputs = _predict_inputs(args.inputs, out_dir, z_stack=args.z_stack)
     prepare_output_folder(out_dir)
-    jobs: list[tuple[list[Path], str, Path]] = (
-        [([e.path for e in inputs], image_stem(inputs[0].path), out_dir)] if args.z_stack else
-        [([e.path], image_stem(e.path), out_dir / e.rel_dir if e.rel_dir else out_dir) for e in inputs]
-    )
+    engines = EngineCache()  # each model is loaded once
     failures = 0
-    for files, stem, folder in jobs:
+    for index, entry in enumerate(inputs):
+        image, model = None, named
+        if model is None:  # the input decides the model, so read it here (the job reuses it)
+            try:
+                image = read_input(entry, options.rgb)
+                model = model_for(image)
+            except LabelFreeError as exc:
+                failures += 1
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+        job = BatchJob(index, entry, model)
+        bar = tqdm(total=1, desc=image_stem(entry.path), unit="step", leave=True,
+                   disable=args.quiet)
+        run = run_job(job, out_dir, options, engines, image=image)
         try:
-            rgb = RGB_CHOICES.get(args.rgb or "", "error")
-            image = read_plane_series(files, rgb=rgb) if args.z_stack else read_image(files[0], rgb=rgb)
-            engine = engine_for(image)
-            model_id = engine.package.manifest.id
-            bar = tqdm(total=1, desc=stem, unit="step", leave=True, disable=args.quiet)
-            result: PredictionResult | None = None
-            for event in engine.run(image, settings):
+            while True:
+                event = next(run)
                 if isinstance(event, Progress) and event.stage in ("tiles", "sampling"):
                     bar.total = event.total
                     bar.n = event.done
                     bar.set_postfix_str(event.message, refresh=False)
                     bar.refresh()
-                elif isinstance(event, PredictionResult):
-                    result = event
+        except StopIteration as finished:
+            row = finished.value
+        finally:
+            run.close()
             bar.close()
-            assert result is not None
-            for note in result.notes:
-                print(f"warning: {note}", file=sys.stderr)
-            folder.mkdir(parents=True, exist_ok=True)
-            written = write_result(result, engine.manifest, files, output_paths(files[0], model_id, folder, stem),
-                                   pixel_size_um=getattr(image, "pixel_size_um", None),
-                                   save_steps=bool(args.save_steps))
-            for path in written:
-                print(path)
-        except LabelFreeError as exc:
+        if row.status != "done":
             failures += 1
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {row.error}", file=sys.stderr)
+            continue
+        if row.note:
+            print(f"warning: {row.note}", file=sys.stderr)
+        for path in row.outputs:
+            print(path)
     return EXIT_ERROR if failures else 0
 
 

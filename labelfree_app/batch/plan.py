@@ -8,7 +8,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from labelfree_app.errors import FileAccessError, LabelFreeError
 from labelfree_app.export import IMAGE_SUFFIXES, OutputPaths, image_stem, output_paths
@@ -22,10 +22,20 @@ class BatchPlanError(LabelFreeError):
 
 @dataclass(frozen=True)
 class BatchInput:
-    """One input file, and the sub-folder (relative to a folder input) its outputs go to."""
+    """One input file, and the sub-folder (relative to a folder input) its outputs go to.
+
+    ``planes`` names the single-plane files of one z-stack (``predict --z-stack``); ``path`` is then
+    the first of them, and gives the outputs their names.
+    """
 
     path: Path
     rel_dir: str = ""
+    planes: tuple[Path, ...] = ()
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file this input is read from (recorded in the provenance, never overwritten)."""
+        return list(self.planes) if self.planes else [self.path]
 
     @property
     def key(self) -> str:
@@ -220,10 +230,11 @@ def resolve_models(ids: Sequence[str], registry: object | None = None) -> list[M
     from labelfree_app.models.registry import ModelRegistry
 
     registry = registry or ModelRegistry()
-    refs = []
-    for model_id in ids:
-        package = registry.resolve(model_id)  # type: ignore[attr-defined]
-        manifest = package.manifest.to_dict()
-        refs.append(ModelRef(id=manifest["id"], path=os.fspath(package.path),
-                             sha256=(manifest.get("weights") or {}).get("sha256", ""), kind=manifest["kind"]))
-    return refs
+    return [model_ref(registry.resolve(model_id)) for model_id in ids]  # type: ignore[attr-defined]
+
+
+def model_ref(package: Any) -> ModelRef:
+    """The ModelRef of a loaded model package (its path and weights sha256 fixed from now on)."""
+    manifest = package.manifest.to_dict()
+    return ModelRef(id=manifest["id"], path=os.fspath(package.path),
+                    sha256=(manifest.get("weights") or {}).get("sha256", ""), kind=manifest["kind"])

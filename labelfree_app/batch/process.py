@@ -17,14 +17,14 @@ from typing import Any, Generator, Iterable
 
 import numpy as np
 
-from labelfree_app.batch.plan import BatchJob, ModelRef
+from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
 from labelfree_app.batch.verify import check_output
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
 from labelfree_app.errors import DiskFullError, LabelFreeError, ModelError, OutputNotWritableError
-from labelfree_app.export import write_result
-from labelfree_app.io import ensure_free_space, read_image
+from labelfree_app.export import OutputPaths, write_result
+from labelfree_app.io import ensure_free_space, read_image, read_plane_series
 
 _log = logging.getLogger(__name__)
 
@@ -175,13 +175,37 @@ def _pearson(image: Any, target: int | str, prediction: np.ndarray) -> tuple[flo
     return pearson_r(predicted, observed, mask=np.isfinite(predicted) & np.isfinite(observed)), ""
 
 
+def read_input(entry: BatchInput, rgb: str | int = "error") -> Any:
+    """The image of one input: one file, or the planes of one z-stack read as a (1, Z, Y, X) image."""
+    return read_plane_series(list(entry.planes), rgb=rgb) if entry.planes else read_image(entry.path, rgb=rgb)
+
+
+def save_result(result: PredictionResult, manifest: dict[str, Any], inputs: list[Path], paths: OutputPaths, *,
+                pixel_size_um: dict[str, float] | None = None, save_steps: bool = False,
+                hash_inputs: bool = True) -> list[Path]:
+    """Check the destination and write one result (prediction, variance, steps) with provenance and
+    pixel sizes; written whole or not at all. The one writer behind `predict`, `batch` and the GUI."""
+    folder = paths.prediction.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(folder, _estimate_bytes(result, save_steps))
+    before = {path: _identity(path) for path in paths.all()}
+    try:
+        return write_result(result, manifest, inputs, paths, pixel_size_um=pixel_size_um,
+                            save_steps=save_steps, hash_inputs=hash_inputs)
+    except BaseException:  # a full disk, Ctrl-C: no prediction left without its variance
+        _remove_written(before)
+        raise
+
+
 def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
-            recorded: dict[str, dict[str, Any]] | None = None) -> Generator[Any, None, BatchRow]:
+            recorded: dict[str, dict[str, Any]] | None = None, *,
+            image: Any | None = None) -> Generator[Any, None, BatchRow]:
     """Run one job; yields the engine's progress events and returns the report row.
 
     A job whose outputs all pass ``check_output`` (and match what the previous report ``recorded``)
     is skipped; a broken output is redone and the row's note says so. Closing the generator cancels
     the job before anything is written; an interruption while writing removes what this job wrote.
+    ``image`` is the input already read (a door that looked at it to choose the model).
     Only ``FATAL_ERRORS`` escape: any other failure becomes a "failed" row with its one-sentence reason.
     """
     start = time.perf_counter()
@@ -197,7 +221,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             return row
     remove_stale_temps(job.outputs(out_dir).all())
     try:
-        image = read_image(job.input.path, rgb=options.rgb)
+        image = image if image is not None else read_input(job.input, options.rgb)
         engine = engines.get(job.model, options.settings.device)
         result: PredictionResult | None = None
         run = engine.run(image, options.settings)
@@ -210,17 +234,9 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         finally:
             run.close()
         assert result is not None
-        folder = wanted[0].parent
-        folder.mkdir(parents=True, exist_ok=True)
-        ensure_free_space(folder, _estimate_bytes(result, options.save_steps))
-        before = {path: _identity(path) for path in job.outputs(out_dir).all()}
-        try:
-            written = write_result(result, engine.manifest, [job.input.path], job.outputs(out_dir),
-                                   pixel_size_um=getattr(image, "pixel_size_um", None),
-                                   save_steps=options.save_steps, hash_inputs=options.hash_inputs)
-        except BaseException:  # a full disk, Ctrl-C: no prediction left without its variance
-            _remove_written(before)
-            raise
+        written = save_result(result, engine.manifest, job.input.files, job.outputs(out_dir),
+                              pixel_size_um=getattr(image, "pixel_size_um", None),
+                              save_steps=options.save_steps, hash_inputs=options.hash_inputs)
         row.outputs = [str(p) for p in written]
         row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
         row.device = result.device
@@ -243,9 +259,9 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
 
 
 def process_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
-                recorded: dict[str, dict[str, Any]] | None = None) -> BatchRow:
+                recorded: dict[str, dict[str, Any]] | None = None, *, image: Any | None = None) -> BatchRow:
     """Run one job to the end (what a Dask worker executes); returns its report row."""
-    run = run_job(job, out_dir, options, engines, recorded)
+    run = run_job(job, out_dir, options, engines, recorded, image=image)
     while True:
         try:
             next(run)

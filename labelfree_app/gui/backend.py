@@ -45,11 +45,6 @@ class Backend(Protocol):
 
     def run(self, image: Any, model_id: str, settings: dict[str, Any]) -> Iterator[Any]: ...
 
-    def write_image(
-        self, path: Path, data: np.ndarray, axes: str, channel_names: Sequence[str] | None, provenance: dict,
-        protected: Sequence[Path] = (),
-    ) -> Path: ...
-
     def run_batch(self, inputs: Sequence[Path], models: Sequence[str], out_dir: Path, settings: dict[str, Any], *,
                   overwrite: bool, target_channel: int | str | None, should_stop: Any,
                   should_cancel: Any) -> Iterator[Any]: ...
@@ -144,15 +139,6 @@ class CoreBackend:
         from labelfree_app.io import find_transmitted_channel
 
         return int(find_transmitted_channel(image))
-
-    def write_image(
-        self, path: Path, data: np.ndarray, axes: str, channel_names: Sequence[str] | None, provenance: dict,
-        protected: Sequence[Path] = (),
-    ) -> Path:
-        from labelfree_app.io import write_image
-
-        names = list(channel_names) if channel_names else None
-        return Path(write_image(path, data, axes, channel_names=names, provenance=provenance, protected_paths=protected))
 
     # --- models ---------------------------------------------------------------------------
     @property

@@ -1,53 +1,23 @@
-"""Export the current result: prediction, variance, denoising frames (TIFF stack + GIF), panels PNG.
-
-TIFFs go through the io layer's atomic ``write_image``; the GIF and PNG are written to a temp
-file in the same folder and renamed, so a failed export never leaves a half-written file.
+"""Export the current result: the very files `labelfree predict` writes for the same input and
+settings (``<stem>__<model>.ome.tif``, ``__variance``, ``__steps``, with provenance and pixel sizes,
+through ``batch.process.save_result``), plus the window's own extras: the denoising GIF and a PNG
+of the panels, written through ``io.atomic``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from labelfree_app.errors import ImageWriteError, OutputNotWritableError
 from labelfree_app.gui.backend import Backend
 from labelfree_app.gui.image_panel import auto_levels
+from labelfree_app.io.atomic import atomic_path
 
 GIF_FRAME_MS = 100
-
-
-def provenance_of(result: Any, source: Path) -> dict[str, Any]:
-    return {
-        "source": str(source),
-        "model_id": getattr(result, "model_id", ""),
-        "settings": dict(getattr(result, "settings", {}) or {}),
-        "seconds": float(getattr(result, "seconds", 0.0)),
-        "device": str(getattr(result, "device", "")),
-    }
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputNotWritableError(
-            f"Cannot write to the folder {path.parent}; choose a folder you can write to.", path=path
-        ) from exc
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ImageWriteError(f"Writing {path} failed ({exc.strerror or exc}); nothing was saved.", path=path) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def frames_to_uint8(frames: np.ndarray) -> list[np.ndarray]:
@@ -63,57 +33,56 @@ def frames_to_uint8(frames: np.ndarray) -> list[np.ndarray]:
     return images
 
 
-def write_gif(path: Path, frames: np.ndarray) -> Path:
+def write_gif(path: Path, frames: np.ndarray, *, protected_paths: Sequence[Path] = ()) -> Path:
+    """The denoising frames as a looping 8-bit GIF, written atomically."""
     from PIL import Image as PILImage
 
     pictures = [PILImage.fromarray(image) for image in frames_to_uint8(frames)]
-
-    def write(tmp: Path) -> None:
-        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=GIF_FRAME_MS, loop=0)
-
-    return _atomic_write(path, write)
+    with atomic_path(path, protected_paths=protected_paths) as temp:
+        pictures[0].save(temp, format="GIF", save_all=True, append_images=pictures[1:], duration=GIF_FRAME_MS, loop=0)
+    return path
 
 
 def export_result(
     folder: Path,
-    source: Path,
+    inputs: Path | Sequence[Path],
     result: Any,
     backend: Backend,
     *,
+    pixel_size_um: dict[str, float] | None = None,
     frames: np.ndarray | None = None,
     save_panels_png: Callable[[Path], bool] | None = None,
 ) -> list[Path]:
-    """Write everything there is for ``result`` into ``folder``; returns the written paths."""
+    """Write everything there is for ``result`` into ``folder``; returns the written paths.
+
+    ``inputs`` are the files the image was read from (the planes of a z-stack, in order): the
+    outputs are named after the first, and the provenance records them all with their sha256.
+    """
+    from labelfree_app.batch.process import save_result  # torch-backed: not at window start
+    from labelfree_app.export import output_paths
+
     folder = Path(folder)
     if not folder.is_dir():
         raise OutputNotWritableError(f"The export folder {folder} does not exist; choose another folder.", path=folder)
-    stem = source.name.split(".")[0] + f"_{getattr(result, 'model_id', 'prediction') or 'prediction'}"
-    provenance = provenance_of(result, source)
-    names = tuple(getattr(result, "channel_names", ()) or ())
-    axes = getattr(result, "axes", "CZYX")
-    protected = [source]  # inputs are never overwritten
-    written = [
-        backend.write_image(folder / f"{stem}_prediction.tif", result.prediction, axes, names, provenance, protected)
-    ]
-    if getattr(result, "variance", None) is not None:
-        written.append(
-            backend.write_image(folder / f"{stem}_variance.tif", result.variance, axes, names, provenance, protected)
-        )
+    files = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     frames = frames if frames is not None else getattr(result, "frames", None)
-    if frames is not None and len(frames):
+    has_frames = frames is not None and len(frames) > 0
+    if has_frames:
         stack = np.asarray(frames, dtype=np.float32)
-        if stack.ndim == 5:  # (F, C, Z, Y, X): keep the first channel, frames play along T
-            stack = stack[:, 0]
-        written.append(
-            backend.write_image(folder / f"{stem}_denoising.tif", stack, "TZYX", names[:1] or None, provenance, protected)
-        )
-        written.append(write_gif(folder / f"{stem}_denoising.gif", stack))
+        if stack.ndim == 4:  # (F, Z, Y, X): one channel
+            stack = stack[:, np.newaxis]
+        result = dataclasses.replace(result, frames=stack)
+    paths = output_paths(files[0], result.model_id, folder)
+    written = save_result(result, backend.model_manifest(result.model_id), files, paths,
+                          pixel_size_um=pixel_size_um, save_steps=has_frames)
+    base = paths.prediction.name[: -len(".ome.tif")]
+    if has_frames:
+        written.append(write_gif(folder / f"{base}__steps.gif", stack, protected_paths=files))
     if save_panels_png is not None:
-        png = folder / f"{stem}_panels.png"
-
-        def write_png(tmp: Path) -> None:
-            if not save_panels_png(tmp):
-                raise OSError(f"could not save a PNG to {tmp}")
-
-        written.append(_atomic_write(png, write_png))
+        png = folder / f"{base}__panels.png"
+        with atomic_path(png, protected_paths=files) as temp:
+            if not save_panels_png(temp):
+                raise ImageWriteError(f"Writing {png} failed (the panels could not be saved as PNG); "
+                                      "nothing was saved.", path=png)
+        written.append(png)
     return written

@@ -126,9 +126,12 @@ def export_current(window: MainWindow, folder: Path | None = None) -> bool:
     panels_image = window.panels.grab().toImage()  # QImage: safe to save from another thread
     window.show_message(f"Exporting to {folder}…")
 
+    inputs = [Path(p) for p in record.extra.get("plane_paths") or ()] or [record.path]
+    pixel_size_um = getattr(record.image, "pixel_size_um", None)
+
     def work() -> list[Path]:
         return export_result(
-            folder, record.path, result, window.backend, frames=frames,
+            folder, inputs, result, window.backend, pixel_size_um=pixel_size_um, frames=frames,
             save_panels_png=lambda tmp: panels_image.save(str(tmp), "PNG"),
         )
 

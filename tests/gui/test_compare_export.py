@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import os
+import stat
 
 import numpy as np
 import pytest
-import tifffile
 from PIL import Image as PILImage
 
 from labelfree_app.gui import result_actions
 from labelfree_app.gui.compare import CompareDialog, dice, matching_channel
 from labelfree_app.gui.export import frames_to_uint8
+from labelfree_app.io import read_image, read_provenance
+from labelfree_app.models.package import sha256_of_file
 from tests.gui.fakes import write_tiff
 from tests.gui.helpers import drop_files, run_and_wait, wait_loaded
 
@@ -104,7 +106,7 @@ def test_a_ground_truth_of_another_size_is_refused_with_a_sentence(qtbot, window
     assert window.dialogs[-1].text() == window.statusBar().currentMessage()
 
 
-def test_export_writes_prediction_variance_frames_gif_and_panels_png(qtbot, window, backend, tiff_2d, tmp_path):
+def test_export_writes_the_cli_files_plus_gif_and_panels_png(qtbot, window, backend, tiff_2d, tmp_path):
     drop_files(window, [tiff_2d])
     wait_loaded(qtbot, window)
     run_and_wait(qtbot, window)
@@ -114,17 +116,23 @@ def test_export_writes_prediction_variance_frames_gif_and_panels_png(qtbot, wind
         assert result_actions.export_current(window, out)
     written = blocker.args[0]
     names = sorted(p.name for p in written)
-    stem = "cells_2d_diff-nuclei"
-    assert names == sorted(f"{stem}_{kind}" for kind in
-                           ("prediction.tif", "variance.tif", "denoising.tif", "denoising.gif", "panels.png"))
+    base = "cells_2d__diff-nuclei"  # the names `labelfree predict` gives (export.output_paths)
+    assert names == sorted(f"{base}{kind}" for kind in
+                           (".ome.tif", "__variance.ome.tif", "__steps.ome.tif", "__steps.gif", "__panels.png"))
     result = window.file_list.current().result
-    np.testing.assert_allclose(tifffile.imread(out / f"{stem}_prediction.tif"), result.prediction)
-    description = json.loads(tifffile.TiffFile(out / f"{stem}_denoising.tif").pages[0].description)
-    assert description["axes"] == "TZYX" and description["model_id"] == "diff-nuclei"
-    with PILImage.open(out / f"{stem}_denoising.gif") as gif:
+    np.testing.assert_allclose(read_image(out / f"{base}.ome.tif").data, result.prediction)
+    meta = read_provenance(out / f"{base}__steps.ome.tif")
+    assert meta["model"]["id"] == "diff-nuclei" and meta["content"] == "denoising steps"
+    assert meta["inputs"] == [{"path": str(tiff_2d.resolve()), "sha256": sha256_of_file(tiff_2d)}]
+    assert read_image(out / f"{base}__steps.ome.tif").data.shape[0] == len(result.frames)
+    with PILImage.open(out / f"{base}__steps.gif") as gif:
         assert gif.n_frames == len(result.frames)
-    with PILImage.open(out / f"{stem}_panels.png") as png:
+    with PILImage.open(out / f"{base}__panels.png") as png:
         assert png.size[0] > 200
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in written:  # io.atomic's usual modes, not mkstemp's 0600
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path.name
     assert window.settings.get("export_folder") == str(out)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 

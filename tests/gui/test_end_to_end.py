@@ -91,7 +91,8 @@ def test_a_real_diffusion_run_fills_the_panels_and_exports(qtbot, real_window, b
         result_actions.export_current(window, out)
     from labelfree_app.io import read_image
 
-    exported = read_image(next(p for p in blocker.args[0] if p.name.endswith("_prediction.tif")))
+    name = f"{brightfield_tiff.name.split('.')[0]}__{result.model_id}.ome.tif"  # the name `predict` gives
+    exported = read_image(next(p for p in blocker.args[0] if p.name == name))
     np.testing.assert_allclose(exported.data[0], result.prediction[0], rtol=1e-6)
 
 
