@@ -21,7 +21,7 @@ from labelfree_app.synthetic import render_cells
 from tests.factories import make_unet_package
 
 PIXEL_SIZE = {"Y": 0.65, "X": 0.325}
-TIMING = {"seconds"}  # provenance fields that differ from run to run
+TIMING = {"seconds", "written_at"}  # provenance fields that differ from run to run
 
 
 @pytest.fixture()
