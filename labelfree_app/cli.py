@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from labelfree_app import __version__
 from labelfree_app.errors import FileAccessError, LabelFreeError
+from labelfree_app.logfile import log_file_path, setup_logging
 
 EXIT_ERROR = 1
 RGB_CHOICES = {"luminance": "luminance", "red": 0, "green": 1, "blue": 2}
@@ -85,7 +86,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from labelfree_app.batch.local import prepare_output_folder
     from labelfree_app.batch.plan import BatchJob, ModelRef, model_ref, resolve_models
-    from labelfree_app.batch.process import BatchOptions, EngineCache, read_input, run_job
+    from labelfree_app.batch.process import (
+        BatchOptions,
+        EngineCache,
+        read_input,
+        run_job,
+    )
     from labelfree_app.core.events import Progress
     from labelfree_app.export import image_stem
     from labelfree_app.models.fit import InputFacts
@@ -294,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv[0] = "self-test"
     args = parser.parse_args(argv)
     try:
+        setup_logging()  # tracebacks go to the log file, never to the terminal
+    except OSError:
+        pass  # an unwritable log folder must not stop the command
+    try:
         return int(args.func(args) or 0)
     except LabelFreeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -311,8 +321,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _unexpected(exc: BaseException) -> int:
     """Log the traceback to the log file; the user gets one sentence with the log's path."""
     import logging
-
-    from labelfree_app.logfile import log_file_path, setup_logging
 
     where = log_file_path()
     try:

@@ -30,6 +30,9 @@ def setup_logging() -> Path:
     log_file = log_file_path()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger("labelfree_app")
+    for old in [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename) != log_file]:
+        root.removeHandler(old)  # one log file per process (the home folder may have moved)
+        old.close()
     if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file for h in root.handlers):
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

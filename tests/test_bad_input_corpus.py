@@ -440,3 +440,24 @@ def test_linked_folders_are_followed_once_and_a_link_up_the_tree_ends(tmp_path: 
     os.symlink(tmp_path / "data", tmp_path / "data" / "up")  # a loop
     found = find_inputs([tmp_path / "data"])
     assert sorted(entry.key for entry in found) == ["linked/y.tif", "x.tif"]
+
+
+def test_a_bug_on_one_input_is_one_sentence_with_the_log_and_the_traceback_stays_in_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        labelfree_home: Path, model_path: str) -> None:
+    from labelfree_app.cli import main
+    from labelfree_app.core.engine import PredictionEngine
+
+    def broken(self: object, image: object, settings: object = None) -> object:
+        raise ZeroDivisionError("a bug in the engine")
+        yield  # a generator, as the real one
+
+    tifffile.imwrite(tmp_path / "good.tif", field_image())
+    monkeypatch.setattr(PredictionEngine, "run", broken)
+    code = main(["predict", str(tmp_path / "good.tif"), "-o", str(tmp_path / "out"), "-q", "--model", model_path])
+    err = capsys.readouterr().err
+    log = labelfree_home / "logs" / "labelfree.log"
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip()]
+    assert "ZeroDivisionError" in err and str(log) in err
+    assert "Traceback" in log.read_text() and "a bug in the engine" in log.read_text()

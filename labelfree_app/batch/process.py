@@ -22,9 +22,15 @@ from labelfree_app.batch.report import BatchRow
 from labelfree_app.batch.verify import check_output
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
-from labelfree_app.errors import DiskFullError, LabelFreeError, ModelError, OutputNotWritableError
+from labelfree_app.errors import (
+    DiskFullError,
+    LabelFreeError,
+    ModelError,
+    OutputNotWritableError,
+)
 from labelfree_app.export import OutputPaths, write_result
 from labelfree_app.io import ensure_free_space, read_image, read_plane_series
+from labelfree_app.logfile import log_file_path
 
 _log = logging.getLogger(__name__)
 
@@ -252,8 +258,8 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     except Exception as exc:  # an overnight batch records the bug and goes on
         _log.error("Unexpected error on %s:\n%s", job.input.path, traceback.format_exc())
         row.status, row.outputs = "failed", []
-        row.error = (f"Unexpected error ({type(exc).__name__}: {exc}); the batch went on. "
-                     "Please report this with the log.")
+        row.error = (f"Unexpected error ({type(exc).__name__}: {exc}); the batch went on. Please report it "
+                     f"with the log file {log_file_path()}.")
     row.seconds = round(time.perf_counter() - start, 3)
     return row
 
