@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from PySide6.QtCore import QThread, Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QColor, QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
@@ -46,7 +46,6 @@ class BatchDialog(QDialog):
         self.backend = backend
         self.settings = dict(settings or {})
         self.worker: BatchWorker | None = None
-        self.thread: QThread | None = None
         self.last_done: Any = None
         self._reported = False  # the running batch has sent its result (its thread may still be quitting)
         self._build(models, selected_model)
@@ -213,7 +212,7 @@ class BatchDialog(QDialog):
 
     def start(self) -> bool:
         if self.is_running() and self._reported:
-            self.thread.wait(5000)  # the last batch has reported; its thread is only winding down
+            self.wait(5000)  # the last batch has reported; its thread is only winding down
         reason = "A batch is already running." if self.is_running() else self.problem()
         if reason:
             self.summary_label.setText(reason)
@@ -228,23 +227,18 @@ class BatchDialog(QDialog):
         self.worker = BatchWorker(self.backend, self.inputs(), self.checked_models(),
                                   Path(self.out_edit.text().strip()), self.settings,
                                   overwrite=self.overwrite_box.isChecked(), target_channel=self.target_channel())
-        self.thread = QThread(self)
-        self.thread.setObjectName("labelfree-batch")
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
-        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.worker.jobStarted.connect(self._on_job_started)
         self.worker.jobProgress.connect(self._on_job_progress)
         self.worker.jobFinished.connect(self._on_job_finished)
         self.worker.batchDone.connect(self._on_batch_done)
         self.worker.errored.connect(self._on_error)
-        self.thread.finished.connect(self._on_thread_finished)
+        self.worker.thread.finished.connect(self._on_thread_finished)
         self._set_running(True)
-        self.thread.start()
+        self.worker.start()
         return True
 
     def is_running(self) -> bool:
-        return self.thread is not None and self.thread.isRunning()
+        return self.worker is not None and self.worker.is_running()
 
     def stop_after_current(self) -> None:
         if self.worker is not None:
@@ -257,7 +251,7 @@ class BatchDialog(QDialog):
             self.summary_label.setText("Cancelling…")
 
     def wait(self, ms: int = 10000) -> bool:
-        return self.thread.wait(ms) if self.thread is not None else True
+        return self.worker.wait(ms) if self.worker is not None else True
 
     def open_output_folder(self) -> None:
         folder = Path(self.out_edit.text().strip())

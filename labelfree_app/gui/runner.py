@@ -1,7 +1,7 @@
 """Runs one prediction at a time and routes its events to the panels, controls and file list.
 
-The runner owns the ``EventWorker`` thread. Previews go to the Denoising panel only while the
-running file is the one shown; the result is stored on the file record either way. On cancel or
+The runner owns the ``EventWorker`` (a ``GeneratorWorker`` on its own thread). Previews go to the
+Denoising panel only while the running file is the one shown; the result is stored on the file record either way. On cancel or
 failure the previous result of that file is left intact and shown again.
 """
 
@@ -17,7 +17,7 @@ from labelfree_app.gui.backend import Backend
 from labelfree_app.gui.file_list import DONE, FAILED, LOADED, PREDICTING, FileList, OpenFile
 from labelfree_app.gui.run_controls import RunControls
 from labelfree_app.gui.viewers import PanelGrid
-from labelfree_app.gui.worker import CANCELLED, EventWorker, WorkerThread
+from labelfree_app.gui.worker import CANCELLED, EventWorker
 
 
 MAX_RECORDED_PREVIEWS = 40  # fallback replay when the engine returns no frames
@@ -62,14 +62,13 @@ class PredictionRunner(QObject):
         self._is_diffusion = is_diffusion
         self.preview_kind = "x_t"
         self.worker: EventWorker | None = None
-        self.thread: WorkerThread | None = None
         self.record: OpenFile | None = None
         self.model_id = ""
         self._seen_kinds: set[str] = set()
         self._recorded: list[tuple[str, np.ndarray]] = []
 
     def is_running(self) -> bool:
-        return self.thread is not None and self.thread.is_running()
+        return self.worker is not None and self.worker.is_running()
 
     def start(self, record: OpenFile, model_id: str, settings: dict[str, Any]) -> bool:
         """Start predicting ``record`` with ``model_id``; False if a run is already going."""
@@ -87,13 +86,12 @@ class PredictionRunner(QObject):
         self.worker.result.connect(self._on_result)
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_finished)
-        self.thread = WorkerThread(self.worker)
         self.file_list.set_state(record, PREDICTING)
         self.controls.set_running(True)
         if self._is_current(record):
             self._prepare_panels()
         self.started.emit(record)
-        self.thread.start()
+        self.worker.start()
         return True
 
     def cancel(self) -> None:
@@ -102,7 +100,7 @@ class PredictionRunner(QObject):
             self.message.emit("Cancelling…")
 
     def wait(self, ms: int = 5000) -> bool:
-        return self.thread.wait(ms) if self.thread is not None else True
+        return self.worker.wait(ms) if self.worker is not None else True
 
     def _is_current(self, record: OpenFile | None) -> bool:
         return record is not None and self.file_list.current() is record

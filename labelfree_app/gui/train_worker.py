@@ -1,4 +1,4 @@
-"""The training worker: the CLI's training loop (``run_training``) in a QThread, as signals.
+"""The training worker: the CLI's training loop (``run_training``) in a ``GeneratorWorker``.
 
 Pause closes the generator between events (the loop checkpoints the current step; resume starts a
 new worker with ``config.resume=True``). Stop makes the loop's ``should_stop`` true: it validates,
@@ -15,20 +15,22 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
+from PySide6.QtCore import Signal
 
-from labelfree_app.errors import LabelFreeError
+from labelfree_app.gui.generator_worker import DONE, FAILED, GeneratorWorker
 
 _log = logging.getLogger(__name__)
 
 STEP_INTERVAL_S = 0.1
 WORKER_NICENESS = 5  # Linux: the window's thread goes first when the CPU is short
-DONE, PAUSED, FAILED = "done", "paused", "failed"
+PAUSED = "paused"
+
+__all__ = ["DONE", "FAILED", "PAUSED", "TrainThread", "TrainWorker", "lower_this_thread_priority", "read_manifest"]
 
 
-class TrainWorker(QObject):
+class TrainWorker(GeneratorWorker):
     """Runs one training run (or the resumed part of one) and re-emits its events."""
 
     loading = Signal(int, int)  # pairs read, total
@@ -37,79 +39,64 @@ class TrainWorker(QObject):
     validated = Signal(object)  # ValidationDone (with its preview crop)
     checkpointed = Signal(object)  # CheckpointSaved
     trained = Signal(object, dict)  # TrainFinished, the package's manifest
-    errored = Signal(str, bool)  # sentence, is_user_error
-    finished = Signal(str)  # done | paused | failed
+    # errored(str, bool) and finished(str: done | paused | failed) come from GeneratorWorker.
+
+    cancelled_status = PAUSED
+    drop_event_after_cancel = False  # the step that was running when Pause came is checkpointed: show it
+    what = "training"
 
     def __init__(self, config: Any, *, stop_now: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
+        super().__init__(self._events, thread_name="labelfree-training")
         self.config = config
-        self._pause = threading.Event()
         self._stop = threading.Event()
         if stop_now:
             self._stop.set()
         self._clock = clock
         self._pending: list[Any] = []
         self._last_emit = float("-inf")
-        self.status = ""
 
     def pause(self) -> None:
         """Checkpoint and end after the current step (thread-safe)."""
-        self._pause.set()
+        self.cancel()
 
     def stop(self) -> None:
         """Finish now and write the package from the best weights (thread-safe)."""
         self._stop.set()
 
-    @Slot()
-    def run(self) -> None:
+    def should_cancel(self) -> bool:
+        return self.cancel_requested and not self._stop.is_set()  # Stop wins: it writes the package
+
+    def _events(self) -> Iterator[Any]:
         from labelfree_app.gui.backend import leave_a_core_for_the_window
-        from labelfree_app.training.events import (CheckpointSaved, LoadingData, StepDone, TrainFinished,
-                                                   TrainStarted, ValidationDone)
         from labelfree_app.training.loop import run_training
 
-        status = DONE
-        run = None
-        try:
-            leave_a_core_for_the_window()
-            lower_this_thread_priority()
-            run = run_training(self.config, should_stop=self._stop.is_set)
-            for event in run:
-                if isinstance(event, StepDone):
-                    self._pending.append(event)
-                    if self._clock() - self._last_emit >= STEP_INTERVAL_S:
-                        self._flush()
-                else:
-                    self._flush()
-                    if isinstance(event, LoadingData):
-                        self.loading.emit(event.done, event.total)
-                    elif isinstance(event, TrainStarted):
-                        self.started.emit(event)
-                    elif isinstance(event, ValidationDone):
-                        self.validated.emit(event)
-                    elif isinstance(event, CheckpointSaved):
-                        self.checkpointed.emit(event)
-                    elif isinstance(event, TrainFinished):
-                        self.trained.emit(event, read_manifest(event.package))
-                if self._pause.is_set() and not self._stop.is_set():
-                    status = PAUSED
-                    run.close()  # the loop checkpoints the current step
-                    break
-            self._flush()
-        except LabelFreeError as exc:
-            status = FAILED
-            self.errored.emit(str(exc), True)
-        except Exception as exc:  # anything unexpected is logged in full and reported once
-            status = FAILED
-            _log.exception("training failed unexpectedly")
-            self.errored.emit(f"{type(exc).__name__}: {exc}", False)
-        finally:
-            if run is not None:
-                try:
-                    run.close()
-                except Exception:
-                    _log.exception("closing the training run failed")
-            self.status = status
-            self.finished.emit(status)
+        leave_a_core_for_the_window()
+        lower_this_thread_priority()
+        return run_training(self.config, should_stop=self._stop.is_set)
+
+    def handle(self, event: Any) -> None:
+        from labelfree_app.training.events import (CheckpointSaved, LoadingData, StepDone, TrainFinished,
+                                                   TrainStarted, ValidationDone)
+
+        if isinstance(event, StepDone):
+            self._pending.append(event)
+            if self._clock() - self._last_emit >= STEP_INTERVAL_S:
+                self._flush()
+            return
+        self._flush()
+        if isinstance(event, LoadingData):
+            self.loading.emit(event.done, event.total)
+        elif isinstance(event, TrainStarted):
+            self.started.emit(event)
+        elif isinstance(event, ValidationDone):
+            self.validated.emit(event)
+        elif isinstance(event, CheckpointSaved):
+            self.checkpointed.emit(event)
+        elif isinstance(event, TrainFinished):
+            self.trained.emit(event, read_manifest(event.package))
+
+    def before_finish(self) -> None:
+        self._flush()
 
     def _flush(self) -> None:
         if self._pending:
@@ -142,22 +129,16 @@ def read_manifest(package: Path) -> dict[str, Any]:
 
 
 class TrainThread:
-    """Owns the ``QThread`` of one ``TrainWorker``; keeps both alive until the thread ends."""
+    """Starts a ``TrainWorker`` on its own thread (kept for the training page; the worker owns the thread)."""
 
-    def __init__(self, worker: TrainWorker, parent: QObject | None = None) -> None:
+    def __init__(self, worker: TrainWorker, parent: Any = None) -> None:
         self.worker = worker
-        self.thread = QThread(parent)
-        self.thread.setObjectName("labelfree-training")
-        worker.moveToThread(self.thread)
-        self.thread.started.connect(worker.run)
-        # Direct: quit() is thread-safe, and a queued call would wait for the GUI thread.
-        worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
 
     def start(self) -> None:
-        self.thread.start()
+        self.worker.start()
 
     def is_running(self) -> bool:
-        return self.thread.isRunning()
+        return self.worker.is_running()
 
     def wait(self, ms: int = 10000) -> bool:
-        return self.thread.wait(ms)
+        return self.worker.wait(ms)

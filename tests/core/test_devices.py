@@ -97,11 +97,24 @@ def test_cpu_is_always_listed_with_its_cores(no_gpu: None) -> None:
     assert cpu.total_memory is not None and 0 < (cpu.free_memory or 0) <= cpu.total_memory
 
 
-def test_free_memory_on_cpu_is_the_available_ram() -> None:
-    import psutil
+@pytest.fixture()
+def fake_ram(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """16 GiB of RAM of which 5 GiB are available; 3 GiB more are 'free' (a different figure)."""
+    memory = SimpleNamespace(total=16 * GIB, available=5 * GIB, free=8 * GIB, used=11 * GIB)
+    monkeypatch.setattr(devices.psutil, "virtual_memory", lambda: memory)
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 6)
+    return memory
 
-    free = free_memory_bytes("cpu")
-    assert free is not None and abs(free - psutil.virtual_memory().available) < 512 * 2**20
+
+def test_free_memory_on_cpu_is_the_available_ram_not_the_free_ram(fake_ram: SimpleNamespace) -> None:
+    assert free_memory_bytes("cpu") == 5 * GIB
+    assert free_memory_bytes(torch.device("cpu")) == 5 * GIB
+
+
+def test_the_cpu_entry_reports_the_machines_cores_and_memory(no_gpu: None, fake_ram: SimpleNamespace) -> None:
+    (cpu,) = available_devices()
+    assert cpu.label == "CPU (6 cores)"
+    assert (cpu.total_memory, cpu.free_memory) == (16 * GIB, 5 * GIB)
 
 
 def test_free_memory_on_cuda_counts_the_unused_cache(two_fake_gpus: None) -> None:

@@ -56,6 +56,7 @@ class FakeBackend:
             FakeModel("unet-membrane", "U-Net membrane", "unet", "membrane"),
         ]
         self.step_seconds = 0.0
+        self.preview_interval_s = 0.0  # the engine sends previews at most this often (0: every step)
         self.steps = 6
         self.samples = 2
         self.fail_with: Exception | None = None
@@ -136,7 +137,7 @@ class FakeBackend:
 
     # --- running --------------------------------------------------------------------------
     def run(self, image: FakeImage, model_id: str, settings: dict[str, Any]) -> Iterator[Any]:
-        """Yields like the engine: loading progress, per-step previews, the result last."""
+        """Yields like the engine: loading progress, previews (throttled like the engine's), the result last."""
         self.runs += 1
         self.generator_closed.clear()
         try:
@@ -153,6 +154,7 @@ class FakeBackend:
                 yield PredictionResult(truth, variance=variance, model_id=model_id, settings=dict(settings))
                 return
             samples = []
+            last_preview = float("-inf")
             for sample in range(self.samples):
                 x = rng.standard_normal(truth.shape).astype(np.float32)
                 for step in range(self.steps):
@@ -161,7 +163,10 @@ class FakeBackend:
                     self.steps_run += 1
                     weight = (step + 1) / self.steps
                     x = (1 - weight) * x + weight * truth
-                    yield Preview("x_t", sample, step, self.steps, x)
+                    now = time.monotonic()
+                    if now - last_preview >= self.preview_interval_s or step == self.steps - 1:
+                        last_preview = now
+                        yield Preview("x_t", sample, step, self.steps, x)
                     yield Progress("sampling", sample * self.steps + step + 1, self.samples * self.steps)
                 samples.append(x + rng.normal(0, 0.1, x.shape).astype(np.float32))
             stack = np.stack(samples)

