@@ -15,7 +15,7 @@ import numpy as np
 
 from labelfree_app.errors import SettingsError
 from labelfree_app.io.channels import parse_channel
-from labelfree_app.models.diffusion.samplers import SAMPLERS
+from labelfree_app.models.manifest import SAMPLERS
 from labelfree_app.models.manifest import DiffusionSettings as ManifestDiffusion
 
 MIN_TILE = 16

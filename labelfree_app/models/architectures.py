@@ -7,12 +7,12 @@ package can never make LabelFree import or run code of its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from labelfree_app.errors import ManifestError
+
+if TYPE_CHECKING:  # torch is imported when a network is built, so the GUI can start without it
+    from torch import nn
 
 
 def _fnet_unet(**kwargs: Any) -> nn.Module:
@@ -33,10 +33,17 @@ def _residual_denoiser(**kwargs: Any) -> nn.Module:
     return ResidualDenoiser(**kwargs)
 
 
+def _onnx_graph(**kwargs: Any) -> nn.Module:
+    from labelfree_app.models.onnx_network import OnnxNetwork
+
+    return OnnxNetwork(**kwargs)
+
+
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "fnet_unet": _fnet_unet,
     "cond_denoiser_unet": _cond_denoiser,
     "residual_cond_denoiser": _residual_denoiser,  # a frozen fnet U-Net mean + a denoiser of the residual
+    "onnx_graph": _onnx_graph,  # an imported bioimage.io ONNX graph, run by ONNX Runtime (no package code)
 }
 
 
@@ -57,8 +64,13 @@ _LIST_BOUNDS: dict[str, dict[str, tuple[int, tuple[int, int]]]] = {  # name -> (
 _RESIDUAL_BOUNDS: dict[str, tuple[float, float]] = {
     "in_channels": _CHANNELS, "out_channels": _CHANNELS, "train_steps": (1, 100_000),
 }
+_ONNX_BOUNDS: dict[str, tuple[float, float]] = {
+    "in_channels": _CHANNELS, "out_channels": _CHANNELS, "required_multiple": (1, 4096),
+    "onnx_bytes": (1, 800 * 1024 * 1024),
+}
 KWARG_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
     "fnet_unet": _UNET_BOUNDS,
+    "onnx_graph": _ONNX_BOUNDS,
     "cond_denoiser_unet": _DENOISER_BOUNDS,
     "residual_cond_denoiser": _RESIDUAL_BOUNDS,
 }
@@ -95,6 +107,8 @@ def parameter_count(arch_id: str, kwargs: dict[str, Any]) -> int:
 
     Raises TypeError or ValueError as building the network would.
     """
+    import torch
+
     with torch.device("meta"):
         network = ARCHITECTURES[arch_id](**kwargs)
     return sum(p.numel() for p in network.parameters())

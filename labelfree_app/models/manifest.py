@@ -15,7 +15,6 @@ from typing import Any, Mapping
 
 from labelfree_app.errors import ManifestError
 from labelfree_app.models.architectures import ARCHITECTURES, network_problem
-from labelfree_app.models.diffusion.samplers import SAMPLERS
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -27,6 +26,7 @@ KINDS = ("unet", "diffusion")
 NORMALIZATION_METHODS = ("zscore", "percentile", "minmax")
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v", "x0")
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m")  # the names models/diffusion/samplers.py implements
 AXES_LETTERS = "CZYX"
 
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")

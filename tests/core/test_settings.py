@@ -120,7 +120,7 @@ def test_each_default_is_written_once():
     """The prediction defaults live in the manifest's dataclass and ``core/settings.py`` only."""
     sources = {p: p.read_text() for p in ROOT.rglob("*.py")}
     samplers = [p for p, text in sources.items() if re.search(r""",\s*["']dpmpp2m["']\s*[)\]]""", text)]
-    assert [p.name for p in samplers] == ["samplers.py"]
+    assert [p.name for p in samplers] == ["manifest.py"]
     eights = [p for p, text in sources.items() if re.search(r"\bsamples\w*(: int)? ?=.*\b8\b", text)]
     assert [p.name for p in eights] == ["manifest.py"]
     digit_channels = [p for p, text in sources.items() if 'lstrip("-").isdigit()' in text]

@@ -79,7 +79,8 @@ def test_a_plane_stack_runs_and_exports_under_a_file_name_without_wildcards(qtbo
     with qtbot.waitSignal(window.exported, timeout=10000) as blocker:
         assert result_actions.export_current(window, out)
     names = [Path(p).name for p in blocker.args[0]]
-    assert names and all(n.startswith("z_depth-5planes_PHASE_CONTRAST_") for n in names)
+    # named as `labelfree predict --z-stack` names it: after the first plane, no wildcard
+    assert names and all(n.startswith("z_depth-0_PHASE_CONTRAST__") and "*" not in n for n in names)
     assert all(Path(p).parent == out for p in blocker.args[0])
 
 

@@ -23,10 +23,10 @@ import torch
 
 from labelfree_app.errors import InputShapeError, LabelFreeError
 from labelfree_app.models.diffusion.schedule import NoiseSchedule, check_prediction
+from labelfree_app.models.manifest import SAMPLERS
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Sampling = Generator["StepRecord", None, torch.Tensor]
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
 
 
 @dataclass(frozen=True, eq=False)
