@@ -67,6 +67,10 @@ def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = Fals
     p.add_argument("--tta", action="store_true", help="U-Net: test-time augmentation mean and variance")
     p.add_argument("--tile", type=int, nargs="+", help="tile shape (Y X or Z Y X)")
     p.add_argument("--batch-size", type=int, help="tiles per network call")
+    p.add_argument("--format", choices=("ome-tiff", "ome-zarr"), default="ome-tiff", dest="out_format",
+                   help="output format: OME-TIFF files or OME-Zarr folders with a pyramid (default ome-tiff)")
+    p.add_argument("--position", help="an OME-Zarr plate input: the field to predict, as row/column/field "
+                   "such as A/1/0")
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -78,6 +82,11 @@ def _settings(args: argparse.Namespace) -> Any:
         "eta": args.eta, "seed": args.seed, "frames": args.save_steps, "tta": args.tta, "device": args.device,
         "tile_shape": args.tile, "batch_size": args.batch_size,
     })
+
+
+def _io_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The output format and the plate position (``BatchOptions`` fields) of `predict`/`batch`."""
+    return {"format": args.out_format, "position": args.position}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -111,7 +120,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return chosen[facts]
 
     options = BatchOptions(settings=_settings(args), overwrite=True, save_steps=bool(args.save_steps),
-                           rgb=RGB_CHOICES.get(args.rgb or "", "error"))
+                           rgb=RGB_CHOICES.get(args.rgb or "", "error"), **_io_options(args))
     out_dir = Path(args.output)
     inputs = _predict_inputs(args.inputs, out_dir, z_stack=args.z_stack)
     prepare_output_folder(out_dir)
@@ -121,7 +130,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         image, model = None, named
         if model is None:  # the input decides the model, so read it here (the job reuses it)
             try:
-                image = read_input(entry, options.rgb)
+                image = read_input(entry, options.rgb, options.position)
                 model = model_for(image)
             except LabelFreeError as exc:
                 failures += 1

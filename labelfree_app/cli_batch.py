@@ -75,7 +75,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from labelfree_app.batch import BatchDone, BatchOptions, JobFinished, parse_shard, plan_batch, run_batch
     from labelfree_app.batch.local import JobProgress, JobStarted
     from labelfree_app.batch.plan import resolve_models
-    from labelfree_app.cli import RGB_CHOICES, _settings
+    from labelfree_app.cli import RGB_CHOICES, _io_options, _settings
     from labelfree_app.io.channels import parse_channel
     from labelfree_app.models.registry import ModelRegistry
 
@@ -85,7 +85,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)
     options = BatchOptions(settings=_settings(args), rgb=RGB_CHOICES.get(args.rgb or "", "error"),
                            overwrite=args.overwrite, save_steps=bool(args.save_steps),
-                           target_channel=parse_channel(args.target_channel))
+                           target_channel=parse_channel(args.target_channel), **_io_options(args))
     where = f" ({shard.label}; {plan.other_shards} input(s) left to other shards)" if shard else ""
     print(f"{len(plan.jobs)} job(s): {len(plan.jobs) // max(1, len(models))} input(s) × {len(models)} model(s)"
           f" -> {plan.out_dir}{where}", file=sys.stderr)

@@ -13,7 +13,8 @@ from labelfree_app import __version__
 from labelfree_app.core.events import PredictionResult
 from labelfree_app.models.package import sha256_of_file
 
-IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png")
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".ome.zarr")  # .ome.zarr: a folder
+OUTPUT_FORMATS = {"ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"}
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,16 @@ def image_stem(path: Path) -> str:
     return path.stem
 
 
-def output_paths(input_path: Path, model_id: str, out_dir: Path, stem: str | None = None) -> OutputPaths:
-    """``<stem>__<model-id>.ome.tif`` plus ``__variance`` and ``__steps`` siblings."""
+def output_paths(input_path: Path, model_id: str, out_dir: Path, stem: str | None = None,
+                 fmt: str = "ome-tiff") -> OutputPaths:
+    """``<stem>__<model-id>.ome.tif`` (or ``.ome.zarr`` for ``fmt="ome-zarr"``) plus ``__variance`` and
+    ``__steps`` siblings."""
     base = f"{stem or image_stem(input_path)}__{model_id}"
+    suffix = OUTPUT_FORMATS[fmt]
     return OutputPaths(
-        prediction=out_dir / f"{base}.ome.tif",
-        variance=out_dir / f"{base}__variance.ome.tif",
-        steps=out_dir / f"{base}__steps.ome.tif",
+        prediction=out_dir / f"{base}{suffix}",
+        variance=out_dir / f"{base}__variance{suffix}",
+        steps=out_dir / f"{base}__steps{suffix}",
     )
 
 
@@ -86,22 +90,28 @@ def write_result(
     save_steps: bool = False,
     hash_inputs: bool = True,
 ) -> list[Path]:
-    """Write prediction (and variance, steps) atomically; returns the paths written."""
-    from labelfree_app.io import write_image
+    """Write prediction (and variance, steps) atomically; returns the paths written.
+
+    The format follows the paths' suffix: ``.ome.zarr`` paths get OME-Zarr pyramids (``io.ome_zarr``).
+    """
+    from labelfree_app.io import write_image, write_ome_zarr
+
+    # same keywords; OME-Zarr is written chunk by chunk
+    write: Any = write_ome_zarr if paths.prediction.name.lower().endswith(".ome.zarr") else write_image
 
     meta = provenance(result, manifest, inputs, hash_inputs=hash_inputs)
     names = list(result.channel_names) or None
     written: list[Path] = []
     common = dict(pixel_size_um=pixel_size_um or None, protected_paths=inputs)
-    written.append(write_image(paths.prediction, result.prediction, result.axes, channel_names=names,
-                               provenance={**meta, "content": "prediction" if result.variance is None
-                                           or manifest.get("kind") != "diffusion" else "mean"},
-                               **common))
+    written.append(write(paths.prediction, result.prediction, result.axes, channel_names=names,
+                         provenance={**meta, "content": "prediction" if result.variance is None
+                                     or manifest.get("kind") != "diffusion" else "mean"},
+                         **common))
     if result.variance is not None:
-        written.append(write_image(paths.variance, result.variance, result.axes, channel_names=names,
-                                   provenance={**meta, "content": "variance"}, **common))
+        written.append(write(paths.variance, result.variance, result.axes, channel_names=names,
+                             provenance={**meta, "content": "variance"}, **common))
     if save_steps and result.frames is not None:
         frames = np.asarray(result.frames, dtype=np.float32)  # (F, C, Z, Y, X): frames as time
-        written.append(write_image(paths.steps, frames, "TCZYX", channel_names=names,
-                                   provenance={**meta, "content": "denoising steps"}, **common))
+        written.append(write(paths.steps, frames, "TCZYX", channel_names=names,
+                             provenance={**meta, "content": "denoising steps"}, **common))
     return written

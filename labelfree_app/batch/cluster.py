@@ -76,7 +76,8 @@ def run_batch_dask(plan: BatchPlan, options: BatchOptions, client: Any, *,
     dead_owner = lock.acquire()
     try:
         if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
-            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir).all()), older_than_s=0)
+            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir, options.format).all()),
+                               older_than_s=0)
         return (yield from _run_on_cluster(plan, options, client, should_stop))
     finally:
         lock.release()

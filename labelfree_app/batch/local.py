@@ -130,7 +130,8 @@ def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[
     dead_owner = lock.acquire()
     try:
         if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
-            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir).all()), older_than_s=0)
+            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir, options.format).all()),
+                               older_than_s=0)
         return (yield from _run_jobs(plan, options, should_stop, should_cancel, engines or EngineCache()))
     finally:
         lock.release()

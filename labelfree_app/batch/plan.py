@@ -13,6 +13,8 @@ from typing import Any, Sequence
 from labelfree_app.errors import FileAccessError, LabelFreeError
 from labelfree_app.export import IMAGE_SUFFIXES, OutputPaths, image_stem, output_paths
 
+OME_ZARR_SUFFIX = ".ome.zarr"
+
 REPORT_NAME = "batch_report"
 
 
@@ -61,9 +63,9 @@ class BatchJob:
     input: BatchInput
     model: ModelRef
 
-    def outputs(self, out_dir: Path) -> OutputPaths:
+    def outputs(self, out_dir: Path, fmt: str = "ome-tiff") -> OutputPaths:
         folder = out_dir / self.input.rel_dir if self.input.rel_dir else out_dir
-        return output_paths(self.input.path, self.model.id, folder)
+        return output_paths(self.input.path, self.model.id, folder, fmt=fmt)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,9 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
     for item in items:
         path = Path(item)
         text = str(item)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and _is_ome_zarr_folder(path):  # a folder that is ONE image
+            found.append(BatchInput(path))
+        elif os.path.isdir(path):
             for candidate in _walk_files(path):
                 relative = candidate.relative_to(path)
                 if any(part.startswith(".") for part in relative.parts):
@@ -157,8 +161,8 @@ def _check_readable_folder(folder: Path) -> None:
 
 
 def _walk_files(folder: Path) -> list[Path]:
-    """Regular files under ``folder`` (sorted), following linked folders once each; a folder that
-    cannot be read is one sentence, never a silent gap."""
+    """Regular files under ``folder`` (sorted) and its ``.ome.zarr`` folders (not walked into), following
+    linked folders once each; a folder that cannot be read is one sentence, never a silent gap."""
     def fail(error: OSError) -> None:
         where = Path(error.filename) if error.filename else folder
         raise FileAccessError(f"The folder {where} cannot be read ({error.strerror or error}); check its "
@@ -174,8 +178,17 @@ def _walk_files(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs.sort()
+        images = [name for name in dirs if name.lower().endswith(OME_ZARR_SUFFIX)]
+        files.extend(Path(root) / name for name in images)  # one input each, never walked into
+        dirs[:] = [name for name in dirs if name not in images]
         files.extend(Path(root) / name for name in names if os.path.isfile(os.path.join(root, name)))
     return sorted(files)
+
+
+def _is_ome_zarr_folder(path: Path) -> bool:
+    from labelfree_app.io.ome_zarr import is_ome_zarr
+
+    return is_ome_zarr(path)
 
 
 def _resolve(path: Path) -> Path:

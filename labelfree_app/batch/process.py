@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ class BatchOptions:
     target_channel: int | str | None = None
     hash_inputs: bool = True
     rgb: str | int = "error"  # what to do with RGB inputs, as ``io.read_image`` takes it
+    format: str = "ome-tiff"  # "ome-tiff" or "ome-zarr" (``export.OUTPUT_FORMATS``)
+    position: str | None = None  # the field of an OME-Zarr plate, such as "A/1/0"
 
 
 class EngineCache:
@@ -74,7 +77,7 @@ class EngineCache:
 
 def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions) -> list[Path]:
     """The files a finished job leaves (all must exist for it to count as done)."""
-    paths = job.outputs(out_dir)
+    paths = job.outputs(out_dir, options.format)
     wanted = [paths.prediction]
     if job.model.kind == "diffusion" or options.settings.tta:
         wanted.append(paths.variance)
@@ -113,7 +116,10 @@ def remove_stale_temps(paths: Iterable[Path], *, older_than_s: float = STALE_TEM
                 continue
             try:
                 if older_than_s <= 0 or entry.stat().st_mtime < cutoff:
-                    os.unlink(entry.path)
+                    if entry.is_dir(follow_symlinks=False):  # an OME-Zarr being written is a folder
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
                 pass
@@ -132,7 +138,10 @@ def _remove_written(before: dict[Path, tuple[int, int, int] | None]) -> None:
     """Remove the outputs this attempt created or replaced: a job is written whole or not at all."""
     for path, identity in before.items():
         if _identity(path) not in (identity, None):
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():  # an OME-Zarr output
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _relative(path: Path, out_dir: Path) -> str:
@@ -181,9 +190,12 @@ def _pearson(image: Any, target: int | str, prediction: np.ndarray) -> tuple[flo
     return pearson_r(predicted, observed, mask=np.isfinite(predicted) & np.isfinite(observed)), ""
 
 
-def read_input(entry: BatchInput, rgb: str | int = "error") -> Any:
-    """The image of one input: one file, or the planes of one z-stack read as a (1, Z, Y, X) image."""
-    return read_plane_series(list(entry.planes), rgb=rgb) if entry.planes else read_image(entry.path, rgb=rgb)
+def read_input(entry: BatchInput, rgb: str | int = "error", position: str | None = None) -> Any:
+    """The image of one input: one file (or OME-Zarr folder, ``position`` picking a plate's field), or the
+    planes of one z-stack read as a (1, Z, Y, X) image."""
+    if entry.planes:
+        return read_plane_series(list(entry.planes), rgb=rgb)
+    return read_image(entry.path, rgb=rgb, position=position)
 
 
 def save_result(result: PredictionResult, manifest: dict[str, Any], inputs: list[Path], paths: OutputPaths, *,
@@ -225,9 +237,9 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             row.status, row.files = "skipped", facts
             row.note = "already done (use --overwrite to redo)"
             return row
-    remove_stale_temps(job.outputs(out_dir).all())
+    remove_stale_temps(job.outputs(out_dir, options.format).all())
     try:
-        image = image if image is not None else read_input(job.input, options.rgb)
+        image = image if image is not None else read_input(job.input, options.rgb, options.position)
         engine = engines.get(job.model, options.settings.device)
         result: PredictionResult | None = None
         run = engine.run(image, options.settings)
@@ -240,7 +252,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         finally:
             run.close()
         assert result is not None
-        written = save_result(result, engine.manifest, job.input.files, job.outputs(out_dir),
+        written = save_result(result, engine.manifest, job.input.files, job.outputs(out_dir, options.format),
                               pixel_size_um=getattr(image, "pixel_size_um", None),
                               save_steps=options.save_steps, hash_inputs=options.hash_inputs)
         row.outputs = [str(p) for p in written]

@@ -53,6 +53,8 @@ def check_output(path: Path, recorded: OutputFacts | None = None) -> tuple[Outpu
 
     ``why`` is "" for a missing file and a short clause ("it is empty", ...) for a broken one.
     """
+    if Path(path).name.lower().endswith(".ome.zarr"):
+        return _check_ome_zarr(Path(path), recorded)
     try:
         size = Path(path).stat().st_size
     except FileNotFoundError:
@@ -71,3 +73,28 @@ def check_output(path: Path, recorded: OutputFacts | None = None) -> tuple[Outpu
         if differs:
             return None, f"its {', '.join(differs)} differ from what the report recorded"
     return facts, problem
+
+
+def _check_ome_zarr(path: Path, recorded: OutputFacts | None) -> tuple[OutputFacts | None, str]:
+    """An OME-Zarr output is renamed into place only when complete: check its metadata, its levels'
+    array metadata and the provenance LabelFree writes last (no chunk is read)."""
+    if not path.exists():
+        return None, ""
+    try:
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        levels = attrs["ome"]["multiscales"][0]["datasets"]
+        arrays = [group[level["path"]] for level in levels]
+        if not attrs.get("labelfree", {}).get("provenance"):
+            return None, "its provenance is missing"
+    except Exception:  # noqa: BLE001 - any unreadable metadata means "redo"
+        return None, "it is not a complete OME-Zarr"
+    first = arrays[0]
+    facts = {"shape": [int(n) for n in first.shape[-2:]], "dtype": str(first.dtype), "pages": len(arrays)}
+    if recorded:
+        differs = [key for key in ("shape", "dtype", "pages") if key in recorded and recorded[key] != facts[key]]
+        if differs:
+            return None, f"its {', '.join(differs)} differ from what the report recorded"
+    return facts, ""

@@ -76,6 +76,11 @@ def channel_volume(image: Any, index: int) -> np.ndarray:
 
 
 def is_image_file(path: Path) -> bool:
+    """An image file, or an OME-Zarr folder (one image)."""
+    from labelfree_app.io.ome_zarr import is_ome_zarr
+
+    if path.is_dir():
+        return path.name.lower().endswith(".ome.zarr") and is_ome_zarr(path)
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
@@ -84,7 +89,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if path.is_dir() and not is_image_file(path):  # an .ome.zarr folder opens as one image
             found.extend(sorted(p for p in path.iterdir() if is_image_file(p)))
         else:
             found.append(path)
@@ -127,7 +132,12 @@ class CoreBackend:
     def read_image(self, path: Path, channel: int | str | None = None) -> Any:
         from labelfree_app.io import read_image
 
-        return read_image(path, channel=channel, rgb="luminance")  # a colour camera's bright-field
+        image = read_image(path, channel=channel, rgb="luminance")  # a colour camera's bright-field
+        if not isinstance(image.data, np.ndarray):  # an OME-Zarr is read lazily; the viewers need pixels
+            import dataclasses
+
+            image = dataclasses.replace(image, data=np.asarray(image.data))
+        return image
 
     def read_plane_series(self, paths: Sequence[Path]) -> Any:
         """Single-plane files as one (1, Z, Y, X) image, planes in natural order."""

@@ -1,0 +1,350 @@
+"""OME-Zarr in and out: lazy reading (one image, or one position of a plate) and pyramid writing.
+
+Reading uses ``ome-zarr``'s reader (any NGFF version it knows, Zarr v2 or v3); ``Image.data`` is a
+``LazyArray`` whose pixels are read only when indexed and converted (``np.asarray``), so picking one
+channel of one time point reads only that. Writing builds an NGFF 0.5 multiscale image with
+``zarr`` chunk row by chunk row into a temp folder next to the target, renamed when complete;
+the provenance goes into the group attributes under ``labelfree``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from labelfree_app.errors import CorruptImageError, FileAccessError, ImageReadError, UnsupportedFormatError
+from labelfree_app.io.atomic import check_not_input, check_writable_folder, ensure_free_space, write_error
+from labelfree_app.io.channels import default_channel_names
+from labelfree_app.io.image import Image, to_canonical
+
+OME_ZARR_SUFFIX = ".ome.zarr"
+PROVENANCE_KEY = "labelfree"  # group attribute holding {"provenance": {...}}
+CHUNK_YX = 1024  # chunk edge in Y and X (one Z plane, one channel per chunk)
+PYRAMID_MIN_EDGE = 256  # levels are added until the longer edge is at most this
+PYRAMID_MAX_LEVELS = 8
+_UNIT_TO_UM = {"angstrom": 1e-4, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4,
+               "meter": 1e6, "nm": 1e-3, "um": 1.0, "µm": 1.0, "mm": 1e3}
+
+_log = logging.getLogger(__name__)
+
+
+class OmeZarrError(ImageReadError):
+    """A folder is not OME-Zarr, lacks an array, has a damaged chunk, or needs a plate position."""
+
+
+def is_ome_zarr(path: Path) -> bool:
+    """True for a folder named ``*.ome.zarr`` or one holding Zarr group metadata."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if path.name.lower().endswith(OME_ZARR_SUFFIX):
+        return True
+    return (path / "zarr.json").is_file() or (path / ".zattrs").is_file() or (path / ".zgroup").is_file()
+
+
+# --- reading ----------------------------------------------------------------------------------
+class LazyArray:
+    """A read-only view of an OME-Zarr array: indexing stays lazy, ``np.asarray`` reads the pixels.
+
+    Reading fills one preallocated array chunk by chunk (``dask.array.store``), so converting a
+    region needs that region's memory only; a damaged chunk becomes an ``OmeZarrError``.
+    """
+
+    def __init__(self, array: Any, path: Path) -> None:
+        self._array = array  # a dask array over the zarr store
+        self.path = path
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(n) for n in self._array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self._array.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> LazyArray:
+        return LazyArray(self._array[key], self.path)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        import dask.array as da
+
+        out = np.empty(self.shape, dtype=self.dtype)
+        try:
+            da.store(self._array, out, lock=False)
+        except Exception as exc:  # noqa: BLE001 - zarr, numcodecs and the store raise many types
+            raise OmeZarrError(f"{self.path} has a damaged or missing chunk ({type(exc).__name__}: {exc}); "
+                               "copy or export the OME-Zarr again.", path=self.path) from exc
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"LazyArray(shape={self.shape}, dtype={self.dtype}, path={str(self.path)!r})"
+
+
+def _ome_attrs(group: Any) -> dict[str, Any]:
+    attrs = dict(group.attrs)
+    return dict(attrs.get("ome", attrs))  # NGFF 0.5 nests under "ome"; 0.4 and older do not
+
+
+def _open_group(path: Path) -> Any:
+    import zarr
+
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises several types for a folder without a group
+        raise UnsupportedFormatError(f"{path} is a folder but not an OME-Zarr image (it has no Zarr group "
+                                     "metadata); give an .ome.zarr folder or an image file.", path=path) from exc
+
+
+def plate_positions(path: Path) -> list[str]:
+    """The positions (``row/column/field``, e.g. "A/1/0") of an OME-Zarr plate."""
+    root = _open_group(path)
+    plate = _ome_attrs(root).get("plate") or {}
+    positions: list[str] = []
+    for well in plate.get("wells", []):
+        well_path = str(well.get("path", ""))
+        try:
+            images = (_ome_attrs(root[well_path]).get("well") or {}).get("images", [])
+        except Exception:  # noqa: BLE001 - a missing well group lists no positions
+            images = []
+        positions.extend(f"{well_path}/{image.get('path')}" for image in images)
+    return positions
+
+
+def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str | None = None) -> Image:
+    """Read an OME-Zarr image (or ``position`` "A/1/0" of a plate) lazily as (C, Z, Y, X) / (T, C, Z, Y, X)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileAccessError(f"{path} does not exist; check the path.", path=path)
+    attrs = _ome_attrs(_open_group(path))
+    image_path = path
+    if "plate" in attrs:
+        positions = plate_positions(path)
+        if position is None:
+            shown = ", ".join(positions[:12]) + (", …" if len(positions) > 12 else "")
+            raise OmeZarrError(f"{path} is a plate with {len(positions)} positions ({shown}); pick one with "
+                               "--position, such as --position " + (positions[0] if positions else "A/1/0") + ".",
+                               path=path)
+        if position.strip("/") not in positions:
+            raise OmeZarrError(f"{path} has no position {position}; it has {', '.join(positions[:12])}.", path=path)
+        image_path = path / position.strip("/")
+    elif position is not None:
+        raise OmeZarrError(f"{path} is a single image, not a plate, so it has no position {position}; "
+                           "leave out --position.", path=path)
+    elif "multiscales" not in attrs:
+        raise UnsupportedFormatError(f"{path} is a Zarr folder but not an OME-Zarr image (no multiscales or plate "
+                                     "metadata); export it as OME-Zarr.", path=path)
+    return _read_multiscale(image_path, channel=channel, source=path)
+
+
+def _image_node(image_path: Path, source: Path) -> Any:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Multiscales, Reader
+
+    location = parse_url(str(image_path), mode="r")
+    if location is None:
+        raise UnsupportedFormatError(f"{image_path} is not an OME-Zarr image; export it as OME-Zarr.", path=source)
+    try:
+        for node in Reader(location)():
+            if any(isinstance(spec, Multiscales) for spec in node.specs) and node.data:
+                return node
+    except Exception as exc:  # noqa: BLE001 - ome-zarr raises KeyError/ValueError/FileNotFound for gaps
+        raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (an array or its metadata is "
+                           f"missing: {exc}); copy or export it again.", path=source) from exc
+    raise OmeZarrError(f"{image_path} holds no image array (its multiscales array is missing); copy or "
+                       "export it again.", path=source)
+
+
+def _read_multiscale(image_path: Path, *, channel: int | str | None, source: Path) -> Image:
+    node = _image_node(image_path, source)
+    array = node.data[0]  # full resolution, a dask array over the zarr chunks
+    axes_meta = node.metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
+    names = [(a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta]
+    if len(names) != array.ndim or not set(names) <= set("tczyx"):
+        raise OmeZarrError(f"{image_path} has axes {names}, which LabelFree cannot map to T, C, Z, Y, X.",
+                           path=source)
+    sizes = _pixel_sizes(node.metadata, axes_meta)
+    data, axes = to_canonical(array, "".join(names).upper())  # dask: transposes stay lazy
+    n_channels = data.shape[axes.index("C")]
+    labels = node.metadata.get("channel_names")
+    channel_names = tuple(str(n) for n in labels) if labels and len(labels) == n_channels else \
+        default_channel_names(n_channels)
+    image = Image(data=LazyArray(data, source), axes=axes, channel_names=channel_names,  # type: ignore[arg-type]
+                  pixel_size_um=sizes, path=source,
+                  metadata={"format": "ome-zarr", "source_axes": "".join(names).upper(),
+                            "source_shape": tuple(int(n) for n in array.shape),
+                            "position": os.path.relpath(image_path, source) if image_path != source else None})
+    if channel is None:
+        return image
+    index = image.channel_index(channel)
+    picked = image.data[:, index:index + 1] if image.has_time else image.data[index:index + 1]
+    return Image(data=picked, axes=image.axes, channel_names=(channel_names[index],), pixel_size_um=sizes,
+                 path=source, metadata=image.metadata)
+
+
+def _pixel_sizes(metadata: Mapping[str, Any], axes_meta: Sequence[Any]) -> dict[str, float]:
+    """Z, Y, X sizes in µm from the first dataset's scale, for the axes whose unit is a length."""
+    transforms = (metadata.get("coordinateTransformations") or [[]])[0] or []
+    scale = next((t.get("scale") for t in transforms if t.get("type") == "scale"), None)
+    if not scale or len(scale) != len(axes_meta):
+        return {}
+    sizes: dict[str, float] = {}
+    for axis, value in zip(axes_meta, scale):
+        if not isinstance(axis, dict) or axis.get("name", "").lower() not in "zyx" or axis.get("type") == "channel":
+            continue
+        factor = _UNIT_TO_UM.get(str(axis.get("unit", "")).lower())  # no unit: the size is not stated
+        if factor is not None and float(value) > 0:
+            sizes[axis["name"].upper()] = float(value) * factor
+    return sizes
+
+
+# --- writing ----------------------------------------------------------------------------------
+def _temp_folder(target: Path) -> Path:
+    for _ in range(100):
+        temp = target.parent / f".{target.name}.{secrets.token_hex(4)}.part"
+        try:
+            temp.mkdir()
+        except FileExistsError:
+            continue
+        return temp
+    raise FileExistsError(f"no free temporary name next to {target}")
+
+
+def _row_slabs(height: int, rows: int) -> Iterator[slice]:
+    for start in range(0, height, rows):
+        yield slice(start, min(height, start + rows))
+
+
+def _downsample(block: np.ndarray) -> np.ndarray:
+    """Mean of 2×2 pixel blocks over the last two axes (an odd last row/column is kept as is)."""
+    y, x = block.shape[-2:]
+    padded = block
+    if y % 2 or x % 2:
+        padded = np.pad(block, [(0, 0)] * (block.ndim - 2) + [(0, y % 2), (0, x % 2)], mode="edge")
+    h, w = padded.shape[-2] // 2, padded.shape[-1] // 2
+    shaped = padded.reshape(*padded.shape[:-2], h, 2, w, 2).astype(np.float32, copy=False)
+    return shaped.mean(axis=(-3, -1), dtype=np.float32).astype(block.dtype, copy=False)
+
+
+def pyramid_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Shapes of the levels: Y and X halved (rounded up) until the longer edge ≤ ``PYRAMID_MIN_EDGE``."""
+    shapes = [tuple(shape)]
+    while max(shapes[-1][-2:]) > PYRAMID_MIN_EDGE and len(shapes) < PYRAMID_MAX_LEVELS:
+        last = shapes[-1]
+        shapes.append((*last[:-2], -(-last[-2] // 2), -(-last[-1] // 2)))
+    return shapes
+
+
+def write_ome_zarr(
+    path: Path,
+    data: Any,
+    axes: str,
+    *,
+    channel_names: Sequence[str] | None = None,
+    pixel_size_um: Mapping[str, float] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    protected_paths: Iterable[Path] = (),
+) -> Path:
+    """Write ``data`` (axes "CZYX" or "TCZYX") as an NGFF 0.5 multiscale OME-Zarr, atomically.
+
+    Level 0 is copied chunk row by chunk row; each smaller level is built from the one above as
+    stored, so no level but the caller's array is ever whole in memory. Returns ``path``.
+    """
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    from labelfree_app.io.writing import provenance_block
+
+    target = Path(os.fspath(path)).expanduser().absolute()
+    check_not_input(target, protected_paths)
+    check_writable_folder(target.parent)
+    if axes not in ("CZYX", "TCZYX") or getattr(data, "ndim", 0) != len(axes):
+        raise ValueError(f"write_ome_zarr takes CZYX or TCZYX data, not {axes!r} with shape {np.shape(data)}")
+    ensure_free_space(target.parent, int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize)
+    n_channels = data.shape[axes.index("C")]
+    names = list(channel_names) if channel_names else list(default_channel_names(n_channels))
+    sizes = {k.upper(): float(v) for k, v in (pixel_size_um or {}).items()}
+    try:
+        temp = _temp_folder(target)
+    except OSError as exc:
+        raise write_error(exc, target) from exc
+    try:
+        group = zarr.open_group(str(temp), mode="w", zarr_format=3)
+        shapes = pyramid_shapes(tuple(int(n) for n in data.shape))
+        lead = (1,) * (len(axes) - 2)
+        chunks = (*lead, min(CHUNK_YX, shapes[0][-2]), min(CHUNK_YX, shapes[0][-1]))
+        levels = []
+        for index, shape in enumerate(shapes):
+            levels.append(group.create_array(f"s{index}", shape=shape, dtype=np.dtype(data.dtype),
+                                             chunks=tuple(min(c, n) for c, n in zip(chunks, shape)),
+                                             fill_value=0))
+        for rows in _row_slabs(shapes[0][-2], chunks[-2]):
+            levels[0][..., rows, :] = np.asarray(data[..., rows, :])
+        for index in range(1, len(levels)):
+            source, dest = levels[index - 1], levels[index]
+            for rows in _row_slabs(dest.shape[-2], chunks[-2]):
+                above = source[..., rows.start * 2: rows.stop * 2, :]
+                dest[..., rows, :] = _downsample(above)
+        datasets = []
+        for index in range(len(levels)):
+            factor = 2.0 ** index
+            scale = [1.0] * (len(axes) - 3) + [sizes.get("Z", 1.0), sizes.get("Y", 1.0) * factor,
+                                               sizes.get("X", 1.0) * factor]
+            datasets.append({"path": f"s{index}", "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+        axes_meta = [{"name": a.lower(), "type": {"T": "time", "C": "channel"}.get(a, "space"),
+                      **({"unit": "micrometer"} if a in "ZYX" and a in sizes else {})} for a in axes]
+        write_multiscales_metadata(group, datasets, fmt=FormatV05(), axes=axes_meta, name=target.name,
+                                   metadata={"omero": {"channels": [{"label": n, "active": True} for n in names]}})
+        group.attrs[PROVENANCE_KEY] = {"provenance": provenance_block(provenance)}
+        _replace_folder(temp, target)
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise write_error(exc, target) from exc
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return target
+
+
+def _replace_folder(temp: Path, target: Path) -> None:
+    """Rename ``temp`` to ``target``; an older ``target`` is moved aside first and removed after."""
+    if not target.exists():
+        os.replace(temp, target)
+        return
+    old = target.parent / f".{target.name}.{secrets.token_hex(4)}.old.part"
+    if target.is_dir():
+        os.replace(target, old)
+        os.replace(temp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:  # a file of that name: a folder cannot replace it in one step
+        target.unlink()
+        os.replace(temp, target)
+
+
+def read_ome_zarr_provenance(path: Path) -> dict[str, Any]:
+    """The provenance LabelFree stored in an OME-Zarr it wrote ({} when there is none)."""
+    group = _open_group(Path(path))
+    block = dict(group.attrs).get(PROVENANCE_KEY) or {}
+    return json.loads(json.dumps(block.get("provenance") or {}))
