@@ -206,6 +206,22 @@ def cmd_models(args: argparse.Namespace) -> int:
                                 Path(args.out), model_id=args.id, name=args.name or args.id, target=args.target)
         print(out)
         return 0
+    if action == "export-bioimageio":
+        from labelfree_app.models.bioimageio_export import export_bioimageio
+
+        out = export_bioimageio(registry.resolve(args.model), Path(args.out), license=args.license,
+                                authors=args.author or ("LabelFree",), overwrite=args.overwrite)
+        print(out)
+        return 0
+    if action == "import-bioimageio":
+        from labelfree_app.models.bioimageio_import import import_bioimageio, install_bioimageio
+
+        if args.out:
+            print(import_bioimageio(Path(args.path), Path(args.out), model_id=args.id, overwrite=args.overwrite))
+        else:
+            entry = install_bioimageio(Path(args.path), registry, model_id=args.id, overwrite=args.overwrite)
+            print(f"Installed {entry.id} ({entry.kind}, {entry.target}).")
+        return 0
     raise AssertionError(action)
 
 
@@ -275,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--id", required=True)
     mf.add_argument("--name")
     mf.add_argument("--target", required=True)
+    mb = msub.add_parser("export-bioimageio", help="export a U-Net as a bioimage.io model zip (needs [bioimageio])")
+    mb.add_argument("model", help="model id or package path")
+    mb.add_argument("--out", required=True, help="the .zip to write")
+    mb.add_argument("--license", help="SPDX license id (default: the model's own)")
+    mb.add_argument("--author", action="append", help="author name (repeatable)")
+    mb.add_argument("--overwrite", action="store_true")
+    mbi = msub.add_parser("import-bioimageio", help="import a bioimage.io model (zip or folder; needs [bioimageio])")
+    mbi.add_argument("path")
+    mbi.add_argument("--id", help="model id to install it under")
+    mbi.add_argument("--out", help="write the LabelFree package here instead of installing it")
+    mbi.add_argument("--overwrite", action="store_true")
     m.set_defaults(func=cmd_models)
 
     d = sub.add_parser("devices", help="list compute devices")

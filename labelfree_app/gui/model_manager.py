@@ -58,6 +58,10 @@ class ModelManagerDialog(QDialog):
         self.install_file_button = QPushButton("Install zip…")
         self.import_fnet_button = QPushButton("Import fnet model…")
         self.import_fnet_button.setToolTip("Convert a pytorch_fnet model.p (weights only, never unpickled code)")
+        self.import_bioimageio_button = QPushButton("Import bioimage.io model…")
+        self.import_bioimageio_button.setToolTip("ONNX or fnet U-Net weights only; code in the model is never run")
+        self.export_bioimageio_button = QPushButton("Export to bioimage.io…")
+        self.export_bioimageio_button.setToolTip("Write the selected U-Net as a bioimage.io model zip")
         self.remove_button = QPushButton("Remove")
         self.default_button = QPushButton("Set as default for its target")
         self.status_label = QLabel("")
@@ -72,6 +76,8 @@ class ModelManagerDialog(QDialog):
             self.install_folder_button,
             self.install_file_button,
             self.import_fnet_button,
+            self.import_bioimageio_button,
+            self.export_bioimageio_button,
             self.remove_button,
             self.default_button,
         ):
@@ -86,6 +92,8 @@ class ModelManagerDialog(QDialog):
         self.install_folder_button.clicked.connect(lambda: self.install(self._ask_path("folder")))
         self.install_file_button.clicked.connect(lambda: self.install(self._ask_path("zip")))
         self.import_fnet_button.clicked.connect(lambda: self.import_fnet(self._ask_path("fnet")))
+        self.import_bioimageio_button.clicked.connect(lambda: self.import_bioimageio(self._ask_path("bioimageio")))
+        self.export_bioimageio_button.clicked.connect(lambda: self.export_bioimageio(self._ask_path("bioimageio-out")))
         self.remove_button.clicked.connect(self.remove_current)
         self.default_button.clicked.connect(self.set_current_default)
         self.reload()
@@ -131,6 +139,7 @@ class ModelManagerDialog(QDialog):
         model = self.current()
         self.remove_button.setEnabled(model is not None and getattr(model, "source", "user") != "bundled")
         self.default_button.setEnabled(model is not None and not getattr(model, "default", False))
+        self.export_bioimageio_button.setEnabled(model is not None and getattr(model, "kind", "") == "unet")
 
     # --- actions --------------------------------------------------------------------------
     def install(self, path: Path | None) -> None:
@@ -147,6 +156,38 @@ class ModelManagerDialog(QDialog):
             return
         name = f"fnet {target}"
         self._install_in_background(path, lambda: self.backend.install_fnet_model(path, name=name, target=target))
+
+    def import_bioimageio(self, path: Path | None) -> None:
+        """Convert and install a bioimage.io model zip in the background."""
+        if path is None:
+            return
+        from labelfree_app.models.bioimageio_import import install_bioimageio
+
+        self._install_in_background(path, lambda: install_bioimageio(path, self.backend.registry))
+
+    def export_bioimageio(self, path: Path | None) -> None:
+        """Write the selected U-Net as a bioimage.io model zip in the background."""
+        model = self.current()
+        if path is None or model is None:
+            return
+        from labelfree_app.models.bioimageio_export import export_bioimageio
+
+        out = path if path.suffix.lower() == ".zip" else path.with_suffix(".zip")
+        self.status_label.setText(f"Exporting {model.name} to {out.name}…")
+        self.setEnabled(False)
+
+        def done(written: Any) -> None:
+            self.setEnabled(True)
+            self.status_label.setText(f"Exported {model.name} to {written}.")
+
+        def failed(exc: BaseException) -> None:
+            self.setEnabled(True)
+            sentence = str(exc) if isinstance(exc, LabelFreeError) else f"Exporting {model.name} failed: {exc}."
+            self.status_label.setText(sentence)
+            error_box(self, sentence)
+
+        call_in_thread(lambda: export_bioimageio(self.backend.registry.get(model.id), out, overwrite=True),
+                       done, failed)
 
     def _install_in_background(self, path: Path, install: Callable[[], Any]) -> None:
         self.status_label.setText(f"Installing {path.name}…")
@@ -197,6 +238,11 @@ class ModelManagerDialog(QDialog):
     def _ask_path_with_dialog(self, what: str) -> Path | None:
         if what == "folder":
             chosen = QFileDialog.getExistingDirectory(self, "Install model folder")
+        elif what == "bioimageio":
+            chosen, _ = QFileDialog.getOpenFileName(self, "Import bioimage.io model", "",
+                                                    "bioimage.io models (*.zip *.yaml);;All files (*)")
+        elif what == "bioimageio-out":
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export to bioimage.io", "model.zip", "Zip (*.zip)")
         elif what == "fnet":
             chosen, _ = QFileDialog.getOpenFileName(self, "Import fnet model", "", "fnet model (model.p *.p);;All files (*)")
         else:

@@ -44,8 +44,8 @@ class UNetPredictor:
         self.manifest: Manifest | None = package.manifest
         self._setup(package.build_network("cpu"), device, channels_last, amp)
         self._onnx: Any = None
-        self._use_onnx = backend == "onnx" or (backend == "auto" and self._amp_dtype is None
-                                                and onnx_wanted(self.device))
+        self._use_onnx = not getattr(self.network, "runs_onnx", False) and (
+            backend == "onnx" or (backend == "auto" and self._amp_dtype is None and onnx_wanted(self.device)))
 
     @classmethod
     def from_network(
