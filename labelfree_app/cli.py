@@ -67,6 +67,10 @@ def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = Fals
     p.add_argument("--tta", action="store_true", help="U-Net: test-time augmentation mean and variance")
     p.add_argument("--tile", type=int, nargs="+", help="tile shape (Y X or Z Y X)")
     p.add_argument("--batch-size", type=int, help="tiles per network call")
+    p.add_argument("--units", choices=TABLE["units"].choices, help="stain: the stain's own intensities (the "
+                   "default where the model recorded them); zscore: the network's z-scores")
+    p.add_argument("--dtype", choices=TABLE["dtype"].choices, default=TABLE["dtype"].default,
+                   help="pixel type of the prediction; auto: the training targets' type in stain units, else float32")
     p.add_argument("--format", choices=("ome-tiff", "ome-zarr"), default="ome-tiff", dest="out_format",
                    help="output format: OME-TIFF files or OME-Zarr folders with a pyramid (default ome-tiff)")
     p.add_argument("--position", help="an OME-Zarr plate input: the field to predict, as row/column/field "
@@ -80,7 +84,7 @@ def _settings(args: argparse.Namespace) -> Any:
     return PredictSettings.from_mapping({
         "channel": args.channel, "samples": args.samples, "steps": args.steps, "sampler": args.sampler,
         "eta": args.eta, "seed": args.seed, "frames": args.save_steps, "tta": args.tta, "device": args.device,
-        "tile_shape": args.tile, "batch_size": args.batch_size,
+        "tile_shape": args.tile, "batch_size": args.batch_size, "units": args.units, "dtype": args.dtype,
     })
 
 

@@ -80,6 +80,22 @@ def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Itera
     }
 
 
+def as_output_dtype(prediction: np.ndarray, dtype: str) -> tuple[np.ndarray, str]:
+    """The prediction as ``dtype`` (stain units, rounded and clipped to the type's range for integers)
+    and a note when pixels had to be clipped or were NaN (written as 0)."""
+    if dtype == "float32":
+        return prediction, ""
+    info = np.iinfo(np.dtype(dtype))
+    finite = np.isfinite(prediction)
+    clipped = int(np.count_nonzero(finite & ((prediction < info.min) | (prediction > info.max))))
+    missing = int(prediction.size - np.count_nonzero(finite))
+    out = np.clip(np.rint(np.nan_to_num(prediction, nan=0.0, posinf=info.max, neginf=info.min)),
+                  info.min, info.max).astype(dtype)
+    parts = [f"{clipped} pixel(s) outside the {dtype} range were clipped"] if clipped else []
+    parts += [f"{missing} NaN pixel(s) were written as 0"] if missing else []
+    return out, (f"Written as {dtype}: " + "; ".join(parts) + ".") if parts else ""
+
+
 def write_result(
     result: PredictionResult,
     manifest: dict[str, Any],
@@ -103,7 +119,10 @@ def write_result(
     names = list(result.channel_names) or None
     written: list[Path] = []
     common = dict(pixel_size_um=pixel_size_um or None, protected_paths=inputs)
-    written.append(write(paths.prediction, result.prediction, result.axes, channel_names=names,
+    prediction, cast_note = as_output_dtype(result.prediction, str(result.settings.get("dtype", "float32")))
+    if cast_note:
+        meta["notes"] = [*meta.get("notes", []), cast_note]
+    written.append(write(paths.prediction, prediction, result.axes, channel_names=names,
                          provenance={**meta, "content": "prediction" if result.variance is None
                                      or manifest.get("kind") != "diffusion" else "mean"},
                          **common))

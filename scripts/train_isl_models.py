@@ -75,6 +75,25 @@ def record_metrics(package_dir: Path, metrics: dict) -> None:
     tmp.rename(package_dir)
 
 
+def record_units(package_dir: Path, pairs: tuple[PairSpec, ...]) -> None:
+    """Add the training targets' intensities (stain units) to a package trained before they were recorded."""
+    from labelfree_app.training.stain_units import target_units
+
+    units = target_units(pairs)
+    package = load_package(package_dir)
+    manifest = package.manifest.to_dict()
+    manifest["normalization"]["output"] = {"method": "zscore", "params": {"mean": units["mean"], "std": units["std"]}}
+    manifest["output"]["dtype"] = units["dtype"]
+    target_norm = manifest["training"]["settings"].setdefault("target_normalization", {})
+    target_norm["stain_units"] = units
+    manifest["description"] = manifest["description"].replace("Outputs are in z-score units of the target.", "")
+    tmp = package_dir.with_name(package_dir.name + ".new")
+    save_package(tmp, manifest, package.state_dict(), overwrite=True)
+    shutil.rmtree(package_dir)
+    tmp.rename(package_dir)
+    print("stain units:", units)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target", choices=sorted(TARGETS), default="DAPI")
@@ -84,6 +103,9 @@ def main() -> int:
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--out", type=Path, help="package folder (default resources/models/isl-<target>-<type>)")
     parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--record-units", action="store_true",
+                        help="record the training targets' stain units in an existing package (weights unchanged), "
+                             "then evaluate")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --work-dir")
     parser.add_argument("--work-dir", type=Path, help="checkpoints and log (default: a temp folder)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -114,7 +136,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         crop_dir = (args.work_dir or Path(tmp)) / "crops"
         crop_dir.mkdir(parents=True, exist_ok=True)
-        if not args.evaluate_only:
+        if args.record_units:
+            record_units(out, crops(crop_dir, target_file))
+        elif not args.evaluate_only:
             common = dict(
                 pairs=crops(crop_dir, target_file), out_dir=out, val_region=VAL_REGION,
                 model_id=model_id, target_name=target_name, input_modality="phase contrast (13-plane z-stack)",

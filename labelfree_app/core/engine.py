@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from labelfree_app.core.allocator import tune_cpu_allocator
-from labelfree_app.core.diffusion_runner import CPU_GROUP
 from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, select_device
+from labelfree_app.core.diffusion_runner import CPU_GROUP
 from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
 from labelfree_app.core.normalize import Normalizer
@@ -45,6 +45,7 @@ class PredictionEngine:
         self._runner: Any = None
         self._resolved: dict[PredictSettings, dict[str, Any]] = {}
         self._tile_used: tuple[int, ...] | None = None
+        self._units = "zscore"
 
     def resolve(self, settings: PredictSettings) -> dict[str, Any]:
         """The effective settings for this model on this engine's device (``PredictSettings.resolve``).
@@ -74,7 +75,7 @@ class PredictionEngine:
     def run(self, image: Any, settings: PredictSettings | None = None) -> EngineRun:
         """Predict ``image`` (an ``io.Image``); yields events, the last one is the result."""
         settings = settings or PredictSettings()
-        self.resolve(settings)  # refused with a sentence before the model loads
+        self._units = self.resolve(settings)["units"]  # refused with a sentence before the model loads
         start = time.perf_counter()
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         runner = self._load_runner()
@@ -165,8 +166,9 @@ class PredictionEngine:
         return Normalizer.from_dict(spec)
 
     def _output_normalizer(self) -> Normalizer | None:
+        """What maps the network's z-scores to the stain's units (None when this run stays in z-scores)."""
         spec = (self.manifest.get("normalization") or {}).get("output")
-        return Normalizer.from_dict(spec) if spec else None
+        return Normalizer.from_dict(spec) if spec and self._units == "stain" else None
 
     def _normalize(self, part: np.ndarray) -> np.ndarray:
         """Normalize on the whole image (per-tile statistics would make seams); non-finite pixels are

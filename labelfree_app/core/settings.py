@@ -15,7 +15,7 @@ import numpy as np
 
 from labelfree_app.errors import SettingsError
 from labelfree_app.io.channels import parse_channel
-from labelfree_app.models.manifest import SAMPLERS
+from labelfree_app.models.manifest import OUTPUT_DTYPES, SAMPLERS
 from labelfree_app.models.manifest import DiffusionSettings as ManifestDiffusion
 
 MIN_TILE = 16
@@ -34,6 +34,8 @@ class Bound:
     asked: Any = None  # the value when the option is switched on without one (``--save-steps``)
 
 
+UNITS = ("stain", "zscore")  # the stain's own intensity units (where the model knows them), or z-scores
+
 TABLE: dict[str, Bound] = {
     "samples": Bound(_MODEL.samples, "number of diffusion samples", 1, 1024),
     "steps": Bound(_MODEL.steps, "number of sampling steps", 1, _MODEL.train_steps),
@@ -48,6 +50,8 @@ TABLE: dict[str, Bound] = {
     "device": Bound("auto", "device"),
     "channel": Bound(None, "channel"),
     "tta": Bound(False, "test-time augmentation"),
+    "units": Bound(None, "output units", choices=UNITS),
+    "dtype": Bound("auto", "output pixel type", choices=("auto", *OUTPUT_DTYPES)),
 }
 DIFFUSION_ONLY = ("samples", "steps", "sampler", "eta")
 
@@ -108,11 +112,14 @@ class PredictSettings:
     batch_size: int | None = None
     preview_interval_s: float = TABLE["preview_interval_s"].default
     time_point: int | None = None  # of a time series: None predicts every time point
+    units: str | None = None  # "stain" or "zscore"; None: stain where the model knows them
+    dtype: str = TABLE["dtype"].default  # of the written prediction: "auto" = the training targets' type
 
     def __post_init__(self) -> None:
         """Out-of-range values are refused here, so every door (CLI, GUI, batch) says the same."""
         object.__setattr__(self, "channel", parse_channel(self.channel))
-        for name in ("samples", "steps", "sampler", "eta", "seed", "frames", "batch_size", "preview_interval_s"):
+        for name in ("samples", "steps", "sampler", "eta", "seed", "frames", "batch_size", "preview_interval_s",
+                     "units", "dtype"):
             check(name, getattr(self, name))
         if self.tile_shape is not None:
             tile = tuple(self.tile_shape)
@@ -162,6 +169,7 @@ class PredictSettings:
         if self.tile_shape is not None and len(self.tile_shape) != dims:
             raise SettingsError(f"This model is {dims}D, so the tile shape needs {dims} sizes, not "
                                 f"{len(self.tile_shape)} ({self.tile_shape}).")
+        out["units"], out["dtype"] = _units_and_dtype(self.units, self.dtype, data)
         out["tile_auto"] = self.tile_shape is None  # the engine may grow the model's tile to fit memory
         out["tile"] = self.tile_shape or tuple(int(t) for t in (tiling.get("tile_shape")
                                                                 or (TABLE["tile"].default,) * dims))
@@ -170,3 +178,18 @@ class PredictSettings:
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (what the user set; ``None`` = the default)."""
         return asdict(self)
+
+
+def _units_and_dtype(units: str | None, dtype: str, manifest: Mapping[str, Any]) -> tuple[str, str]:
+    """("stain" | "zscore", pixel type): stain units where the model recorded its targets' intensities."""
+    known = bool(((manifest.get("normalization") or {}).get("output") or {}).get("params"))
+    chosen = units or ("stain" if known else "zscore")
+    if chosen == "stain" and not known:
+        raise SettingsError("This model does not know its stain's intensity units (it was trained before LabelFree "
+                            "recorded them); predict in z-score units (--units zscore) or re-train it.")
+    if dtype == "auto":
+        dtype = str((manifest.get("output") or {}).get("dtype", "float32")) if chosen == "stain" else "float32"
+    if dtype != "float32" and chosen != "stain":
+        raise SettingsError(f"A {dtype} prediction needs stain units; z-scores are negative and fractional, so "
+                            "they are written as float32.")
+    return chosen, dtype

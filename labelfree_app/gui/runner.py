@@ -22,6 +22,7 @@ from labelfree_app.gui.worker import CANCELLED, EventWorker
 
 MAX_RECORDED_PREVIEWS = 40  # fallback replay when the engine returns no frames
 MAX_RECORDED_BYTES = 256 * 1024 * 1024
+UNIT_LABELS = {"stain": "stain units", "zscore": "z-score"}  # what the prediction's values mean
 
 
 def frame_step_labels(count: int, steps: Any) -> list[str] | None:
@@ -171,6 +172,7 @@ class PredictionRunner(QObject):
             is_diffusion=diffusion,
             variance_title=title,
             frame_labels=labels,
+            prediction_title=f"Prediction ({UNIT_LABELS.get(settings.get('units'), 'z-score')})",
         )
 
     @Slot(str, bool)

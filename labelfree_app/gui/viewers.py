@@ -65,6 +65,7 @@ class PanelGrid(QWidget):
         self.input_panel = ImagePanel("Input")
         self.denoising_panel = ImagePanel("Denoising")
         self.prediction_panel = ImagePanel("Prediction")
+        self.prediction_title = "Prediction"  # with its units once a result is shown
         self.variance_panel = ImagePanel("Variance", colormap=VARIANCE_COLORMAP)
         self.panels = (self.input_panel, self.denoising_panel, self.prediction_panel, self.variance_panel)
         for panel in self.panels[1:]:
@@ -193,11 +194,13 @@ class PanelGrid(QWidget):
         is_diffusion: bool,
         variance_title: str = "Variance",
         frame_labels: list[str] | None = None,
+        prediction_title: str = "Prediction",
     ) -> None:
         """Fill Prediction, Variance and Denoising from a finished run (arrays in CZYX)."""
         was_overlay = self.overlay_active
         self.set_overlay(False)
-        self.prediction_panel.set_title("Prediction")
+        self.prediction_title = prediction_title
+        self.prediction_panel.set_title(prediction_title)
         self.prediction_panel.set_volume(first_channel(prediction), self.z, self.max_projection)
         if variance is not None:
             self.variance_panel.set_title(variance_title)
@@ -281,7 +284,7 @@ class PanelGrid(QWidget):
             self.prediction_panel.set_title("Prediction over input (overlay)")
         else:
             self.prediction_panel.set_rgb(None)
-            self.prediction_panel.set_title("Prediction")
+            self.prediction_panel.set_title(self.prediction_title)
 
     def _render_overlay(self) -> None:
         base, top = self.input_panel.plane, self.prediction_panel.plane

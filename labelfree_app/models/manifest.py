@@ -26,7 +26,8 @@ KINDS = ("unet", "diffusion")
 NORMALIZATION_METHODS = ("zscore", "percentile", "minmax")
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v", "x0")
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")  # the names models/diffusion/samplers.py implements
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
+OUTPUT_DTYPES = ("float32", "uint16", "uint8")  # the names models/diffusion/samplers.py implements
 AXES_LETTERS = "CZYX"
 
 _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
@@ -53,6 +54,7 @@ class OutputSpec:
     axes: str
     channels: int
     channel_names: tuple[str, ...] = ()
+    dtype: str = "float32"  # the training targets' pixel type: what a prediction in stain units is written as
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,7 @@ class _ManifestReader:
             axes=self.axes(section, "output.axes", dims),
             channels=channels,
             channel_names=self.names(section, "output.channel_names", channels),
+            dtype=self.choice(section, "output.dtype", OUTPUT_DTYPES, "float32"),
         )
         return input_spec, output_spec
 

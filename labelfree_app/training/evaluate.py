@@ -22,7 +22,8 @@ from labelfree_app.training.datasets import (check_pairs_exist, normalize_target
                                              read_target_zyx)
 from labelfree_app.training.sampling import Region
 
-METRIC_COLUMNS = ("pearson_r", "nrmse", "ssim", "within_1sigma", "within_2sigma", "std_error_spearman")
+METRIC_COLUMNS = ("pearson_r", "nrmse", "ssim", "median_abs_error", "within_1sigma", "within_2sigma",
+                  "std_error_spearman")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class EvaluationRow:
     pearson_r: float
     nrmse: float
     ssim: float
+    median_abs_error: float | None = None  # in the report's units (the stain's, for a model that knows them)
     within_1sigma: float | None = None
     within_2sigma: float | None = None
     std_error_spearman: float | None = None
@@ -137,7 +139,8 @@ def evaluate(
         if normalized_units:
             target = normalize_target(target)
         rows.append(_score(spec, result, target, box))
-    units = "z-score units of the target (per image)" if normalized_units else "model output units"
+    units = ("z-score units of the target (per image)" if normalized_units else
+             "the stain's units (z-scores mapped back with the training targets' intensities)")
     return EvaluationReport(
         model_id=str(manifest.get("id", "")), kind=str(manifest.get("kind", "")), region=region,
         rows=tuple(rows), units=units,
@@ -210,6 +213,7 @@ def _score(spec: PairSpec, result: Any, target: np.ndarray, box: Region | None) 
         pearson_r=float(pearson_r(pred, truth)),
         nrmse=float(nrmse(pred, truth)),
         ssim=float(ssim(pred, truth)),
+        median_abs_error=float(np.nanmedian(np.abs(pred - truth))),
         within_1sigma=calibration.within_1sigma if calibration else None,
         within_2sigma=calibration.within_2sigma if calibration else None,
         std_error_spearman=calibration.std_error_spearman if calibration else None,

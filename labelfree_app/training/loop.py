@@ -29,14 +29,15 @@ from labelfree_app.errors import TrainingDataError
 from labelfree_app.training import checkpoint as ckpt
 from labelfree_app.training.config import TrainConfig
 from labelfree_app.training.datasets import LoadedPair, check_consistent, check_pairs_exist, load_pair
-from labelfree_app.training.finetune import Parent, finetune_config, initial_weights, parent_for
 from labelfree_app.training.events import (CheckpointSaved, LoadingData, StepDone, TrainEvent, TrainFinished,
                                            TrainStarted, ValidationDone)
+from labelfree_app.training.finetune import Parent, finetune_config, initial_weights, parent_for
 from labelfree_app.training.log import append_log, truncate_log
 from labelfree_app.training.model_card import TrainingRecord, build_manifest
 from labelfree_app.training.objectives import Objective, build, make_objective
 from labelfree_app.training.optim import EMA, build_optimizer, lr_at, set_lr
 from labelfree_app.training.sampling import PatchSampler, Region
+from labelfree_app.training.stain_units import target_units
 from labelfree_app.training.validation import ValItem, run_validation, validation_items
 
 LOG_EVERY = 10  # steps per train_loss row of log.csv
@@ -381,6 +382,7 @@ def _write_package(config: TrainConfig, work: Path, network: torch.nn.Module, em
     record = TrainingRecord(arch_id=objective.arch_id, arch_kwargs=objective.architecture_kwargs(in_channels),
                             in_channels=in_channels, z_as_channels=z_as_channels, steps=state.step,
                             seconds=seconds, device=device, stop_reason=stop_reason, validation=state.best,
-                            parent=parent.record() if parent is not None else None)
+                            parent=parent.record() if parent is not None else None,
+                            stain_units=target_units(config.pairs))
     manifest = build_manifest(config, record)
     return Path(save_package(config.out_dir, manifest, weights, overwrite=True))

@@ -10,8 +10,9 @@ from labelfree_app.training.config import TrainConfig
 from labelfree_app.training.datasets import describe_pairs
 
 TARGET_NORMALIZATION_NOTE = (
-    "Each training target was z-scored over its whole image (mean 0, std 1), so predictions are in "
-    "z-score units of the target, not in the camera's intensity units."
+    "Each training target was z-scored over its whole image (mean 0, std 1), so the network predicts "
+    "z-scores; prediction maps them back to the stain's units with 'stain_units' (see "
+    "normalization.output), unless asked for z-scores (--units zscore)."
 )
 
 
@@ -29,6 +30,7 @@ class TrainingRecord:
     stop_reason: str
     validation: dict[str, Any] | None  # the best validation result, with "step"
     parent: dict[str, str] | None = None  # the model fine-tuned from: id, version, sha256, path
+    stain_units: dict[str, Any] | None = None  # the targets' intensities (training/stain_units.py)
 
 
 def model_id_for(config: TrainConfig) -> str:
@@ -58,6 +60,7 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
         input_names = [f"{modality} z{k}" for k in range(record.in_channels)]
     else:
         input_names = [modality] if record.in_channels == 1 else [f"{modality} {k}" for k in range(record.in_channels)]
+    units = record.stain_units
     manifest: dict[str, Any] = {
         "format_version": 1,
         "id": model_id_for(config),
@@ -71,11 +74,12 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
         "dims": config.dims,
         "input": {"axes": axes, "channels": record.in_channels, "channel_names": input_names,
                   "z_as_channels": record.z_as_channels},
-        "output": {"axes": axes, "channels": 1, "channel_names": [config.target_name]},
+        "output": {"axes": axes, "channels": 1, "channel_names": [config.target_name],
+                   "dtype": units["dtype"] if units else "float32"},
         "normalization": {
             "input": {"method": config.input_normalization, "params": {}},
-            # No fitted normalization to undo: targets were z-scored per image (see training).
-            "output": None,
+            # Targets were z-scored per image; these map the network's z-scores back to the stain's units.
+            "output": {"method": "zscore", "params": {"mean": units["mean"], "std": units["std"]}} if units else None,
         },
         "tiling": tiling,
         "diffusion": _diffusion_block(config) if config.model_type == "diffusion" else None,
@@ -94,7 +98,8 @@ def _default_description(config: TrainConfig, record: TrainingRecord) -> str:
     stack = f" from a {record.in_channels}-plane z-stack" if record.z_as_channels else ""
     origin = f", fine-tuned from {record.parent['id']}" if record.parent else ""
     return (f"{config.dims}D {family} predicting {config.target_name}{stack} ({config.input_modality}), "
-            f"trained with LabelFree for {record.steps} steps{origin}. Outputs are in z-score units of the target.")
+            f"trained with LabelFree for {record.steps} steps{origin}. Outputs are in the stain's units (z-scores "
+            "mapped back with the training targets' typical mean and standard deviation).")
 
 
 def _parent_note(config: TrainConfig, record: TrainingRecord) -> str:
@@ -120,7 +125,7 @@ def _training_block(config: TrainConfig, record: TrainingRecord) -> dict[str, An
         "stop_reason": record.stop_reason,
         "init_from": record.parent,
         "target_normalization": {"method": "zscore", "scope": "whole image, per image",
-                                 "note": TARGET_NORMALIZATION_NOTE},
+                                 "note": TARGET_NORMALIZATION_NOTE, "stain_units": record.stain_units},
     })
     return {"data": data, "steps": record.steps, "seconds": round(record.seconds, 1), "device": record.device,
             "settings": settings}

@@ -173,7 +173,8 @@ def _load_mean_model(path: str, dims: int, input_normalization: str) -> Any:
                                 "the same pairs.", path=path)
     if manifest.dims != dims or manifest.output.channels != 1:
         raise TrainingDataError(f"The mean model {path} is not a {dims}D model with one output channel.", path=path)
-    if manifest.normalization.output is not None:
+    if manifest.normalization.output is not None and manifest.normalization.output.method != "zscore":
+        # LabelFree's stain units are a z-score map applied after the network, which predicts z-scores
         raise TrainingDataError(f"The mean model {path} maps its output back to other units than z-scored targets; "
                                 "train it with LabelFree on the same pairs.", path=path)
     if manifest.normalization.input.method != input_normalization:

@@ -220,3 +220,14 @@ def test_frame_labels_name_the_denoising_steps_the_engine_kept():
     assert frame_step_labels(3, 5) == ["step 1/5", "step 3/5", "step 5/5"]
     assert frame_step_labels(3, None) is None
     assert frame_step_labels(9, 4) is None  # more frames than steps: not from this sampler
+
+
+def test_the_prediction_panel_says_which_units_its_values_are_in(qtbot, window, backend, tiff_2d, monkeypatch):
+    _open(qtbot, window, tiff_2d)
+    select_model(window, "unet-nuclei")
+    assert run_and_wait(qtbot, window) == DONE
+    assert "z-score" in window.panels.prediction_panel.title_label.text  # the fake's result names no units
+    record = window.file_list.files[0]
+    record.result.settings["units"] = "stain"
+    window.runner.show_result(record)
+    assert "stain units" in window.panels.prediction_panel.title_label.text

@@ -43,7 +43,8 @@ def test_report_renders_as_table_and_json(trained: dict) -> None:
     assert data["model_id"] == "model" and data["kind"] == "unet" and len(data["pairs"]) == 2
     assert data["mean"]["pearson_r"] == pytest.approx(report.pearson_r)
     assert 0.0 <= data["pairs"][0]["within_2sigma"] <= 1.0
-    assert "z-score" in data["units"]
+    assert "stain" in data["units"]  # a model trained now knows its stain's units
+    assert data["pairs"][0]["median_abs_error"] > 0
 
 
 def test_calibration_figures_follow_their_definitions() -> None:
