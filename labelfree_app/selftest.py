@@ -244,11 +244,12 @@ def bundled_packages() -> list[Any]:
 
 
 def selftest_settings(kind: str, device: str) -> Any:
-    """Prediction settings of the self-test: channel 0 of the demo; cheap diffusion."""
+    """Prediction settings of the self-test: channel 0 of the demo; cheap diffusion; the network's own
+    z-scores, so the stored statistics and tolerances hold for every model, stain units or not."""
     from labelfree_app.core.engine import PredictSettings
 
     extra = DIFFUSION_SETTINGS if kind == "diffusion" else {}
-    return PredictSettings(channel=0, device=device, **extra)
+    return PredictSettings(channel=0, device=device, units="zscore", **extra)
 
 
 def predict_stats(package: Any, image: Any, device: str = "auto") -> tuple[Any, ImageStats, str]:
