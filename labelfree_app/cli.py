@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 from labelfree_app import __version__
 from labelfree_app.errors import FileAccessError, LabelFreeError
+from labelfree_app.cli_options import RGB_CHOICES, add_predict_options, io_options, predict_settings
 from labelfree_app.logfile import log_file_path, setup_logging
 
 EXIT_ERROR = 1
-RGB_CHOICES = {"luminance": "luminance", "red": 0, "green": 1, "blue": 2}
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool cut off by `head`
 
@@ -41,56 +41,6 @@ def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> li
         return [BatchInput(inputs[0].path, planes=tuple(entry.path for entry in inputs))]
     check_distinct_outputs(inputs)
     return inputs
-
-
-def _add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
-    """The prediction options of `predict` and `batch`; choices and defaults from ``core.settings.TABLE``."""
-    from labelfree_app.core.settings import TABLE
-
-    if many_models:
-        p.add_argument("--model", "-m", action="append", help="model id or package folder; repeat for several "
-                       "(default: the default model)")
-    else:
-        p.add_argument("--model", "-m", help="model id (default: the default model)")
-    p.add_argument("--channel", "-c", help="transmitted-light channel, by name or index (default: found by name)")
-    p.add_argument("--rgb", choices=sorted(RGB_CHOICES), help="an RGB input: convert it to grayscale "
-                   "(luminance) or take one colour (default: refuse RGB images)")
-    p.add_argument("--device", default=TABLE["device"].default, help="auto (cuda → mps → cpu), cuda, mps or cpu")
-    p.add_argument("--samples", type=int, help="diffusion: number of samples for mean and variance")
-    p.add_argument("--steps", type=int, help="diffusion: sampling steps")
-    p.add_argument("--sampler", choices=TABLE["sampler"].choices, help="diffusion sampler")
-    p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (diffusion)")
-    frames = TABLE["frames"]
-    p.add_argument("--save-steps", type=int, nargs="?", const=frames.asked, default=frames.default, metavar="N",
-                   help=f"diffusion: also write N denoising frames as a TIFF stack (default {frames.asked})")
-    p.add_argument("--tta", action="store_true", help="U-Net: test-time augmentation mean and variance")
-    p.add_argument("--tile", type=int, nargs="+", help="tile shape (Y X or Z Y X)")
-    p.add_argument("--batch-size", type=int, help="tiles per network call")
-    p.add_argument("--units", choices=TABLE["units"].choices, help="stain: the stain's own intensities (the "
-                   "default where the model recorded them); zscore: the network's z-scores")
-    p.add_argument("--dtype", choices=TABLE["dtype"].choices, default=TABLE["dtype"].default,
-                   help="pixel type of the prediction; auto: the training targets' type in stain units, else float32")
-    p.add_argument("--format", choices=("ome-tiff", "ome-zarr"), default="ome-tiff", dest="out_format",
-                   help="output format: OME-TIFF files or OME-Zarr folders with a pyramid (default ome-tiff)")
-    p.add_argument("--position", help="an OME-Zarr plate input: the field to predict, as row/column/field "
-                   "such as A/1/0")
-
-
-def _settings(args: argparse.Namespace) -> Any:
-    """The `predict`/`batch` options as ``PredictSettings`` (checked; the model fills what is unset)."""
-    from labelfree_app.core.settings import PredictSettings
-
-    return PredictSettings.from_mapping({
-        "channel": args.channel, "samples": args.samples, "steps": args.steps, "sampler": args.sampler,
-        "eta": args.eta, "seed": args.seed, "frames": args.save_steps, "tta": args.tta, "device": args.device,
-        "tile_shape": args.tile, "batch_size": args.batch_size, "units": args.units, "dtype": args.dtype,
-    })
-
-
-def _io_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The output format and the plate position (``BatchOptions`` fields) of `predict`/`batch`."""
-    return {"format": args.out_format, "position": args.position}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -123,8 +73,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"model: {chosen[facts].id} (the default for {facts.describe()})", file=sys.stderr)
         return chosen[facts]
 
-    options = BatchOptions(settings=_settings(args), overwrite=True, save_steps=bool(args.save_steps),
-                           rgb=RGB_CHOICES.get(args.rgb or "", "error"), **_io_options(args))
+    options = BatchOptions(settings=predict_settings(args), overwrite=True, save_steps=bool(args.save_steps),
+                           rgb=RGB_CHOICES.get(args.rgb or "", "error"), **io_options(args))
     out_dir = Path(args.output)
     inputs = _predict_inputs(args.inputs, out_dir, z_stack=args.z_stack)
     prepare_output_folder(out_dir)
@@ -271,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--z-stack", action="store_true", help="the inputs are the planes of ONE z-stack (in name order)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_predict_options(p)
+    add_predict_options(p)
     p.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list, install, remove and inspect models")

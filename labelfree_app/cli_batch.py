@@ -75,7 +75,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from labelfree_app.batch import BatchDone, BatchOptions, JobFinished, parse_shard, plan_batch, run_batch
     from labelfree_app.batch.local import JobProgress, JobStarted
     from labelfree_app.batch.plan import resolve_models
-    from labelfree_app.cli import RGB_CHOICES, _io_options, _settings
+    from labelfree_app.cli_options import RGB_CHOICES, io_options, predict_settings
     from labelfree_app.io.channels import parse_channel
     from labelfree_app.models.registry import ModelRegistry
 
@@ -83,9 +83,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     models = resolve_models(args.model or [_default_for_first_input(args.inputs, registry)], registry)
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)
-    options = BatchOptions(settings=_settings(args), rgb=RGB_CHOICES.get(args.rgb or "", "error"),
+    options = BatchOptions(settings=predict_settings(args), rgb=RGB_CHOICES.get(args.rgb or "", "error"),
                            overwrite=args.overwrite, save_steps=bool(args.save_steps),
-                           target_channel=parse_channel(args.target_channel), **_io_options(args))
+                           target_channel=parse_channel(args.target_channel), **io_options(args))
     where = f" ({shard.label}; {plan.other_shards} input(s) left to other shards)" if shard else ""
     print(f"{len(plan.jobs)} job(s): {len(plan.jobs) // max(1, len(models))} input(s) × {len(models)} model(s)"
           f" -> {plan.out_dir}{where}", file=sys.stderr)
@@ -139,14 +139,14 @@ def cmd_batch_report(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `batch` and `batch-report` to the `labelfree` subcommand parser."""
-    from labelfree_app.cli import _add_predict_options
+    from labelfree_app.cli_options import add_predict_options
 
     b = sub.add_parser("batch", help="predict many files with one or more models into a folder (resumable)",
                        description="Writes <name>__<model-id>.ome.tif per input and model, plus "
                                    "batch_report.csv/.json. Finished outputs are skipped when run again.")
     b.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     b.add_argument("-o", "--output", required=True, help="output folder (sub-folders of folder inputs are kept)")
-    _add_predict_options(b, many_models=True)
+    add_predict_options(b, many_models=True)
     b.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     b.add_argument("--target-channel", help="fluorescence channel in the inputs to score (Pearson r in the report)")
     b.add_argument("--shard", metavar="K/N", help="run only shard K of N (job arrays; merge with batch-report)")

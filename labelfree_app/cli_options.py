@@ -1,0 +1,61 @@
+"""The prediction options `predict` and `batch` share, and what they become (settings, I/O options).
+
+Choices and defaults come from ``core.settings.TABLE``, so the command line and the app agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+RGB_CHOICES = {"luminance": "luminance", "red": 0, "green": 1, "blue": 2}
+
+
+def add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False) -> None:
+    """The prediction options of `predict` and `batch`; choices and defaults from ``core.settings.TABLE``."""
+    from labelfree_app.core.settings import TABLE
+
+    if many_models:
+        p.add_argument("--model", "-m", action="append", help="model id or package folder; repeat for several "
+                       "(default: the default model)")
+    else:
+        p.add_argument("--model", "-m", help="model id (default: the default model)")
+    p.add_argument("--channel", "-c", help="transmitted-light channel, by name or index (default: found by name)")
+    p.add_argument("--rgb", choices=sorted(RGB_CHOICES), help="an RGB input: convert it to grayscale "
+                   "(luminance) or take one colour (default: refuse RGB images)")
+    p.add_argument("--device", default=TABLE["device"].default, help="auto (cuda → mps → cpu), cuda, mps or cpu")
+    p.add_argument("--samples", type=int, help="diffusion: number of samples for mean and variance")
+    p.add_argument("--steps", type=int, help="diffusion: sampling steps")
+    p.add_argument("--sampler", choices=TABLE["sampler"].choices, help="diffusion sampler")
+    p.add_argument("--eta", type=float, help="DDIM eta (0 = deterministic)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (diffusion)")
+    frames = TABLE["frames"]
+    p.add_argument("--save-steps", type=int, nargs="?", const=frames.asked, default=frames.default, metavar="N",
+                   help=f"diffusion: also write N denoising frames as a TIFF stack (default {frames.asked})")
+    p.add_argument("--tta", action="store_true", help="U-Net: test-time augmentation mean and variance")
+    p.add_argument("--tile", type=int, nargs="+", help="tile shape (Y X or Z Y X)")
+    p.add_argument("--batch-size", type=int, help="tiles per network call")
+    p.add_argument("--units", choices=TABLE["units"].choices, help="stain: the stain's own intensities (the "
+                   "default where the model recorded them); zscore: the network's z-scores")
+    p.add_argument("--dtype", choices=TABLE["dtype"].choices, default=TABLE["dtype"].default,
+                   help="pixel type of the prediction; auto: the training targets' type in stain units, else float32")
+    p.add_argument("--format", choices=("ome-tiff", "ome-zarr"), default="ome-tiff", dest="out_format",
+                   help="output format: OME-TIFF files or OME-Zarr folders with a pyramid (default ome-tiff)")
+    p.add_argument("--position", help="an OME-Zarr plate input: the field to predict, as row/column/field "
+                   "such as A/1/0")
+
+
+def predict_settings(args: argparse.Namespace) -> Any:
+    """The `predict`/`batch` options as ``PredictSettings`` (checked; the model fills what is unset)."""
+    from labelfree_app.core.settings import PredictSettings
+
+    return PredictSettings.from_mapping({
+        "channel": args.channel, "samples": args.samples, "steps": args.steps, "sampler": args.sampler,
+        "eta": args.eta, "seed": args.seed, "frames": args.save_steps, "tta": args.tta, "device": args.device,
+        "tile_shape": args.tile, "batch_size": args.batch_size, "units": args.units, "dtype": args.dtype,
+    })
+
+
+def io_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The output format and the plate position (``BatchOptions`` fields) of `predict`/`batch`."""
+    return {"format": args.out_format, "position": args.position}
