@@ -134,3 +134,82 @@ def write_result(
         written.append(write(paths.steps, frames, "TCZYX", channel_names=names,
                              provenance={**meta, "content": "denoising steps"}, **common))
     return written
+
+
+class CastCounts:
+    """Clipped and NaN pixel counts of a prediction cast band by band (``as_output_dtype``'s note)."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+        self.clipped = 0
+        self.missing = 0
+
+    def cast(self, prediction: np.ndarray) -> np.ndarray:
+        if self.dtype == "float32":
+            return prediction
+        info = np.iinfo(np.dtype(self.dtype))
+        finite = np.isfinite(prediction)
+        self.clipped += int(np.count_nonzero(finite & ((prediction < info.min) | (prediction > info.max))))
+        self.missing += int(prediction.size - np.count_nonzero(finite))
+        return np.clip(np.rint(np.nan_to_num(prediction, nan=0.0, posinf=info.max, neginf=info.min)),
+                       info.min, info.max).astype(self.dtype)
+
+    def note(self) -> str:
+        parts = [f"{self.clipped} pixel(s) outside the {self.dtype} range were clipped"] if self.clipped else []
+        parts += [f"{self.missing} NaN pixel(s) were written as 0"] if self.missing else []
+        return (f"Written as {self.dtype}: " + "; ".join(parts) + ".") if parts else ""
+
+
+class StreamedFiles:
+    """The sink of ``PredictionEngine.stream``: prediction (and variance) rows go straight to band
+    writers (tiled OME-TIFF or OME-Zarr, by the paths' suffix); ``finish`` adds the provenance and
+    renames the temp files. Use as a context manager: leaving early removes the temp files."""
+
+    def __init__(self, paths: OutputPaths, dtype: str, *, pixel_size_um: dict[str, float] | None,
+                 protected_paths: list[Path]) -> None:
+        from contextlib import ExitStack
+
+        from labelfree_app.io.band_writers import OmeZarrBandWriter, TiledTiffBandWriter
+
+        zarr_out = paths.prediction.name.lower().endswith(".ome.zarr")
+        self._writer_type: Any = OmeZarrBandWriter if zarr_out else TiledTiffBandWriter
+        self.paths = paths
+        self.counts = CastCounts(dtype)
+        self._common = dict(pixel_size_um=pixel_size_um or None, protected_paths=protected_paths)
+        self._stack = ExitStack()
+        self._prediction: Any = None
+        self._variance: Any = None
+
+    def __enter__(self) -> StreamedFiles:
+        return self
+
+    def begin(self, shape: tuple[int, ...], channel_names: tuple[str, ...], has_variance: bool) -> None:
+        names = list(channel_names) or None
+        self._prediction = self._stack.enter_context(
+            self._writer_type(self.paths.prediction, shape, self.counts.dtype, channel_names=names, **self._common))
+        if has_variance:
+            self._variance = self._stack.enter_context(
+                self._writer_type(self.paths.variance, shape, np.float32, channel_names=names, **self._common))
+
+    def write(self, t: int, z: int, y0: int, prediction: np.ndarray, variance: np.ndarray | None) -> None:
+        cast = self.counts.cast(prediction)
+        for c in range(cast.shape[0]):
+            self._prediction.write_rows(t, c, z, y0, cast[c])
+            if variance is not None and self._variance is not None:
+                self._variance.write_rows(t, c, z, y0, variance[c])
+
+    def finish(self, result: Any, manifest: dict[str, Any], inputs: list[Path], *,
+               hash_inputs: bool = True) -> list[Path]:
+        """Write the provenance of ``result`` (a ``StreamedResult``) and rename; returns the paths."""
+        meta = provenance(result, manifest, inputs, hash_inputs=hash_inputs)
+        note = self.counts.note()
+        if note:
+            meta["notes"] = [*meta.get("notes", []), note]
+        written = [self._prediction.finish({**meta, "content": "prediction"})]
+        if self._variance is not None:
+            written.append(self._variance.finish({**meta, "content": "variance"}))
+        self._stack.close()
+        return written
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self._stack.__exit__(kind, exc, tb)

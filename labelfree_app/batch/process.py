@@ -37,6 +37,10 @@ _log = logging.getLogger(__name__)
 
 # Errors that will hit every later job too: the batch stops instead of failing file after file.
 FATAL_ERRORS = (DiskFullError, OutputNotWritableError)
+# Inputs (the pixels of all time points and planes) above this go through the streaming engine
+# (``PredictionEngine.stream``): read region by region, written band by band, flat memory. Smaller
+# ones keep the whole-image path the GUI uses (same numbers; see tests/core/test_streaming.py).
+STREAM_MIN_PIXELS = 2048 * 2048
 # A temp file untouched this long belongs to no live writer (tifffile writes a temp without pauses).
 STALE_TEMP_AGE_S = 300.0
 
@@ -195,7 +199,73 @@ def read_input(entry: BatchInput, rgb: str | int = "error", position: str | None
     planes of one z-stack read as a (1, Z, Y, X) image."""
     if entry.planes:
         return read_plane_series(list(entry.planes), rgb=rgb)
-    return read_image(entry.path, rgb=rgb, position=position)
+    return read_image(entry.path, rgb=rgb, position=position, lazy=True)
+
+
+def streams(engine: PredictionEngine, image: Any, save_steps: bool = False,
+            min_pixels: int | None = None) -> bool:
+    """Whether this job streams: a 2D U-Net and an input above ``STREAM_MIN_PIXELS``."""
+    limit = STREAM_MIN_PIXELS if min_pixels is None else min_pixels
+    shape = tuple(image.data.shape)
+    pixels = int(np.prod(shape, dtype=np.int64)) // max(1, image.n_channels)
+    return engine.can_stream() and pixels > limit
+
+
+def stream_result(engine: PredictionEngine, image: Any, settings: PredictSettings, inputs: list[Path],
+                  paths: OutputPaths, *, hash_inputs: bool = True) -> Generator[Any, None, tuple[Any, list[Path]]]:
+    """Predict ``image`` with the streaming engine straight into its files; yields the engine's events
+    and returns (``StreamedResult``, paths written). Written whole or not at all."""
+    from labelfree_app.export import StreamedFiles
+
+    paths.prediction.parent.mkdir(parents=True, exist_ok=True)
+    before = {path: _identity(path) for path in paths.all()}
+    dtype = str(engine.resolve(settings).get("dtype", "float32"))
+    try:
+        with StreamedFiles(paths, dtype, pixel_size_um=getattr(image, "pixel_size_um", None),
+                           protected_paths=inputs) as files:
+            result = yield from engine.stream(image, settings, files)
+            written = files.finish(result, engine.manifest, inputs, hash_inputs=hash_inputs)
+    except BaseException:
+        _remove_written(before)
+        raise
+    return result, written
+
+
+def _pearson_streamed(image: Any, target: int | str, prediction_path: Path) -> tuple[float | None, str]:
+    """Pearson r of a written prediction (channel 0) and the target channel, read band by band."""
+    import math
+
+    from labelfree_app.io import read_image
+
+    try:
+        observed = image.channel(target)
+    except LabelFreeError as exc:
+        return None, f"no Pearson r: {exc}"
+    data = read_image(prediction_path, lazy=True).data
+    predicted = data[:, 0] if data.ndim == 5 else data[0]
+    if tuple(observed.shape) != tuple(predicted.shape):
+        return None, f"no Pearson r: the target channel is {tuple(observed.shape)}, the prediction {tuple(predicted.shape)}"
+    sums = np.zeros(6)  # n, x, y, xx, yy, xy around a shift
+    shift: tuple[float, float] | None = None
+    height = observed.shape[-2]
+    for lo in range(0, height, 512):
+        x = np.asarray(predicted[..., lo:lo + 512, :], dtype=np.float64)
+        y = np.asarray(observed[..., lo:lo + 512, :], dtype=np.float64)
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+        if not x.size:
+            continue
+        if shift is None:
+            shift = (float(x.mean()), float(y.mean()))
+        x, y = x - shift[0], y - shift[1]
+        sums += (x.size, x.sum(), y.sum(), np.dot(x, x), np.dot(y, y), np.dot(x, y))
+    n = sums[0]
+    if n < 2:
+        return math.nan, ""
+    vx, vy = sums[3] - sums[1] ** 2 / n, sums[4] - sums[2] ** 2 / n
+    if vx <= 0 or vy <= 0:
+        return math.nan, ""
+    return float((sums[5] - sums[1] * sums[2] / n) / math.sqrt(vx * vy)), ""
 
 
 def save_result(result: PredictionResult, manifest: dict[str, Any], inputs: list[Path], paths: OutputPaths, *,
@@ -241,25 +311,33 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     try:
         image = image if image is not None else read_input(job.input, options.rgb, options.position)
         engine = engines.get(job.model, options.settings.device)
-        result: PredictionResult | None = None
-        run = engine.run(image, options.settings)
-        try:
-            for event in run:
-                if isinstance(event, PredictionResult):
-                    result = event
-                else:
-                    yield event
-        finally:
-            run.close()
-        assert result is not None
-        written = save_result(result, engine.manifest, job.input.files, job.outputs(out_dir, options.format),
-                              pixel_size_um=getattr(image, "pixel_size_um", None),
-                              save_steps=options.save_steps, hash_inputs=options.hash_inputs)
+        result: Any = None
+        if streams(engine, image, options.save_steps):
+            result, written = yield from stream_result(engine, image, options.settings, job.input.files,
+                                                       job.outputs(out_dir, options.format),
+                                                       hash_inputs=options.hash_inputs)
+        else:
+            run = engine.run(image, options.settings)
+            try:
+                for event in run:
+                    if isinstance(event, PredictionResult):
+                        result = event
+                    else:
+                        yield event
+            finally:
+                run.close()
+            assert result is not None
+            written = save_result(result, engine.manifest, job.input.files, job.outputs(out_dir, options.format),
+                                  pixel_size_um=getattr(image, "pixel_size_um", None),
+                                  save_steps=options.save_steps, hash_inputs=options.hash_inputs)
         row.outputs = [str(p) for p in written]
         row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
         row.device = result.device
         if options.target_channel is not None:
-            row.pearson_r, row.note = _pearson(image, options.target_channel, result.prediction)
+            if isinstance(result, PredictionResult):
+                row.pearson_r, row.note = _pearson(image, options.target_channel, result.prediction)
+            else:
+                row.pearson_r, row.note = _pearson_streamed(image, options.target_channel, written[0])
         row.note = " ".join([*result.notes, row.note]).strip()
         row.note = "; ".join(note for note in (redo_note, row.note) if note)
         row.status = "done"

@@ -20,7 +20,8 @@ from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.settings import MIN_TILE, PredictSettings, is_diffusion
-from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
+from labelfree_app.core.streaming import StreamedResult, band_tile_shape, fit_streaming, stream_plane
+from labelfree_app.core.tiling import TileGrid, fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import InputShapeError, SettingsError
 
@@ -140,6 +141,10 @@ class PredictionEngine:
     def _select_pixels(self, image: Any, settings: PredictSettings, t: int = 0) -> np.ndarray:
         """Pick the transmitted-light channel(s) the model takes at time point ``t``, as (Z, Y, X) or
         (C, Z, Y, X)."""
+        return np.asarray(self._select_lazy(image, settings, t))
+
+    def _select_lazy(self, image: Any, settings: PredictSettings, t: int = 0) -> Any:
+        """``_select_pixels`` without reading: slices of a lazy image stay lazy."""
         from labelfree_app.io import find_transmitted_channel
 
         data = image.data
@@ -152,14 +157,14 @@ class PredictionEngine:
                 raise InputShapeError(
                     f"{_image_name(image)} has {n_channels} channel(s) but the model takes {wanted}."
                 )
-            return np.asarray(data)
+            return data
         if settings.channel is not None:
             index = image.channel_index(settings.channel)
         elif n_channels == 1:
             index = 0
         else:
             index = find_transmitted_channel(image)
-        return np.asarray(data[index])
+        return data[index]
 
     def _normalizer(self) -> Normalizer:
         spec = (self.manifest.get("normalization") or {}).get("input") or {"method": "zscore", "params": {}}
@@ -327,6 +332,91 @@ class PredictionEngine:
         if frames_all:
             frames_out = frames_all[0] if len(frames_all) == 1 else np.concatenate(frames_all, axis=2)
         return prediction, variance, frames_out
+
+    # -- streaming ------------------------------------------------------------------------
+    def can_stream(self) -> bool:
+        """Whether ``stream`` runs this model: 2D U-Nets (3D models and diffusion stay whole-image)."""
+        return self.dims == 2 and not is_diffusion(self.kind)
+
+    def stream(self, image: Any, settings: PredictSettings | None, sink: Any) -> Generator[Event, None, StreamedResult]:
+        """Predict ``image`` plane by plane and band by band into ``sink`` in flat memory.
+
+        ``sink.begin(shape, channel_names, has_variance)`` is called once with the (T, C, Z, Y, X)
+        output shape, then ``sink.write(t, z, y0, prediction, variance)`` with finished (C, h, X)
+        float32 rows in output units (NaN where the input was not finite). Yields progress events
+        and returns a ``StreamedResult``. The input is read region by region (``core.streaming``)."""
+        settings = settings or PredictSettings()
+        if not self.can_stream():
+            raise SettingsError("Streaming prediction takes 2D U-Net models; run this model with run().")
+        resolved = self.resolve(settings)
+        self._units = resolved["units"]
+        start = time.perf_counter()
+        yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
+        predictor = self._load_runner()
+        yield Progress("loading", 1, 1, "Model loaded")
+        times = _time_points(image, settings)
+        first = self._select_lazy(image, settings, times[0])
+        lead = (1,) + tuple(first.shape) if len(first.shape) == 3 else tuple(first.shape)  # (C, Z, Y, X)
+        prepare_input(np.zeros(lead[:2] + (1, 1), np.float32), self.input_spec, name=_image_name(image))  # checks only
+        n_planes = 1 if self.input_spec.z_as_channels else lead[1]
+        height, width = int(lead[2]), int(lead[3])
+        out_channels = int(self.manifest["output"]["channels"])
+        tta = bool(resolved["tta"])
+        transforms = tta_transforms(self.dims) if tta else None
+        tile, halo, batch = self._tile_settings((height, width), settings)
+        tile = band_tile_shape(tile, width, int(lead[0]), self._multiple())
+        self._tile_used = tile
+        grid = TileGrid.create((height, width), tile, tuple(2 * h for h in halo), multiple_of=self._multiple(),
+                               margin=halo)
+        sink.begin((len(times), out_channels, n_planes, height, width),
+                   tuple(self.manifest["output"].get("channel_names") or ()), tta)
+        passes, non_finite = len(times) * n_planes, 0
+        for ti, t in enumerate(times):
+            selected = self._select_lazy(image, settings, t)
+            for z in range(n_planes):
+                if self.input_spec.z_as_channels:
+                    source = selected if len(selected.shape) == 3 else selected[0]
+                else:
+                    source = selected[z:z + 1] if len(selected.shape) == 3 else selected[:, z]
+                normalizer = fit_streaming(source, self._normalizer())
+
+                def emit(y0: int, mean: np.ndarray, var: np.ndarray | None, missing: np.ndarray | None,
+                         ti: int = ti, z: int = z) -> None:
+                    prediction = self._to_output_units(mean)
+                    variance = self._scale_variance(var) if var is not None else None
+                    if missing is not None:
+                        prediction[:, missing] = np.nan
+                        if variance is not None:
+                            variance[:, missing] = np.nan
+                    sink.write(ti, z, y0, prediction, variance)
+
+                index = ti * n_planes + z
+                label = f"plane {index + 1}/{passes}" if passes > 1 else ""
+                gen = stream_plane(source, predictor.predict, grid, normalizer, emit, batch_size=batch,
+                                   transforms=transforms)
+                try:
+                    while True:
+                        done, total = next(gen)
+                        yield Progress("tiles", index * total + done, passes * total, label)
+                except StopIteration as stop:
+                    non_finite += int(stop.value)
+                finally:
+                    gen.close()
+        notes = []
+        data = image.data
+        if len(times) == 1 and data.ndim == 5 and data.shape[0] > 1:
+            notes.append(f"Time point {times[0] + 1} of {data.shape[0]} was predicted; "
+                         "`labelfree predict` and batch export predict every time point.")
+        if non_finite:
+            notes.append(f"{_image_name(image)} has {non_finite} non-finite pixel value(s) (NaN or Inf): they were "
+                         "left out of the normalization, filled for the network, and are NaN in the prediction.")
+        return StreamedResult(
+            axes="TCZYX" if len(times) > 1 else "CZYX",
+            shape=(len(times), out_channels, n_planes, height, width),
+            channel_names=tuple(self.manifest["output"].get("channel_names") or ()),
+            model_id=self.manifest["id"], settings=self._effective_settings(settings),
+            seconds=time.perf_counter() - start, device=str(self.device),
+            backend=str(getattr(predictor, "backend", "torch")), notes=tuple(notes), has_variance=tta)
 
     def _effective_settings(self, settings: PredictSettings) -> dict[str, Any]:
         """The resolved values of this run (provenance), with the tile actually used."""

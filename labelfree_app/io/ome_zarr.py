@@ -95,7 +95,8 @@ class LazyArray:
             da.store(self._array, out, lock=False)
         except Exception as exc:  # noqa: BLE001 - zarr, numcodecs and the store raise many types
             raise OmeZarrError(f"{self.path} has a damaged or missing chunk ({type(exc).__name__}: {exc}); "
-                               "copy or export the OME-Zarr again.", path=self.path) from exc
+                               f"copy or export {'the OME-Zarr' if self.path.is_dir() else 'the file'} again.",
+                               path=self.path) from exc
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self) -> str:

@@ -72,13 +72,14 @@ def detect_format(path: Path) -> str:
 
 
 def read_image(path: PathLike, *, channel: int | str | None = None, rgb: str | int = "error",
-               position: str | None = None) -> Image:
+               position: str | None = None, lazy: bool = False) -> Image:
     """Read a TIFF (OME, ImageJ, MetaMorph, plain, BigTIFF) or PNG as (C, Z, Y, X) or (T, C, Z, Y, X).
 
     ``channel`` (name or index) reads only that channel, plane by plane, so one channel of a
     huge stack needs only that channel's memory. ``rgb`` says what to do with an RGB image:
     "error" (raise RGBImageError), "luminance", or a colour index (0 red, 1 green, 2 blue).
     An OME-Zarr folder is read lazily (``io.ome_zarr``); ``position`` ("A/1/0") picks a plate's field.
+    ``lazy=True`` opens a big TIFF lazily too (``io.regions``): pixels are read region by region.
     All failures are ``labelfree_app.errors.ImageReadError`` subclasses naming the file.
     """
     path = Path(os.fspath(path)).expanduser()
@@ -87,7 +88,7 @@ def read_image(path: PathLike, *, channel: int | str | None = None, rgb: str | i
     if is_ome_zarr(path):
         return read_ome_zarr(path, position=position, channel=channel)
     if detect_format(path) == "tiff":
-        return read_tiff(path, channel=channel, rgb=rgb)
+        return read_tiff(path, channel=channel, rgb=rgb, lazy=lazy)
     return read_png(path, channel=channel, rgb=rgb)
 
 

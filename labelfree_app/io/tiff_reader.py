@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import tifffile
@@ -138,8 +138,10 @@ def map_axes(series_axes: str, shape: tuple[int, ...], *, is_rgb: bool, path: Pa
     return AxisLayout(series_axes=series_axes, targets="".join(t for t in targets if t), shape=tuple(shape))
 
 
-def read_tiff(path: Path, *, channel: int | str | None, rgb: str | int) -> Image:
-    """Read the first image series of a TIFF; see ``labelfree_app.io.read_image``."""
+def read_tiff(path: Path, *, channel: int | str | None, rgb: str | int, lazy: bool = False) -> Image:
+    """Read the first image series of a TIFF; see ``labelfree_app.io.read_image``.
+
+    ``lazy``: a big (``regions.LAZY_MIN_BYTES``) non-RGB series is opened lazily (``io.regions``)."""
     with captured_tifffile_log() as log:
         try:
             tif = tifffile.TiffFile(path)
@@ -158,7 +160,7 @@ def read_tiff(path: Path, *, channel: int | str | None, rgb: str | int) -> Image
             # than one but fewer than planes means the chain was cut short.
             if not series.is_multifile and 1 < n_file_pages < _n_planes(series):
                 raise corrupt(path, f"only {n_file_pages} of {_n_planes(series)} image planes are present")
-            return _read_series(tif, series, path, channel=channel, rgb=rgb, log=log)
+            return _read_series(tif, series, path, channel=channel, rgb=rgb, log=log, lazy=lazy)
 
 
 def count_ifds(tif: tifffile.TiffFile, path: Path) -> int:
@@ -200,6 +202,7 @@ def _read_series(
     channel: int | str | None,
     rgb: str | int,
     log: TifffileLog,
+    lazy: bool = False,
 ) -> Image:
     check_dtype(series.dtype, path)
     layout = map_axes(series.axes, tuple(series.shape), is_rgb=_is_rgb(series), path=path)
@@ -211,21 +214,43 @@ def _read_series(
     names = clean_channel_names(meta.channel_names, layout.size("C"))
     channel_info = meta.channel_info if meta.channel_info and len(meta.channel_info) == len(names) else None
     picked = None if channel is None else resolve_channel_index(names, channel, path=path)
-    check_fits_in_memory(path, tuple(series.shape), series.dtype,
-                         layout.size("C") if picked is not None and "C" in layout.targets else 1)
+    from labelfree_app.io.regions import LAZY_MIN_BYTES, lazy_series
+
+    lazy = lazy and "S" not in layout.targets and prod(series.shape) * series.dtype.itemsize > LAZY_MIN_BYTES
+    if lazy:  # one tile or strip is decoded at a time, so that is what must fit (else: the usual sentence)
+        page = series.keyframe
+        rows = page.tilelength if page.is_tiled else min(page.rowsperstrip or page.imagelength, page.imagelength)
+        cols = page.tilewidth if page.is_tiled else page.imagewidth
+        chunk = rows * cols * max(1, page.samplesperpixel) * series.dtype.itemsize
+        import psutil
+
+        if chunk > 0.25 * psutil.virtual_memory().available:
+            check_fits_in_memory(path, tuple(series.shape), series.dtype)
+            lazy = False
+    if not lazy:
+        check_fits_in_memory(path, tuple(series.shape), series.dtype,
+                             layout.size("C") if picked is not None and "C" in layout.targets else 1)
     with tifffile_failures_as_corrupt(path, "its pixel data cannot be decoded"):
-        if picked is None or "C" not in layout.targets:
+        if lazy:
+            pixels = _lazy_pixels(tif, series, layout, picked, path, lazy_series)
+        elif picked is None or "C" not in layout.targets:
             pixels = _read_all(tif, series, path)
         else:
             pixels = _read_channel(tif, series, layout, picked, path)
     _raise_if_logged_errors(log, path)
-    pixels = native(pixels)
+    if not lazy:
+        pixels = native(pixels)
     targets = layout.targets
     if "S" in targets:
         pixels = reduce_rgb(pixels, targets.index("S"), rgb, path)
         targets = targets.replace("S", "")
     data, axes = to_canonical(pixels, targets)
-    check_has_pixels(data, path)
+    if lazy:
+        from labelfree_app.io.ome_zarr import LazyArray
+
+        data = LazyArray(data, path)  # float images with no finite value are refused when normalized
+    else:
+        check_has_pixels(data, path)
 
     metadata: dict[str, object] = {
         "format": meta.format,
@@ -254,6 +279,22 @@ def _read_series(
         path=path,
         metadata=metadata,
     )
+
+
+def _lazy_pixels(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, layout: AxisLayout,
+                 picked: int | None, path: Path, open_lazy: Any) -> Any:
+    """The series as a lazy (dask) array, only ``picked`` kept on the C axis; extents checked first."""
+    if series.dataoffset is not None:
+        _check_contiguous_extent(tif, series, path)
+    else:
+        if len(series) < _n_planes(series):
+            raise corrupt(path, f"only {len(series)} of {_n_planes(series)} image planes are present")
+        _check_page_extents(series, range(len(series)), path)
+    pixels = open_lazy(tif, series, path)
+    if picked is not None and "C" in layout.targets:
+        axis = layout.targets.index("C")
+        pixels = pixels[(slice(None),) * axis + (slice(picked, picked + 1),)]
+    return pixels
 
 
 def _compression_name(value: int) -> str:
