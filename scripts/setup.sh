@@ -13,9 +13,9 @@ stamp="$VENV/.labelfree-installed"
 want="$(cat pyproject.toml constraints-cpu.txt | sha256sum | cut -c1-16)-${LABELFREE_TORCH:-cpu}"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     if [ "${LABELFREE_TORCH:-cpu}" = "cuda" ]; then
-        "$VENV/bin/python" -m pip install -q -e ".[dev,cluster,bioimageio]"
+        "$VENV/bin/python" -m pip install -q -e ".[dev,cluster,bioimageio,napari]"
     else
-        "$VENV/bin/python" -m pip install -q -c constraints-cpu.txt -e ".[dev,cluster,bioimageio]"
+        "$VENV/bin/python" -m pip install -q -c constraints-cpu.txt -e ".[dev,cluster,bioimageio,napari]"
     fi
     echo "$want" > "$stamp"
 fi
