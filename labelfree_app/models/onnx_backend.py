@@ -59,10 +59,12 @@ class OnnxModule:
         dynamic_axes: dict[str, dict[int, str]],
         cache_path: Path | None = None,
         threads: int | None = None,
+        session: dict[str, Any] | None = None,
     ) -> None:
         export = (network, tuple(example_inputs), list(input_names), dynamic_axes)
         self.input_names = list(input_names)
         self.threads = threads or torch.get_num_threads()
+        self.session_settings = dict(session or {})
         if cache_path is not None and (cached := _read_verified(cache_path)) is not None:
             try:
                 self.session = self._session(cached)
@@ -78,14 +80,38 @@ class OnnxModule:
     def _session(self, model_bytes: bytes) -> Any:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options = session_options(self.threads, **self.session_settings)
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
         feeds = {name: np.ascontiguousarray(a) for name, a in zip(self.input_names, arrays)}
         return self.session.run(None, feeds)[0]
+
+
+def session_options(
+    threads: int,
+    *,
+    level: Any = None,
+    parallel: bool = False,
+    arena: bool = True,
+    spinning: bool | None = None,
+) -> Any:
+    """ONNX Runtime session options: ``threads`` intra-op threads, full graph optimization (conv
+    fusions, NCHWc layout) unless ``level`` says otherwise; the variants exist for
+    benchmarks/bench_unet_gflops.py (``parallel``: parallel execution mode with 2 inter-op threads;
+    ``arena``: the CPU memory arena; ``spinning``: whether idle intra-op threads spin)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if level is None else level
+    if parallel:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        options.inter_op_num_threads = 2
+    options.enable_cpu_mem_arena = arena
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return options
 
 
 def _record_path(cache_path: Path) -> Path:
