@@ -40,7 +40,7 @@ FATAL_ERRORS = (DiskFullError, OutputNotWritableError)
 # Inputs (the pixels of all time points and planes) above this go through the streaming engine
 # (``PredictionEngine.stream``): read region by region, written band by band, flat memory. Smaller
 # ones keep the whole-image path the GUI uses (same numbers; see tests/core/test_streaming.py).
-STREAM_MIN_PIXELS = 2048 * 2048
+STREAM_MIN_PIXELS = 1024 * 1024
 # A temp file untouched this long belongs to no live writer (tifffile writes a temp without pauses).
 STALE_TEMP_AGE_S = 300.0
 

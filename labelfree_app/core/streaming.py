@@ -24,9 +24,9 @@ from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output
 from labelfree_app.core.welford import Welford
 
 # Rows read at once by the statistics pass; bands of the prediction pass are one row of tiles.
-STATS_BAND_ROWS = 512
+STATS_BAND_ROWS = 128
 # Above this many bytes per band row (X × channels × 4), tiles get shorter and wider (same area).
-BAND_ROW_BUDGET_BYTES = 48 * 1024 * 1024
+BAND_ROW_BUDGET_BYTES = 16 * 1024 * 1024
 
 Emit = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
@@ -104,7 +104,7 @@ def band_tile_shape(tile: Sequence[int], width: int, channels: int, multiple: in
     rows = budget // max(1, width * max(channels, 1) * 4)
     if rows >= ty:
         return ty, tx
-    new_ty = max(4 * multiple, rows // multiple * multiple)
+    new_ty = min(ty, max(256, 4 * multiple, rows // multiple * multiple))
     new_tx = -(-(ty * tx // new_ty) // multiple) * multiple
     return new_ty, new_tx
 
