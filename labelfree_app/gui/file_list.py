@@ -21,6 +21,9 @@ _STATE_COLOURS = {
 }
 
 
+IMAGE_FILTER = "Images (*.tif *.tiff *.png);;All files (*)"  # for the Open dialogs
+
+
 @dataclass
 class OpenFile:
     """One opened file: its image once read, the chosen input channel, and its last result."""

@@ -21,7 +21,7 @@ from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui import plane_series, result_actions
 from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths, image_facts
 from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
-from labelfree_app.gui.file_list import FAILED, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.file_list import FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.image_panel import paths_from_mime
 from labelfree_app.gui.menus import build_menus
 from labelfree_app.gui.model_manager import ModelManagerDialog
@@ -32,7 +32,6 @@ from labelfree_app.gui.viewers import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
 
 
-IMAGE_FILTER = "Images (*.tif *.tiff *.png);;All files (*)"
 
 
 class MainWindow(QMainWindow):

@@ -130,7 +130,7 @@ def open_plane_stack(window: MainWindow, paths: Sequence[Path]) -> OpenFile:
 def open_stack_dialog(window: MainWindow) -> OpenFile | None:
     """File ▸ Open planes as z-stack: the chosen files become one entry."""
     folder = window.settings.get("last_folder")
-    from labelfree_app.gui.main_window import IMAGE_FILTER  # main_window imports this module
+    from labelfree_app.gui.file_list import IMAGE_FILTER
 
     chosen, _ = QFileDialog.getOpenFileNames(window, "Open planes as one z-stack", folder, IMAGE_FILTER)
     return open_plane_stack(window, [Path(p) for p in chosen]) if chosen else None

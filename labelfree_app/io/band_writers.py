@@ -102,7 +102,7 @@ class TiledTiffBandWriter:
 
     def finish(self, provenance: Mapping[str, Any] | None) -> Path:
         """Store the provenance, close and rename the temp file to the target; returns the target."""
-        from labelfree_app.io.writing import provenance_block
+        from labelfree_app.io.provenance import provenance_block
 
         os.close(self._fd)
         self._fd = -1
@@ -177,7 +177,7 @@ class OmeZarrBandWriter:
         from ome_zarr.writer import write_multiscales_metadata
 
         from labelfree_app.io.ome_zarr import PROVENANCE_KEY, _downsample, _replace_folder, _row_slabs
-        from labelfree_app.io.writing import provenance_block
+        from labelfree_app.io.provenance import provenance_block
 
         for index in range(1, len(self._levels)):
             source, dest = self._levels[index - 1], self._levels[index]

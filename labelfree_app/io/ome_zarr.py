@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from labelfree_app.errors import CorruptImageError, FileAccessError, ImageReadError, UnsupportedFormatError
+from labelfree_app.errors import FileAccessError, ImageReadError, UnsupportedFormatError
 from labelfree_app.io.atomic import check_not_input, check_writable_folder, ensure_free_space, write_error
 from labelfree_app.io.channels import default_channel_names
 from labelfree_app.io.image import Image, to_canonical
@@ -276,7 +276,7 @@ def write_ome_zarr(
     from ome_zarr.format import FormatV05
     from ome_zarr.writer import write_multiscales_metadata
 
-    from labelfree_app.io.writing import provenance_block
+    from labelfree_app.io.provenance import provenance_block
 
     target = Path(os.fspath(path)).expanduser().absolute()
     check_not_input(target, protected_paths)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
@@ -22,6 +21,7 @@ from labelfree_app.errors import ImageWriteError
 from labelfree_app.io.atomic import atomic_path
 from labelfree_app.io.channels import default_channel_names
 from labelfree_app.io.image import CANONICAL_AXES_WITH_TIME, to_canonical
+from labelfree_app.io.provenance import provenance_block
 from labelfree_app.io.reading import detect_format
 from labelfree_app.io.tiff_metadata import PROVENANCE_NAMESPACE, imagej_provenance, ome_provenance
 from labelfree_app.io.tiff_reader import captured_tifffile_log, tifffile_failures_as_corrupt
@@ -105,27 +105,6 @@ def _storable(data: np.ndarray, *, imagej: bool, path: Path) -> np.ndarray:
             path=path,
         )
     return data if name == data.dtype.name else data.astype(name)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"provenance value {value!r} cannot be stored as JSON")
-
-
-def provenance_block(provenance: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The caller's provenance plus the app name, version and time of writing (caller wins)."""
-    block: dict[str, Any] = {
-        "app": "LabelFree",
-        "app_version": __version__,
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    block.update(provenance or {})
-    return json.loads(json.dumps(block, default=_jsonable))
 
 
 def _resolution(sizes: dict[str, float]) -> tuple[float, float] | None:
