@@ -28,15 +28,23 @@ def log_file_path() -> Path:
 def setup_logging() -> Path:
     """Log warnings and errors (with tracebacks) to the log file; returns its path."""
     log_file = log_file_path()
-    log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger("labelfree_app")
     for old in [h for h in root.handlers if isinstance(h, logging.FileHandler) and Path(h.baseFilename) != log_file]:
         root.removeHandler(old)  # one log file per process (the home folder may have moved)
         old.close()
     if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == log_file for h in root.handlers):
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler = _LazyFileHandler(log_file, encoding="utf-8", delay=True)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     return log_file
+
+
+class _LazyFileHandler(logging.FileHandler):
+    """A file handler that makes its folder and file only when there is something to write, so a
+    command that logs nothing leaves nothing behind."""
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()

@@ -49,6 +49,8 @@ cp "$here/labelfree.png" "$icons/labelfree.png"
     echo 'if [ "$purge" = 1 ]; then'
     echo '    rm -rf "${XDG_DATA_HOME:-$HOME/.local/share}/LabelFree" "${XDG_CONFIG_HOME:-$HOME/.config}/LabelFree" \'
     echo '           "${XDG_CACHE_HOME:-$HOME/.cache}/LabelFree" "${XDG_STATE_HOME:-$HOME/.local/state}/LabelFree"'
+    echo '    # the standard folders LabelFree may have been first to create, when nothing else is in them'
+    echo '    rmdir "${XDG_STATE_HOME:-$HOME/.local/state}" "${XDG_CACHE_HOME:-$HOME/.cache}" "${XDG_CONFIG_HOME:-$HOME/.config}" 2>/dev/null || true'
     echo 'fi'
     echo "# folders the install created, removed when nothing else is in them"
     printf '%s\n' "$created" | while IFS= read -r d; do
