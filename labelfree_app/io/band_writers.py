@@ -176,13 +176,11 @@ class OmeZarrBandWriter:
         from ome_zarr.format import FormatV05
         from ome_zarr.writer import write_multiscales_metadata
 
-        from labelfree_app.io.ome_zarr import PROVENANCE_KEY, _downsample, _replace_folder, _row_slabs
+        from labelfree_app.io.ome_zarr import PROVENANCE_KEY, _replace_folder, build_level
         from labelfree_app.io.provenance import provenance_block
 
         for index in range(1, len(self._levels)):
-            source, dest = self._levels[index - 1], self._levels[index]
-            for rows in _row_slabs(dest.shape[-2], self._chunk):
-                dest[..., rows, :] = _downsample(source[..., rows.start * 2: rows.stop * 2, :])
+            build_level(self._levels[index - 1], self._levels[index], self._chunk)
         axes = "TCZYX"
         datasets = []
         for index in range(len(self._levels)):

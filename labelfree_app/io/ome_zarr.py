@@ -237,6 +237,15 @@ def _row_slabs(height: int, rows: int) -> Iterator[slice]:
         yield slice(start, min(height, start + rows))
 
 
+def build_level(source: Any, dest: Any, chunk: int) -> None:
+    """Fill pyramid level ``dest`` from the level above, one chunk-aligned block at a time (the memory
+    held is a 2·chunk square of the level above, whatever the image size)."""
+    for rows in _row_slabs(dest.shape[-2], chunk):
+        for cols in _row_slabs(dest.shape[-1], chunk):
+            above = source[..., rows.start * 2: rows.stop * 2, cols.start * 2: cols.stop * 2]
+            dest[..., rows, cols] = _downsample(above)
+
+
 def _downsample(block: np.ndarray) -> np.ndarray:
     """Mean of 2×2 pixel blocks over the last two axes (an odd last row/column is kept as is)."""
     y, x = block.shape[-2:]
@@ -304,10 +313,7 @@ def write_ome_zarr(
         for rows in _row_slabs(shapes[0][-2], chunks[-2]):
             levels[0][..., rows, :] = np.asarray(data[..., rows, :])
         for index in range(1, len(levels)):
-            source, dest = levels[index - 1], levels[index]
-            for rows in _row_slabs(dest.shape[-2], chunks[-2]):
-                above = source[..., rows.start * 2: rows.stop * 2, :]
-                dest[..., rows, :] = _downsample(above)
+            build_level(levels[index - 1], levels[index], chunks[-2])
         datasets = []
         for index in range(len(levels)):
             factor = 2.0 ** index
