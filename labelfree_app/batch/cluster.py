@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Generator
 
-from labelfree_app.batch.local import BatchDone, BatchEvent, Eta, JobFinished, prepare_output_folder, report_extra
-from labelfree_app.batch.lock import BatchLock
+from labelfree_app.batch.local import BatchDone, BatchEvent, Eta, JobFinished, holding_output_folder, report_extra
 from labelfree_app.batch.plan import BatchJob, BatchPlan
-from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, process_job, remove_stale_temps
+from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, process_job
 from labelfree_app.batch.report import BatchRow, carry_forward, read_report, recorded_files, write_report
 from labelfree_app.errors import LabelFreeError
 
@@ -71,16 +70,8 @@ def run_batch_dask(plan: BatchPlan, options: BatchOptions, client: Any, *,
     ``should_stop`` cancels the tasks not yet started; running tasks finish (their writes are atomic).
     The client holds the output folder's lock while the tasks run.
     """
-    prepare_output_folder(plan.out_dir)
-    lock = BatchLock(plan.out_dir, plan.report_name)
-    dead_owner = lock.acquire()
-    try:
-        if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
-            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir, options.format).all()),
-                               older_than_s=0)
+    with holding_output_folder(plan, options):
         return (yield from _run_on_cluster(plan, options, client, should_stop))
-    finally:
-        lock.release()
 
 
 def _run_on_cluster(plan: BatchPlan, options: BatchOptions, client: Any,

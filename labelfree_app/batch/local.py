@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Generator
+from typing import Any, Callable, Generator, Iterator
 
 from labelfree_app.batch.lock import BatchLock
 from labelfree_app.batch.plan import BatchJob, BatchPlan
@@ -125,6 +125,14 @@ def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[
     Holds the output folder's lock (``BatchLock``) throughout: a second batch on the same folder
     is refused, and the lock goes when this generator ends, fails or is closed.
     """
+    with holding_output_folder(plan, options):
+        return (yield from _run_jobs(plan, options, should_stop, should_cancel, engines or EngineCache()))
+
+
+@contextlib.contextmanager
+def holding_output_folder(plan: BatchPlan, options: BatchOptions) -> Iterator[None]:
+    """Create the output folder and hold its lock while the batch runs (local or on a cluster); the
+    temp files of a killed batch that held it are removed first."""
     prepare_output_folder(plan.out_dir)
     lock = BatchLock(plan.out_dir, plan.report_name)
     dead_owner = lock.acquire()
@@ -132,7 +140,7 @@ def run_batch(plan: BatchPlan, options: BatchOptions, *, should_stop: Callable[[
         if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
             remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir, options.format).all()),
                                older_than_s=0)
-        return (yield from _run_jobs(plan, options, should_stop, should_cancel, engines or EngineCache()))
+        yield
     finally:
         lock.release()
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from math import prod
 from pathlib import Path
 
 import numpy as np
 
-from labelfree_app.errors import ChannelError, EmptyImageError, RGBImageError, UnsupportedDtypeError
+from labelfree_app.errors import ChannelError, EmptyImageError, ImageTooLargeError, RGBImageError, UnsupportedDtypeError
 
 # Rec. 709 luma weights, as scikit-image's rgb2gray uses.
 LUMINANCE_WEIGHTS = (0.2125, 0.7154, 0.0721)
@@ -81,3 +82,20 @@ def _luminance(data: np.ndarray, sample_axis: int) -> np.ndarray:
         info = np.iinfo(data.dtype)
         return np.clip(np.rint(grey), info.min, info.max).astype(data.dtype)
     return grey
+
+
+def check_fits_in_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype, divisor: int = 1) -> None:
+    """Refuse, before allocating, an image whose pixels (as its header claims them) would not fit in
+    the free memory: a damaged or hostile header can claim 100000×100000 pixels in a few hundred bytes."""
+    import psutil
+
+    from labelfree_app.io.atomic import human_bytes
+
+    needed = prod(shape) * np.dtype(dtype).itemsize // max(divisor, 1)
+    available = psutil.virtual_memory().available
+    if needed > 0.8 * available:
+        dims = "×".join(str(n) for n in shape)
+        raise ImageTooLargeError(
+            f"{path} says it holds {dims} pixels ({human_bytes(needed)}), more than the free memory "
+            f"({human_bytes(available)}); crop or split it, or if the file is small, its header is damaged.",
+            path=path)

@@ -19,12 +19,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import tifffile
 
-from labelfree_app.errors import (CorruptImageError, FileAccessError, ImageTooLargeError, LabelFreeError,
-                                  UnsupportedFormatError)
+from labelfree_app.errors import CorruptImageError, FileAccessError, LabelFreeError, UnsupportedFormatError
 from labelfree_app.io import tiff_metadata
 from labelfree_app.io.channels import clean_channel_names, resolve_channel_index
 from labelfree_app.io.image import Image, to_canonical
-from labelfree_app.io.pixels import check_dtype, check_has_pixels, check_rgb_choice, native, reduce_rgb
+from labelfree_app.io.pixels import (check_dtype, check_fits_in_memory, check_has_pixels, check_rgb_choice, native,
+                                     reduce_rgb)
 
 _RGB_PHOTOMETRIC = (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
 _DIRECT_AXES = {"T": "T", "C": "C", "Z": "Z", "Y": "Y", "X": "X", "E": "C"}
@@ -79,23 +79,6 @@ def tifffile_failures_as_corrupt(path: Path, reason: str) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001
         raise corrupt(path, reason) from exc
-
-
-def check_fits_in_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype, divisor: int = 1) -> None:
-    """Refuse, before allocating, an image whose pixels (as its header claims them) would not fit in
-    the free memory: a damaged or hostile header can claim 100000×100000 pixels in a few hundred bytes."""
-    import psutil
-
-    from labelfree_app.io.atomic import human_bytes
-
-    needed = prod(shape) * np.dtype(dtype).itemsize // max(divisor, 1)
-    available = psutil.virtual_memory().available
-    if needed > 0.8 * available:
-        dims = "×".join(str(n) for n in shape)
-        raise ImageTooLargeError(
-            f"{path} says it holds {dims} pixels ({human_bytes(needed)}), more than the free memory "
-            f"({human_bytes(available)}); crop or split it, or if the file is small, its header is damaged.",
-            path=path)
 
 
 def _raise_if_logged_errors(log: TifffileLog, path: Path) -> None:
@@ -284,12 +267,7 @@ def _read_series(
 def _lazy_pixels(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, layout: AxisLayout,
                  picked: int | None, path: Path, open_lazy: Any) -> Any:
     """The series as a lazy (dask) array, only ``picked`` kept on the C axis; extents checked first."""
-    if series.dataoffset is not None:
-        _check_contiguous_extent(tif, series, path)
-    else:
-        if len(series) < _n_planes(series):
-            raise corrupt(path, f"only {len(series)} of {_n_planes(series)} image planes are present")
-        _check_page_extents(series, range(len(series)), path)
+    _check_series_extent(tif, series, path)
     pixels = open_lazy(tif, series, path)
     if picked is not None and "C" in layout.targets:
         axis = layout.targets.index("C")
@@ -349,6 +327,16 @@ def _check_page_extents(series: tifffile.TiffPageSeries, indices: Iterable[int],
             raise corrupt(path, "the file ends before its pixel data does")
 
 
+def _check_series_extent(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> None:
+    """CorruptImageError unless every plane of ``series`` is present and its data lies inside the file."""
+    if series.dataoffset is not None:
+        _check_contiguous_extent(tif, series, path)
+    else:
+        if len(series) < _n_planes(series):
+            raise corrupt(path, f"only {len(series)} of {_n_planes(series)} image planes are present")
+        _check_page_extents(series, range(len(series)), path)
+
+
 def _check_contiguous_extent(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> None:
     end = series.dataoffset + prod(series.shape) * series.dtype.itemsize
     if end > tif.filehandle.size:
@@ -356,12 +344,7 @@ def _check_contiguous_extent(tif: tifffile.TiffFile, series: tifffile.TiffPageSe
 
 
 def _read_all(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> np.ndarray:
-    if series.dataoffset is not None:
-        _check_contiguous_extent(tif, series, path)
-    else:
-        if len(series) < _n_planes(series):
-            raise corrupt(path, f"only {len(series)} of {_n_planes(series)} image planes are present")
-        _check_page_extents(series, range(len(series)), path)
+    _check_series_extent(tif, series, path)
     pixels = series.asarray()
     if tuple(pixels.shape) != tuple(series.shape):
         raise corrupt(path, "its pixel data do not fill the image")
