@@ -17,11 +17,13 @@ from labelfree_app.core.allocator import tune_cpu_allocator
 from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, select_device
 from labelfree_app.core.diffusion_runner import CPU_GROUP
 from labelfree_app.core.events import Event, PredictionResult, Progress
-from labelfree_app.core.inputs import ModelInputSpec, PreparedInput, as_czyx, prepare_input
+from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, missing_mask,
+                                       prepare_input, time_points)
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.settings import MIN_TILE, PredictSettings, is_diffusion
 from labelfree_app.core.streaming import StreamedResult, band_tile_shape, fit_streaming, stream_plane
 from labelfree_app.core.tiling import TileGrid, fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
+from labelfree_app.core.tta import tta_transforms
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import InputShapeError, SettingsError
 
@@ -81,29 +83,20 @@ class PredictionEngine:
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         runner = self._load_runner()
         yield Progress("loading", 1, 1, "Model loaded")
-        times = _time_points(image, settings)
+        times = time_points(image, settings)
         outputs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         non_finite = 0
         for t in times:
-            prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=_image_name(image))
-            missing, count = _missing_mask(prepared, self.dims)
+            prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=image_name(image))
+            missing, count = missing_mask(prepared, self.dims)
             non_finite += count
             if is_diffusion(self.kind):
                 prediction, variance, frames = yield from self._run_diffusion(runner, prepared, settings)
             else:
                 prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
-            if missing is not None:
-                prediction[:, missing] = np.nan
-                if variance is not None:
-                    variance[:, missing] = np.nan
+            _mark_missing(missing, prediction, variance)
             outputs.append((prediction, variance, frames))
-        notes = []
-        if len(times) == 1 and image.data.ndim == 5 and image.data.shape[0] > 1:
-            notes.append(f"Time point {times[0] + 1} of {image.data.shape[0]} was predicted; "
-                         "`labelfree predict` and batch export predict every time point.")
-        if non_finite:
-            notes.append(f"{_image_name(image)} has {non_finite} non-finite pixel value(s) (NaN or Inf): they were "
-                         "left out of the normalization, filled for the network, and are NaN in the prediction.")
+        notes = input_notes(image, times, non_finite)
         if len(times) > 1:
             prediction = np.stack([o[0] for o in outputs])
             variance = np.stack([o[1] for o in outputs]) if outputs[0][1] is not None else None
@@ -155,7 +148,7 @@ class PredictionEngine:
         if wanted > 1:
             if n_channels != wanted:
                 raise InputShapeError(
-                    f"{_image_name(image)} has {n_channels} channel(s) but the model takes {wanted}."
+                    f"{image_name(image)} has {n_channels} channel(s) but the model takes {wanted}."
                 )
             return data
         if settings.channel is not None:
@@ -354,10 +347,10 @@ class PredictionEngine:
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         predictor = self._load_runner()
         yield Progress("loading", 1, 1, "Model loaded")
-        times = _time_points(image, settings)
+        times = time_points(image, settings)
         first = self._select_lazy(image, settings, times[0])
         lead = (1,) + tuple(first.shape) if len(first.shape) == 3 else tuple(first.shape)  # (C, Z, Y, X)
-        prepare_input(np.zeros(lead[:2] + (1, 1), np.float32), self.input_spec, name=_image_name(image))  # checks only
+        prepare_input(np.zeros(lead[:2] + (1, 1), np.float32), self.input_spec, name=image_name(image))  # checks only
         n_planes = 1 if self.input_spec.z_as_channels else lead[1]
         height, width = int(lead[2]), int(lead[3])
         out_channels = int(self.manifest["output"]["channels"])
@@ -384,10 +377,7 @@ class PredictionEngine:
                          ti: int = ti, z: int = z) -> None:
                     prediction = self._to_output_units(mean)
                     variance = self._scale_variance(var) if var is not None else None
-                    if missing is not None:
-                        prediction[:, missing] = np.nan
-                        if variance is not None:
-                            variance[:, missing] = np.nan
+                    _mark_missing(missing, prediction, variance)
                     sink.write(ti, z, y0, prediction, variance)
 
                 index = ti * n_planes + z
@@ -402,14 +392,7 @@ class PredictionEngine:
                     non_finite += int(stop.value)
                 finally:
                     gen.close()
-        notes = []
-        data = image.data
-        if len(times) == 1 and data.ndim == 5 and data.shape[0] > 1:
-            notes.append(f"Time point {times[0] + 1} of {data.shape[0]} was predicted; "
-                         "`labelfree predict` and batch export predict every time point.")
-        if non_finite:
-            notes.append(f"{_image_name(image)} has {non_finite} non-finite pixel value(s) (NaN or Inf): they were "
-                         "left out of the normalization, filled for the network, and are NaN in the prediction.")
+        notes = input_notes(image, times, non_finite)
         return StreamedResult(
             axes="TCZYX" if len(times) > 1 else "CZYX",
             shape=(len(times), out_channels, n_planes, height, width),
@@ -426,26 +409,6 @@ class PredictionEngine:
         return values
 
 
-def tta_transforms(dims: int) -> list[tuple[Any, Any]]:
-    """Flip (and for 2D, rot90) transforms over the last axes, each with its inverse."""
-    y, x = -2, -1
-    transforms: list[tuple[Any, Any]] = []
-    flips = [(), (x,), (y,), (y, x)]
-    for axes in flips:
-        transforms.append((_flip(axes), _flip(axes)))
-    if dims == 2:
-        for axes in flips:
-            fwd = _flip(axes)
-            transforms.append(
-                (lambda a, f=fwd: np.rot90(f(a), 1, axes=(y, x)), lambda a, f=fwd: f(np.rot90(a, -1, axes=(y, x))))
-            )
-    return transforms
-
-
-def _flip(axes: tuple[int, ...]) -> Any:
-    return (lambda a: np.flip(a, axis=axes)) if axes else (lambda a: a)
-
-
 def _stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput) -> np.ndarray:
     """(C, Y, X) per plane or one (C, Z, Y, X) -> one float32 (C, Z, Y, X) array."""
     if dims == 3:
@@ -453,28 +416,9 @@ def _stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput)
     return np.ascontiguousarray(np.stack(outputs, axis=1), dtype=np.float32)
 
 
-def _time_points(image: Any, settings: PredictSettings) -> list[int]:
-    """The time points to predict: all of a time series, or the one the settings name."""
-    data = image.data
-    count = int(data.shape[0]) if data.ndim == 5 else 1
-    if settings.time_point is None:
-        return list(range(count))
-    if not 0 <= settings.time_point < count:
-        raise InputShapeError(f"{_image_name(image)} has {count} time point(s); time point {settings.time_point} "
-                              f"does not exist (use 0 to {count - 1}).")
-    return [settings.time_point]
-
-
-def _missing_mask(prepared: PreparedInput, dims: int) -> tuple[np.ndarray | None, int]:
-    """Where any input channel is NaN/Inf, as the prediction's (Z, Y, X) grid, and how many values."""
-    masks = [~np.isfinite(part) for part in prepared.parts]
-    count = int(sum(int(m.sum()) for m in masks))
-    if not count:
-        return None, 0
-    spatial = [m.any(axis=0) for m in masks]  # over channels: (Y, X) per 2D part, (Z, Y, X) in 3D
-    return (spatial[0] if dims == 3 else np.stack(spatial)), count
-
-
-def _image_name(image: Any) -> str:
-    path = getattr(image, "path", None)
-    return f"'{path.name}'" if path is not None else "the image"
+def _mark_missing(missing: np.ndarray | None, *arrays: np.ndarray | None) -> None:
+    """NaN in each (C, …) output where the input was not finite."""
+    if missing is not None:
+        for array in arrays:
+            if array is not None:
+                array[:, missing] = np.nan

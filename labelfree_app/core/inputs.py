@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labelfree_app.errors import InputShapeError
+
+if TYPE_CHECKING:
+    from labelfree_app.core.settings import PredictSettings
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,43 @@ def prepare_input(zyx_or_czyx: np.ndarray, spec: ModelInputSpec, *, name: str = 
 def as_czyx(array: np.ndarray, dims: int) -> np.ndarray:
     """Give a model output (C, Y, X) or (C, Z, Y, X) the canonical (C, Z, Y, X) axes."""
     return array[:, np.newaxis] if dims == 2 else array
+
+
+def time_points(image: Any, settings: PredictSettings) -> list[int]:
+    """The time points to predict: all of a time series, or the one the settings name."""
+    data = image.data
+    count = int(data.shape[0]) if data.ndim == 5 else 1
+    if settings.time_point is None:
+        return list(range(count))
+    if not 0 <= settings.time_point < count:
+        raise InputShapeError(f"{image_name(image)} has {count} time point(s); time point {settings.time_point} "
+                              f"does not exist (use 0 to {count - 1}).")
+    return [settings.time_point]
+
+
+def missing_mask(prepared: PreparedInput, dims: int) -> tuple[np.ndarray | None, int]:
+    """Where any input channel is NaN/Inf, as the prediction's (Z, Y, X) grid, and how many values."""
+    masks = [~np.isfinite(part) for part in prepared.parts]
+    count = int(sum(int(m.sum()) for m in masks))
+    if not count:
+        return None, 0
+    spatial = [m.any(axis=0) for m in masks]  # over channels: (Y, X) per 2D part, (Z, Y, X) in 3D
+    return (spatial[0] if dims == 3 else np.stack(spatial)), count
+
+
+def input_notes(image: Any, times: list[int], non_finite: int) -> list[str]:
+    """The sentences a result carries about its input: one time point of a series, non-finite pixels."""
+    notes = []
+    data = image.data
+    if len(times) == 1 and data.ndim == 5 and data.shape[0] > 1:
+        notes.append(f"Time point {times[0] + 1} of {data.shape[0]} was predicted; "
+                     "`labelfree predict` and batch export predict every time point.")
+    if non_finite:
+        notes.append(f"{image_name(image)} has {non_finite} non-finite pixel value(s) (NaN or Inf): they were "
+                     "left out of the normalization, filled for the network, and are NaN in the prediction.")
+    return notes
+
+
+def image_name(image: Any) -> str:
+    path = getattr(image, "path", None)
+    return f"'{path.name}'" if path is not None else "the image"

@@ -114,7 +114,7 @@ def test_streaming_marks_non_finite_input_and_counts_each_value_once(rng):
 def test_streamed_tta_variance_is_zero_for_a_flip_invariant_network(rng):
     image = rng.normal(size=(1, 100, 100)).astype(np.float32)
     grid = TileGrid.create((100, 100), 48, 16, multiple_of=8, margin=4)
-    from labelfree_app.core.engine import tta_transforms
+    from labelfree_app.core.tta import tta_transforms
 
     out, var, _ = _stream(image, grid, fit_normalizer(image), transforms=tta_transforms(2))
     plain, _, _ = _stream(image, grid, fit_normalizer(image))
