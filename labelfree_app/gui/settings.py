@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from labelfree_app import paths
+from labelfree_app.errors import LabelFreeError
+from labelfree_app.io.atomic import atomic_write_bytes
 
 MAX_RECENT_FILES = 10
 SETTINGS_FILE_NAME = "gui_settings.json"
@@ -80,9 +80,6 @@ class GuiSettings:
         """Write the settings atomically; a failure is logged, not raised (settings are a convenience)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".gui_settings.", suffix=".tmp", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._values, handle, indent=2)
-            os.replace(tmp, self.path)
-        except OSError as exc:
+            atomic_write_bytes(self.path, json.dumps(self._values, indent=2).encode("utf-8"))
+        except (OSError, LabelFreeError) as exc:
             _log.warning("could not save settings to %s: %s", self.path, exc)
