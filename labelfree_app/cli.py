@@ -29,11 +29,7 @@ def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> li
     files are the planes of one input, named after the first."""
     from labelfree_app.batch.plan import BatchInput, check_distinct_outputs, find_inputs
 
-    for item in items:
-        if not find_inputs([item]):
-            raise FileAccessError(f"{item} is a folder with no TIFF or PNG images in it; give image files or "
-                                  "a folder that holds them.", path=item)
-    inputs = find_inputs(items, exclude=out_dir)
+    inputs = find_inputs(items, exclude=out_dir, empty_folders=False)
     if not inputs:
         raise FileAccessError(f"The inputs are all inside the output folder {out_dir}; choose another output "
                               "folder.", path=out_dir)

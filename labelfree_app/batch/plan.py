@@ -116,12 +116,13 @@ def _is_hidden(path: Path) -> bool:
 
 
 def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
-                exclude: Path | None = None) -> list[BatchInput]:
+                exclude: Path | None = None, empty_folders: bool = True) -> list[BatchInput]:
     """Files, folders (recursively) and glob patterns -> unique inputs in a stable order.
 
     A folder's files keep their sub-folder (``rel_dir``) so outputs mirror it. With
     ``images_only=False`` a folder's other visible files are listed too, so a batch reports them
     instead of silently passing over them. Files under ``exclude`` (the output folder) are skipped.
+    With ``empty_folders=False`` a folder holding no image is refused with a sentence.
     """
     excluded = exclude.resolve() if exclude is not None else None
     found: list[BatchInput] = []
@@ -131,6 +132,7 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
         if os.path.isdir(path) and _is_ome_zarr_folder(path):  # a folder that is ONE image
             found.append(BatchInput(path))
         elif os.path.isdir(path):
+            before = len(found)
             for candidate in _walk_files(path):
                 relative = candidate.relative_to(path)
                 if any(part.startswith(".") for part in relative.parts):
@@ -138,6 +140,9 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
                 if images_only and not candidate.name.lower().endswith(IMAGE_SUFFIXES):
                     continue
                 found.append(BatchInput(candidate, relative.parent.as_posix() if relative.parent.parts else ""))
+            if not empty_folders and len(found) == before:
+                raise FileAccessError(f"{item} is a folder with no TIFF or PNG images in it; give image files or "
+                                      "a folder that holds them.", path=item)
         elif any(ch in text for ch in "*?["):
             matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
             if not matches:
