@@ -197,21 +197,26 @@ def read_input_zyx(spec: PairSpec, image: Any | None = None) -> np.ndarray:
 
 
 def read_target_zyx(spec: PairSpec) -> np.ndarray:
-    """The raw target pixels of one pair as (Z, Y, X)."""
+    """The raw target pixels of one pair as (Z, Y, X) float32."""
+    return read_target_raw(spec).astype(np.float32, copy=False)
+
+
+def read_target_raw(spec: PairSpec) -> np.ndarray:
+    """The target pixels of one pair as (Z, Y, X) in the file's own pixel type."""
     from labelfree_app import io
 
     image = _read(io.read_image, spec.target, spec.target)
     _check_no_time(image, spec.target)
     try:
         if spec.target_channel is not None:
-            return np.asarray(image.channel(spec.target_channel), dtype=np.float32)
+            return np.asarray(image.channel(spec.target_channel))
     except LabelFreeError as exc:
         raise TrainingDataError(f"Target {spec.target}: {exc}", path=spec.target) from exc
     if image.data.shape[0] != 1:
         raise TrainingDataError(
             f"The target {spec.target} has {image.data.shape[0]} channels; name the target channel "
             "(e.g. a 'target_channel' column).", path=spec.target)
-    return np.asarray(image.data[0], dtype=np.float32)
+    return np.asarray(image.data[0])
 
 
 def read_pair_zyx(spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -22,18 +22,18 @@ RULE = "median over the training targets of each image's mean and standard devia
 def target_units(pairs: Sequence[PairSpec]) -> dict[str, Any]:
     """``{"mean", "std", "dtype", "images", "rule"}`` of the training targets (``dtype``: the common
     integer pixel type of the targets, else float32)."""
-    from labelfree_app import io
-    from labelfree_app.training.datasets import read_target_zyx
+    from labelfree_app.training.datasets import read_target_raw
 
     means, stds, dtypes = [], [], set()
     for spec in dict.fromkeys(pairs):  # a pair listed twice (weighted) counts once
-        values = read_target_zyx(spec)
+        raw = read_target_raw(spec)
+        values = raw.astype(np.float64, copy=False)
         finite = values[np.isfinite(values)]
         if finite.size < 2:
             continue
         means.append(float(finite.mean()))
         stds.append(float(finite.std()))
-        dtypes.add(str(io.read_image(spec.target).dtype))
+        dtypes.add(str(raw.dtype))
     dtype = dtypes.pop() if len(dtypes) == 1 and next(iter(dtypes)) in OUTPUT_DTYPES else "float32"
     return {"mean": float(np.median(means)), "std": float(max(np.median(stds), 1e-12)), "dtype": dtype,
             "images": len(means), "rule": RULE}
