@@ -193,7 +193,8 @@ def cmd_curve(args: argparse.Namespace) -> None:
     extra = {"lr": args.lr} if args.lr else {}
     config = unet_config(weighted([args.source], work), work / "models" / name, work / "runs" / name, args.minutes,
                          init_from=init, snapshot_minutes=tuple(m for m in CURVE_MINUTES if m <= args.minutes),
-                         val_every=50, early_stop_patience=0 if init is None else 8, **extra)
+                         val_every=50, early_stop_patience=0 if init is None else 8, lr_schedule=args.schedule,
+                         **extra)
     train(config, progress=report_progress)
 
 
@@ -206,6 +207,9 @@ def cmd_score_run(args: argparse.Namespace) -> None:
             continue
         points[minutes] = (round(score(package, args.source, args.work)["pearson_r"], 4),
                            steps_at(args.run, minutes, args.work))
+    package = args.work / "models" / args.run
+    if (package / "manifest.json").is_file():  # the run's kept weights (best validation)
+        points["package"] = round(score(package, args.source, args.work)["pearson_r"], 4)
     print(args.run, json.dumps(points), flush=True)
 
 
@@ -417,6 +421,9 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--lr", type=float, help="learning rate (default: scratch 1e-3, fine-tuning the automatic one)")
     p.add_argument("--tag", default="", help="suffix of the run's name, for schedule variants")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="constant: the curve's snapshots share one run; cosine: annealed over --minutes, as the "
+                        "app's presets run (one point per run)")
     p = sub.add_parser("score-run")
     p.add_argument("--run", required=True)
     p.add_argument("--source", choices=SOURCES, required=True)

@@ -122,6 +122,8 @@ def main() -> int:
                         help="input augmentation beyond flips/rotations: 'mild' (same microscope) or 'microscope'")
     parser.add_argument("--patch", type=int, default=128, help="square training patch side in pixels")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--ema", type=float, default=0.0, help="U-Net weight averaging decay (0: off)")
+    parser.add_argument("--val-every", type=int, default=200)
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"The ISL data is not at {DATA}; nothing to train on.", file=sys.stderr)
@@ -158,8 +160,8 @@ def main() -> int:
                                 "z-stack of cultured neurons (ISL condition B)." + (
                                     f" Fine-tuned from {args.init_from}, a generalist single-plane model, its "
                                     "first layer spread over the 13 planes." if args.init_from else ""),
-                    unet=UNetSettings(depth=4, base_channels=args.base_channels, loss=args.loss),
-                    patch_shape=(args.patch, args.patch), batch_size=args.batch_size, val_every=200, checkpoint_every=1000, **common)
+                    unet=UNetSettings(depth=4, base_channels=args.base_channels, loss=args.loss, ema_decay=args.ema),
+                    patch_shape=(args.patch, args.patch), batch_size=args.batch_size, val_every=args.val_every, checkpoint_every=1000, **common)
             else:
                 config = TrainConfig(
                     model_type="diffusion", name=f"ISL {args.target} diffusion (phase z-stack)",

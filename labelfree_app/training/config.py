@@ -96,6 +96,7 @@ class UNetSettings:
     depth: int = 4
     base_channels: int = 32
     loss: str = "mse"  # "mse" | "l1"
+    ema_decay: float = 0.0  # >0: validate and keep an exponential moving average of the weights
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ class TrainConfig:
             raise TrainingDataError(f"The foreground weight must be between 0 and 1, not {self.foreground_weight}.")
         if not 0.0 <= self.intensity_jitter <= 1.0:
             raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {self.intensity_jitter}.")
+        if not 0.0 <= self.unet.ema_decay < 1.0:
+            raise TrainingDataError(f"The weight-averaging decay must be at least 0 and below 1, not {self.unet.ema_decay}.")
         if self.input_normalization not in ("zscore", "percentile", "minmax"):
             raise TrainingDataError(f"Unknown input normalization '{self.input_normalization}'; use zscore or percentile.")
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from labelfree_app.errors import LabelFreeError, TrainingDataError
-from labelfree_app.training.config import DiffusionSettings, TrainConfig, UNetSettings
+from labelfree_app.training.config import DiffusionSettings, TrainConfig
 
 LR_FACTOR = 0.2  # of the from-scratch learning rate
 WARMUP_STEPS = 50
@@ -62,8 +62,8 @@ def finetune_config(config: TrainConfig, parent: Parent) -> TrainConfig:
             f"The model {parent.id} is {manifest.dims}D but this run trains a {config.dims}D model; start from a "
             f"{config.dims}D model or from scratch.")
     if manifest.architecture.id == "fnet_unet":
-        changes: dict[str, Any] = {"model_type": "unet", "unet": UNetSettings(
-            depth=int(kwargs["depth"]), base_channels=int(kwargs["base_channels"]), loss=config.unet.loss)}
+        changes: dict[str, Any] = {"model_type": "unet", "unet": replace(
+            config.unet, depth=int(kwargs["depth"]), base_channels=int(kwargs["base_channels"]))}
     elif manifest.architecture.id == "cond_denoiser_unet":
         d = manifest.diffusion
         changes = {"model_type": "diffusion", "diffusion": replace(

@@ -106,7 +106,8 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     network = network.to(device, memory_format=memory_format)
     network.train()
     optimizer = build_optimizer(network, config.resolved_lr, config.weight_decay)
-    ema = EMA(network, config.diffusion.ema_decay) if config.model_type == "diffusion" else None
+    ema_decay = config.diffusion.ema_decay if config.model_type == "diffusion" else config.unet.ema_decay
+    ema = EMA(network, ema_decay) if ema_decay > 0 else None
     amp_dtype = _amp_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
@@ -175,8 +176,9 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
             if _no_longer_improving(config, state):
                 stop_reason = "early_stop"
                 break
+            spent = seconds() / (60 * config.max_minutes) if config.max_minutes else 0.0
             lr = lr_at(state.step, base_lr=config.resolved_lr, max_steps=config.max_steps,
-                       warmup_steps=config.warmup_steps, schedule=config.lr_schedule)
+                       warmup_steps=config.warmup_steps, schedule=config.lr_schedule, time_fraction=spent)
             set_lr(optimizer, lr)
             loss = _train_step(config, objective, network, optimizer, scaler, amp_dtype, sampler, noise_gen, device,
                                memory_format)
@@ -259,7 +261,7 @@ def _amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 def _eval_network(network: torch.nn.Module, ema: EMA | None, objective: Objective, in_channels: int,
                   device: torch.device) -> torch.nn.Module:
-    """The network to validate: the EMA weights for diffusion, the live weights for the U-Net."""
+    """The network to validate: the EMA weights where the run keeps them, else the live weights."""
     if ema is None:
         return network
     shadow = copy.deepcopy(network)  # not build(): that would draw from the global torch RNG

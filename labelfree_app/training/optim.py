@@ -21,8 +21,13 @@ def build_optimizer(network: nn.Module, lr: float, weight_decay: float) -> torch
     return torch.optim.AdamW(groups, lr=lr)
 
 
-def lr_at(step: int, *, base_lr: float, max_steps: int, warmup_steps: int, schedule: str) -> float:
-    """Learning rate for optimisation step ``step`` (0-based): linear warmup, then the schedule."""
+def lr_at(step: int, *, base_lr: float, max_steps: int, warmup_steps: int, schedule: str,
+          time_fraction: float = 0.0) -> float:
+    """Learning rate for optimisation step ``step`` (0-based): linear warmup, then the schedule.
+
+    ``time_fraction`` is the share of a time budget already spent: the schedule follows whichever
+    of steps and time runs out first, so a run cut short by its minutes still ends annealed.
+    """
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
     warmup = min(warmup_steps, max(max_steps // 10, 0))
@@ -30,7 +35,7 @@ def lr_at(step: int, *, base_lr: float, max_steps: int, warmup_steps: int, sched
         return base_lr * (step + 1) / warmup
     if schedule == "constant":
         return base_lr
-    progress = (step - warmup) / max(1, max_steps - warmup)
+    progress = max((step - warmup) / max(1, max_steps - warmup), time_fraction)
     progress = min(max(progress, 0.0), 1.0)
     if schedule == "step":
         return base_lr * (0.1 if progress >= 0.6 else 1.0) * (0.1 if progress >= 0.85 else 1.0)

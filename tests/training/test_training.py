@@ -240,3 +240,40 @@ def test_a_residual_diffusion_model_takes_its_mean_models_input_normalization(tm
                             checkpoint_every=0, diffusion=settings, input_normalization="percentile"))
     manifest = json.loads((package / "manifest.json").read_text())
     assert manifest["normalization"]["input"]["method"] == "percentile"
+
+
+def test_a_run_cut_short_by_its_minutes_ends_with_an_annealed_learning_rate(tmp_path: Path) -> None:
+    """The cosine schedule follows the time budget when that ends first (a 2-minute fine-tune anneals)."""
+    pair = write_pair(tmp_path / "data", "field", shape=(128, 128), seed=6)
+    events: list[object] = []
+    train(_config(pair, tmp_path / "model", max_steps=100_000, max_minutes=0.02, warmup_steps=1,
+                  lr_schedule="cosine"), progress=events.append)
+    lrs = [e.lr for e in events if type(e).__name__ == "StepDone"]
+    assert len(lrs) > 5
+    assert lrs[-1] < 0.7 * max(lrs)  # by steps alone it would still be at ~100 %
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[1:], lrs[2:]))
+    from labelfree_app.training.optim import lr_at
+
+    spent = lr_at(10, base_lr=1.0, max_steps=100_000, warmup_steps=1, schedule="cosine", time_fraction=1.0)
+    half = lr_at(10, base_lr=1.0, max_steps=100_000, warmup_steps=1, schedule="cosine", time_fraction=0.5)
+    assert spent == pytest.approx(0.01) and half == pytest.approx(0.505)
+
+
+def test_weight_averaging_keeps_an_average_of_the_unet_weights(tmp_path: Path) -> None:
+    """With ema_decay the package holds the averaged weights, which differ from the last step's."""
+    import dataclasses
+
+    from labelfree_app.models.package import load_package
+
+    pair = write_pair(tmp_path / "data", "field", shape=(128, 128), seed=3)
+    base = _config(pair, tmp_path / "plain", max_steps=12, val_every=0)
+    plain = load_package(train(base)).state_dict()
+    averaged_config = base.with_changes(out_dir=tmp_path / "avg", work_dir=tmp_path / "avg-work",
+                                        unet=dataclasses.replace(base.unet, ema_decay=0.9))
+    averaged = load_package(train(averaged_config)).state_dict()
+    last = load_file(str(sorted((tmp_path / "avg-work" / "checkpoints").glob("*/model.safetensors"))[-1]))
+    key = next(k for k in plain if k.endswith("weight"))
+    assert torch.equal(plain[key], last[key])  # same seed, same steps: the live weights are the plain run's
+    assert not torch.allclose(averaged[key], last[key])
+    with pytest.raises(TrainingDataError, match="weight-averaging"):
+        train(base.with_changes(unet=dataclasses.replace(base.unet, ema_decay=1.0)))
