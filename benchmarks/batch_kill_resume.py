@@ -37,7 +37,7 @@ def make_inputs(folder: Path, n: int, size: int) -> None:
     import numpy as np
 
     from labelfree_app.io import write_image
-    from labelfree_app.synthetic import render_cells
+    from tests.synthetic_cells import render_cells
 
     folder.mkdir(parents=True)
     for i in range(n):

@@ -28,7 +28,7 @@ def make_inputs(folder: Path, n: int, size: int) -> list[Path]:
     import numpy as np
 
     from labelfree_app.io import write_image
-    from labelfree_app.synthetic import render_cells
+    from tests.synthetic_cells import render_cells
 
     folder.mkdir(parents=True)
     paths = []

@@ -1,4 +1,4 @@
-"""``python -m labelfree_app`` starts the desktop app (the ``labelfree`` CLI lives in cli.py)."""
+"""``python -m labelfree_app`` starts the desktop app; the `labelfree` command line is the `cli` package beside it."""
 
 from __future__ import annotations
 

@@ -67,3 +67,11 @@ def bundled_models_dir() -> Path:
 def demo_dir() -> Path:
     """Folder holding the demo input."""
     return resources_dir() / "demo"
+
+
+DEMO_IMAGE = "demo_phase_neurons.ome.tif"
+
+
+def demo_image() -> Path:
+    """The demo input: real phase contrast with its DAPI stain (scripts/make_demo_resources.py)."""
+    return demo_dir() / DEMO_IMAGE

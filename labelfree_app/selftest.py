@@ -26,10 +26,11 @@ from typing import Any, Callable, Generator, Sequence
 import numpy as np
 
 from labelfree_app import paths
+from labelfree_app.core.drive import drive
 from labelfree_app.errors import LabelFreeError
 
 EXPECTED_FILE = "selftest_expected.json"
-DEMO_FILE = "demo_phase_neurons.ome.tif"
+DEMO_FILE = paths.DEMO_IMAGE
 FORMAT_VERSION = 1
 CROP: tuple[slice, slice] = (slice(0, 256), slice(0, 256))  # Y, X of the demo input
 GRID = 8  # the prediction is also compared as GRID x GRID block means
@@ -206,7 +207,7 @@ def demo_input() -> Any:
     from labelfree_app.io import read_image
     from labelfree_app.io.image import Image
 
-    path = paths.demo_dir() / DEMO_FILE
+    path = paths.demo_image()
     image = read_image(path)
     data = np.ascontiguousarray(image.data[..., CROP[0], CROP[1]])
     return Image(data=data, axes=image.axes, channel_names=image.channel_names,
@@ -336,14 +337,7 @@ def iter_self_test(
 
 def run_self_test(on_event: Callable[[SelfTestEvent], None] | None = None, **kwargs: Any) -> SelfTestReport:
     """Run ``iter_self_test`` to the end (``on_event`` sees each step and check)."""
-    events = iter_self_test(**kwargs)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if on_event is not None:
-            on_event(event)
+    return drive(iter_self_test(**kwargs), on_event)
 
 
 def expected_entry(package: Any, stats: ImageStats) -> dict[str, Any]:

@@ -21,7 +21,7 @@ def main() -> int:
         from labelfree_app.__main__ import main as gui_main
 
         return int(gui_main(args[1:] if args[:1] == ["gui"] else args) or 0)
-    from labelfree_app.cli import main as cli_main
+    from labelfree_app.cli.main import main as cli_main
 
     return int(cli_main(args) or 0)
 

@@ -54,7 +54,7 @@ def write_field(path: Path, *, seed: int, shape: tuple[int, int] = (64, 80)) -> 
     import numpy as np
 
     from labelfree_app.io import write_image
-    from labelfree_app.synthetic import render_cells
+    from tests.synthetic_cells import render_cells
 
     cells = render_cells(shape, seed=seed)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -323,13 +323,15 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
 def test_an_unexpected_error_is_one_sentence_and_the_traceback_goes_to_the_log(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         labelfree_home: Path) -> None:
-    from labelfree_app import cli
+    from labelfree_app.cli import system
+    from labelfree_app.cli.exit_codes import EXIT_ERROR
+    from labelfree_app.cli.main import main
 
     def broken(args: object) -> int:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_devices", broken)
-    assert cli.main(["devices"]) == cli.EXIT_ERROR
+    monkeypatch.setattr(system, "cmd_devices", broken)
+    assert main(["devices"]) == EXIT_ERROR
     err = capsys.readouterr().err
     log = labelfree_home / "logs" / "labelfree.log"
     assert err.count("\n") == 1 and "ZeroDivisionError" in err and str(log) in err
@@ -445,7 +447,7 @@ def test_linked_folders_are_followed_once_and_a_link_up_the_tree_ends(tmp_path: 
 def test_a_bug_on_one_input_is_one_sentence_with_the_log_and_the_traceback_stays_in_the_log(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         labelfree_home: Path, model_path: str) -> None:
-    from labelfree_app.cli import main
+    from labelfree_app.cli.main import main
     from labelfree_app.core.engine import PredictionEngine
 
     def broken(self: object, image: object, settings: object = None) -> object:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.io import read_image, read_provenance, write_image
-from labelfree_app.synthetic import render_cells
+from tests.synthetic_cells import render_cells
 from tests.factories import make_diffusion_package, make_unet_package
 
 

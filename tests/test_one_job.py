@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.core.events import PredictionResult
 from labelfree_app.errors import DiskFullError
 from labelfree_app.io import read_image, read_provenance, write_image
 from labelfree_app.models.registry import ModelRegistry
-from labelfree_app.synthetic import render_cells
+from tests.synthetic_cells import render_cells
 from tests.factories import make_unet_package
 
 PIXEL_SIZE = {"Y": 0.65, "X": 0.325}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from labelfree_app import selftest
-from labelfree_app.cli import main as cli_main
+from labelfree_app.cli.main import main as cli_main
 from labelfree_app.selftest import ImageStats, ModelCheck, SelfTestReport, Tolerance, compare_stats, image_stats
 
 

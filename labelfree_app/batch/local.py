@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Generator, Iterator
 
@@ -20,6 +21,7 @@ from labelfree_app.batch.plan import BatchJob, BatchPlan
 from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, remove_stale_temps, run_job
 from labelfree_app.batch.report import (BatchRow, carry_forward, read_report, recorded_files, summarize,
                                         write_report)
+from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Progress
 from labelfree_app.errors import LabelFreeError, OutputNotWritableError
 from labelfree_app.io.atomic import check_writable_folder, ensure_free_space
@@ -164,14 +166,8 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
             yield JobStarted(job, position, total)
             run = run_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)))
             try:
-                while True:
-                    if should_cancel():
-                        raise _Cancelled()
-                    event = next(run)
-                    if isinstance(event, Progress):
-                        yield JobProgress(job, event)
-            except StopIteration as finished:
-                rows[position] = finished.value
+                rows[position] = yield from relay(run, partial(_job_progress, job),
+                                                  before_step=partial(_raise_if_cancelled, should_cancel))
             except _Cancelled:
                 run.close()
                 rows[position].status, rows[position].note = "cancelled", "cancelled by the user; nothing written"
@@ -211,3 +207,13 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
 
 class _Cancelled(Exception):
     pass
+
+
+def _job_progress(job: BatchJob, event: Any) -> JobProgress | None:
+    """A job's engine progress as a batch event; its other events stay inside the job."""
+    return JobProgress(job, event) if isinstance(event, Progress) else None
+
+
+def _raise_if_cancelled(should_cancel: Callable[[], bool]) -> None:
+    if should_cancel():
+        raise _Cancelled()

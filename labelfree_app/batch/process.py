@@ -21,6 +21,7 @@ import numpy as np
 from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
 from labelfree_app.batch.verify import check_output
+from labelfree_app.core.drive import drive
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
 from labelfree_app.errors import (
@@ -357,9 +358,4 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
 def process_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
                 recorded: dict[str, dict[str, Any]] | None = None, *, image: Any | None = None) -> BatchRow:
     """Run one job to the end (what a Dask worker executes); returns its report row."""
-    run = run_job(job, out_dir, options, engines, recorded, image=image)
-    while True:
-        try:
-            next(run)
-        except StopIteration as finished:
-            return finished.value
+    return drive(run_job(job, out_dir, options, engines, recorded, image=image))

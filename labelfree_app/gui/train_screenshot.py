@@ -1,4 +1,4 @@
-"""A screenshot of the Train page mid-training, on synthetic cells (for the README).
+"""A screenshot of the Train page mid-training, on the demo image's four quadrants (for the README).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python -m labelfree_app.gui.train_screenshot docs/screenshots/train_page.png
 
@@ -16,19 +16,21 @@ MIN_STEP = 300  # grab once training has run this far and validated a few times
 MIN_VALIDATIONS = 4
 
 
-def write_synthetic_pairs(root: Path, count: int = 3, shape: tuple[int, int] = (256, 256)) -> tuple[Path, Path]:
-    """bf/ and dapi/ folders of synthetic bright-field images and their nuclei."""
-    import numpy as np
+def write_demo_pairs(root: Path) -> tuple[Path, Path]:
+    """bf/ and dapi/ folders: the demo image's phase contrast and its real DAPI stain, one pair a quadrant."""
     import tifffile
 
-    from labelfree_app.synthetic import render_cells
+    from labelfree_app import paths
+    from labelfree_app.io import read_image
 
+    data = read_image(paths.demo_image()).data  # (C, Z, Y, X): phase contrast, DAPI
+    half_y, half_x = data.shape[-2] // 2, data.shape[-1] // 2
     for folder in ("bf", "dapi"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        cells = render_cells(shape, seed=10 + index)
-        tifffile.imwrite(root / "bf" / f"field{index + 1}.tif", cells.brightfield.astype(np.float32))
-        tifffile.imwrite(root / "dapi" / f"field{index + 1}.tif", cells.nuclei.astype(np.float32))
+    for index, (y, x) in enumerate(((0, 0), (0, half_x), (half_y, 0), (half_y, half_x))):
+        window = (slice(y, y + half_y), slice(x, x + half_x))
+        tifffile.imwrite(root / "bf" / f"field{index + 1}.tif", data[0, 0][window])
+        tifffile.imwrite(root / "dapi" / f"field{index + 1}.tif", data[1, 0][window])
     return root / "bf", root / "dapi"
 
 
@@ -45,14 +47,14 @@ def main(argv: list[str]) -> int:
     from labelfree_app.gui.train_page import LIVE, TrainDialog
 
     app = QApplication.instance() or QApplication([])
-    bf, dapi = write_synthetic_pairs(home / "data")
+    bf, dapi = write_demo_pairs(home / "data")
     dialog = TrainDialog(CoreBackend())
     dialog.resize(1400, 900)
     dialog.show()
     box = dialog.setup.pairs_box
     box.input_list.add_paths([bf])
     box.target_list.add_paths([dapi])
-    dialog.setup.target_edit.setText("DNA (Hoechst)")
+    dialog.setup.target_edit.setText("DNA (DAPI)")
     dialog.setup.name_edit.setText("My nuclei model")
     dialog.setup.minutes_spin.setValue(10.0)
     dialog.setup.config_changes = {"val_every": 50, "max_steps": 2000}

@@ -3,7 +3,8 @@
 The zip holds ``pytorch_state_dict`` weights (with a standalone copy of ``unet.py`` as the architecture
 source the spec asks for) and ``onnx`` weights (for Java runtimes such as deepImageJ), the engine's
 input normalization as bioimage.io preprocessing, a test input and the output LabelFree's own engine
-predicts for it, a cover, a model card, license, citations and the manifest's metrics.
+predicts for it, a cover, a model card, license, citations and the manifest's metrics. The test input
+is a crop of the bundled demo image (real phase contrast from the In silico labeling data, Apache-2.0).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from labelfree_app import paths
 from labelfree_app.errors import ModelError
 from labelfree_app.models.package import ModelPackage
 
 EXTRA_HINT = "install it with: pip install 'labelfree_app[bioimageio]'"
 INPUT_ID, OUTPUT_ID = "input", "output"
+DEMO_SOURCE = "in silico labeling"  # the DATA_SOURCES entry of the demo image the test input is cut from
 OUNKOMOL_2018 = ("Ounkomol C, Seshamani S, Maleckar MM, Collman F, Johnson GR. Label-free prediction of "
                  "three-dimensional fluorescence images from transmitted-light microscopy. Nature Methods 2018.",
                  "10.1038/s41592-018-0111-2")
@@ -79,16 +82,31 @@ def _identifier(text: str, fallback: str) -> str:
     return name if name and not name[0].isdigit() else fallback
 
 
-def _test_image(manifest: Any, multiple: int) -> np.ndarray:
-    """A synthetic field shaped for the model, as (C, Z, Y, X) of the image the engine reads."""
-    from scipy.ndimage import gaussian_filter
+def demo_crop(side: int) -> np.ndarray:
+    """The middle ``side``×``side`` of the demo image's transmitted-light channel, as float32."""
+    from labelfree_app.io import read_image
 
-    from labelfree_app.synthetic import render_cells
+    path = paths.demo_image()
+    if not path.is_file():
+        raise BioimageioExportError(f"The demo image {path}, from which the package's test input is cut, is "
+                                    "missing; reinstall LabelFree.", path=path)
+    plane = np.asarray(read_image(path).data[0, 0], dtype=np.float32)
+    if min(plane.shape) < side:
+        raise BioimageioExportError(f"The demo image {path} is smaller than the {side}-pixel test input the "
+                                    "model needs; reinstall LabelFree.", path=path)
+    y0, x0 = (plane.shape[0] - side) // 2, (plane.shape[1] - side) // 2
+    return np.ascontiguousarray(plane[y0:y0 + side, x0:x0 + side])
+
+
+def _test_image(manifest: Any, multiple: int) -> np.ndarray:
+    """A crop of the demo image shaped for the model, as (C, Z, Y, X) of the image the engine reads;
+    extra channels and planes are that crop scaled or blurred (a fixed input, not a realistic one)."""
+    from scipy.ndimage import gaussian_filter
 
     side = max(multiple, (128 // multiple) * multiple)
     if manifest.dims == 3:
         side = max(multiple, (64 // multiple) * multiple)
-    plane = render_cells((side, side), seed=7).brightfield.astype(np.float32)
+    plane = demo_crop(side)
     if manifest.input.z_as_channels or manifest.dims == 3:
         count = manifest.input.channels if manifest.input.z_as_channels else max(multiple, 8)
         planes = np.stack([gaussian_filter(plane, 0.5 + abs(k - count // 2) * 0.4) for k in range(count)])
@@ -147,7 +165,9 @@ def _model_card(manifest: Any, license_id: str, note: str) -> str:
              f"- Network: fnet U-Net (Ounkomol et al. 2018), {manifest.dims}D, settings "
              f"{json.dumps(manifest.architecture.kwargs)}",
              f"- Input normalization: {manifest.normalization.input.method} over the whole image (per sample)",
-             "- Exported by LabelFree; the test output was predicted by LabelFree's own engine.", ""]
+             "- Exported by LabelFree; the test output was predicted by LabelFree's own engine.",
+             "- Test input: a crop of LabelFree's demo image, phase contrast from the In silico labeling data "
+             "(Christiansen et al., Cell 2018; Apache-2.0).", ""]
     if manifest.training is not None:
         lines += ["## Training data", "", manifest.training.data or "(not recorded)", "",
                   f"Trained for {manifest.training.steps} steps.", ""]
@@ -165,7 +185,7 @@ def _citations(manifest: Any) -> list[Any]:
     entries = [CiteEntry(text=OUNKOMOL_2018[0], doi=Doi(OUNKOMOL_2018[1]))]
     text = " ".join([manifest.attribution, manifest.training.data if manifest.training else ""]).lower()
     for key, (cite, doi, url) in DATA_SOURCES.items():
-        if key in text:
+        if key in text or key == DEMO_SOURCE:  # the test input is cut from the demo image
             entries.append(CiteEntry(text=cite, doi=Doi(doi) if doi else None, url=HttpUrl(url) if url else None))
     return entries
 

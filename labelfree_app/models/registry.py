@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from labelfree_app import paths
 from labelfree_app.errors import LabelFreeError, ModelError, ModelNotFoundError
 from labelfree_app.models.fit import InputFacts, best_fitting, rank_key
@@ -27,10 +25,10 @@ from labelfree_app.models.package import (
     opened_package,
     usual_permissions,
 )
+from labelfree_app.models.smoke_test import run_smoke_test
 
 DEFAULTS_FILE = "defaults.json"
 _ANY_TARGET = "*"  # key in defaults.json for the overall default (target None)
-_SMOKE_SEED = 0
 log = logging.getLogger(__name__)
 
 
@@ -156,7 +154,9 @@ class ModelRegistry:
 
     def list(self) -> list[ModelEntry]:
         """All models (bundled, then user; by folder name within each), ``default`` marked per target."""
-        found = self._scan()
+        return self._entries(self._scan())
+
+    def _entries(self, found: list[tuple[ModelPackage, str]]) -> list[ModelEntry]:
         packages = [package for package, _ in found]
         default_ids = {self._pick_default(packages, package.manifest.target).manifest.id for package in packages}
         return [_entry(package, source, package.manifest.id in default_ids) for package, source in found]
@@ -350,12 +350,8 @@ class ModelRegistry:
                 "No models are installed; install one with 'labelfree models install PATH' "
                 f"(a model folder or .zip), or put it in {self.user_dir}."
             )
-        packages = [package for package, _ in found]
-        chosen = self._pick_default(packages, target, facts)
-        for entry in self.list():
-            if entry.id == chosen.manifest.id:
-                return entry
-        raise self._not_found(chosen.manifest.id)
+        chosen = self._pick_default([package for package, _ in found], target, facts)
+        return next(entry for entry in self._entries(found) if entry.id == chosen.manifest.id)
 
 
 def _delete(path: Path) -> None:
@@ -363,52 +359,3 @@ def _delete(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
-
-
-# --- smoke test -----------------------------------------------------------------------------
-def run_smoke_test(package: ModelPackage) -> None:
-    """Build the network with its weights and run it once on a small random input.
-
-    A U-Net gets one (1, C, *spatial) tensor, a diffusion denoiser ``(x_t, t, cond)``; a network
-    may instead define ``example_inputs(batch, spatial_shape) -> tuple[Tensor, ...]``.
-    The output must be finite with shape (1, output.channels, *spatial).
-    """
-    manifest = package.manifest
-    network = package.build_network("cpu")
-    multiple = int(getattr(network, "required_multiple", 16))
-    spatial = (max(multiple, 8),) * manifest.dims
-    generator = torch.Generator().manual_seed(_SMOKE_SEED)
-    example_inputs = getattr(network, "example_inputs", None)
-    if callable(example_inputs):
-        inputs = tuple(example_inputs(1, spatial))
-    elif manifest.kind == "diffusion":
-        # The conditional denoiser's forward(x_t, t, cond).
-        train_steps = manifest.diffusion.train_steps if manifest.diffusion else 1000
-        inputs = (
-            torch.randn((1, manifest.output.channels, *spatial), generator=generator),
-            torch.full((1,), float(train_steps // 2)),
-            torch.randn((1, manifest.input.channels, *spatial), generator=generator),
-        )
-    else:
-        channels = int(getattr(network, "in_channels", manifest.input.channels))
-        inputs = (torch.randn((1, channels, *spatial), generator=generator),)
-    expected = (1, manifest.output.channels, *spatial)
-    try:
-        with torch.inference_mode():
-            output = network(*inputs)
-    except (LabelFreeError, RuntimeError, TypeError, ValueError) as exc:
-        raise ModelError(
-            f"The model {package.origin} failed its test run on a {spatial} input ({exc}); it was not installed.",
-            path=package.origin,
-        ) from exc
-    if tuple(output.shape) != expected:
-        raise ModelError(
-            f"The model {package.origin} gave an output of shape {tuple(output.shape)} instead of {expected} "
-            "in its test run; it was not installed.",
-            path=package.origin,
-        )
-    if not bool(torch.isfinite(output).all()):
-        raise ModelError(
-            f"The model {package.origin} gave non-finite values in its test run; it was not installed.",
-            path=package.origin,
-        )

@@ -25,6 +25,7 @@ from typing import Any, Callable, Generator
 import numpy as np
 import torch
 
+from labelfree_app.core.drive import drive
 from labelfree_app.errors import TrainingDataError
 from labelfree_app.training import checkpoint as ckpt
 from labelfree_app.training.config import TrainConfig
@@ -47,14 +48,7 @@ TrainRun = Generator[TrainEvent, None, Path]
 def train(config: TrainConfig, progress: Callable[[TrainEvent], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> Path:
     """Train to the end (steps, time budget or ``should_stop``); returns the package folder."""
-    run = run_training(config, should_stop=should_stop)
-    while True:
-        try:
-            event = next(run)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(event)
+    return drive(run_training(config, should_stop=should_stop), progress)
 
 
 @dataclass

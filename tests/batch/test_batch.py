@@ -17,7 +17,7 @@ import pytest
 
 from labelfree_app.batch import merge_shard_reports, parse_shard, plan_batch
 from labelfree_app.batch.plan import BatchPlanError, ModelRef
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.io import read_image, read_provenance
 from tests.batch.conftest import ROOT
 from tests.factories import write_field

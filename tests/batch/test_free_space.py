@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.errors import DiskFullError, OutputNotWritableError
 from labelfree_app.io import atomic, ensure_free_space
 

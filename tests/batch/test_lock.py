@@ -19,7 +19,7 @@ from labelfree_app.batch.local import JobFinished, JobStarted
 from labelfree_app.batch.lock import LOCK_NAME, BatchBusyError, BatchLock
 from labelfree_app.batch.plan import resolve_models
 from labelfree_app.batch.process import STALE_TEMP_AGE_S, remove_stale_temps
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.core.engine import PredictSettings
 from labelfree_app.io import read_image
 from tests.batch.conftest import ROOT

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from labelfree_app.batch.verify import check_output
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.io import read_image, write_image
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.core.engine import PredictionEngine
 from labelfree_app.core.settings import PredictSettings
 from labelfree_app.errors import SettingsError

@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt
 
 from labelfree_app.gui.backend import CoreBackend
 from labelfree_app.gui.train_page import LIVE, RESULT, SETUP, TrainDialog
-from labelfree_app.synthetic import render_cells
+from tests.synthetic_cells import render_cells
 from tests.factories import write_field
 from tests.gui.helpers import drop_files, wait_loaded
 

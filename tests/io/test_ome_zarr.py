@@ -16,7 +16,7 @@ from ome_zarr.writer import write_image, write_plate_metadata, write_well_metada
 
 from labelfree_app.batch.plan import find_inputs
 from labelfree_app.batch.verify import check_output
-from labelfree_app.cli import main
+from labelfree_app.cli.main import main
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.io import read_image
 from labelfree_app.io.ome_zarr import LazyArray, OmeZarrError, read_ome_zarr_provenance

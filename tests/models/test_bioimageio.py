@@ -23,6 +23,7 @@ from labelfree_app.io.image import Image  # noqa: E402
 from labelfree_app.models.bioimageio_export import (  # noqa: E402
     BioimageioExportError,
     BioimageioUnavailableError,
+    demo_crop,
     export_bioimageio,
     require_bioimageio,
 )
@@ -33,7 +34,7 @@ from labelfree_app.models.bioimageio_import import (  # noqa: E402
 )
 from labelfree_app.models.package import load_package  # noqa: E402
 from labelfree_app.models.registry import ModelRegistry  # noqa: E402
-from labelfree_app.synthetic import render_cells  # noqa: E402
+from tests.synthetic_cells import render_cells  # noqa: E402
 from tests.factories import make_unet_package  # noqa: E402
 
 
@@ -68,6 +69,14 @@ def test_exported_unet_passes_bioimageio_cores_own_test_for_both_weight_formats(
     rdf = zipfile.ZipFile(zip_path).read("rdf.yaml").decode()
     assert "zero_mean_unit_variance" in rdf and "10.1038/s41592-018-0111-2" in rdf
     assert "10.1016/j.cell.2018.03.040" in rdf  # the training data's source is cited
+
+
+def test_the_test_input_is_a_crop_of_the_real_demo_image(exported):
+    zip_path, _ = exported
+    model_input = np.load(io.BytesIO(zipfile.ZipFile(zip_path).read("test_input.npy")))
+    assert model_input.shape[-2:] == (128, 128)
+    np.testing.assert_array_equal(model_input[0, 0], demo_crop(128))
+    assert model_input[0, 0].std() > 0  # real pixels, not a blank stand-in
 
 
 def test_percentile_normalization_is_exported_as_scale_range(tmp_path):

@@ -165,6 +165,19 @@ def test_default_prefers_real_models_and_nuclei_when_no_target_is_asked(bundled,
         registry.default_for("Membrane")
 
 
+def test_default_for_reads_the_model_folders_once_and_returns_the_listed_entry(bundled, sources, monkeypatch):
+    from labelfree_app.models import registry as registry_module
+
+    registry = ModelRegistry(bundled_dir=bundled)
+    registry.install(make_package(sources, "real-dna", "DNA"))
+    loads: list[Path] = []
+    real_load = registry_module.load_package
+    monkeypatch.setattr(registry_module, "load_package", lambda path: loads.append(Path(path)) or real_load(path))
+    entry = registry.default_for("DNA")
+    assert len(loads) == 2, loads  # bundled-dna and real-dna, each read once
+    assert entry == next(e for e in registry.list() if e.id == "real-dna") and entry.default
+
+
 def test_set_default_is_stored_and_survives_a_new_registry(bundled, sources):
     registry = ModelRegistry(bundled_dir=bundled)
     registry.install(make_package(sources, "real-dna", "DNA"))

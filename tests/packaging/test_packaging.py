@@ -44,7 +44,7 @@ def test_frozen_launcher_opens_the_gui_or_the_cli(
     monkeypatch: pytest.MonkeyPatch, executable: str, argv: list[str], expected: tuple[str, list[str]]
 ) -> None:
     import labelfree_app.__main__ as gui_entry
-    import labelfree_app.cli as cli
+    import labelfree_app.cli.main as cli
 
     calls: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(gui_entry, "main", lambda args: calls.append(("gui", list(args))) or 0)

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130
+from labelfree_app.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED
+from labelfree_app.cli.options import RGB_CHOICES, add_predict_options, io_options, predict_settings
 
 
 @contextmanager
@@ -75,7 +75,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from labelfree_app.batch import BatchDone, BatchOptions, JobFinished, parse_shard, plan_batch, run_batch
     from labelfree_app.batch.local import JobProgress, JobStarted
     from labelfree_app.batch.plan import resolve_models
-    from labelfree_app.cli_options import RGB_CHOICES, io_options, predict_settings
     from labelfree_app.io.channels import parse_channel
     from labelfree_app.models.registry import ModelRegistry
 
@@ -122,11 +121,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(", ".join(f"{n} {status}" for status, n in counts.items() if n) + f"; report: {done.report[0]}")
     if done.fatal:
         print(f"error: {done.fatal}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_ERROR
     if done.stopped:
         print("Stopped; run the same command again to finish (done files are skipped).", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if counts.get("failed") else 0
+    return EXIT_ERROR if counts.get("failed") else 0
 
 
 def cmd_batch_report(args: argparse.Namespace) -> int:
@@ -134,13 +133,11 @@ def cmd_batch_report(args: argparse.Namespace) -> int:
 
     csv_path, _, counts = merge_shard_reports(Path(args.output))
     print(", ".join(f"{n} {status}" for status, n in counts.items() if n) + f"; report: {csv_path}")
-    return EXIT_FAILED if counts.get("failed") or counts.get("not run") else 0
+    return EXIT_ERROR if counts.get("failed") or counts.get("not run") else 0
 
 
 def register(sub: Any) -> None:
     """Add `batch` and `batch-report` to the `labelfree` subcommand parser."""
-    from labelfree_app.cli_options import add_predict_options
-
     b = sub.add_parser("batch", help="predict many files with one or more models into a folder (resumable)",
                        description="Writes <name>__<model-id>.ome.tif per input and model, plus "
                                    "batch_report.csv/.json. Finished outputs are skipped when run again.")

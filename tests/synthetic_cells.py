@@ -1,6 +1,7 @@
 """Synthetic cells rendered as a bright-field-like image and a nuclear stain.
 
-Used for the demo model, the demo input and tests that need paired data without real files.
+Test data only: tests and benchmarks that need paired images without real files (the demo models in
+tests/fixtures/models were trained on it). The product's demo input is real data (resources/demo).
 It is a cartoon of optics, not a simulation: cells are ellipses with a phase delay, bright-field
 contrast is a defocus (Laplacian-of-Gaussian) of that phase, nuclei are denser inner ellipses.
 """

@@ -1,10 +1,12 @@
-"""`labelfree train` and `labelfree evaluate` (registered into the main parser)."""
+"""`labelfree train` and `labelfree evaluate`: paired images in, a model package or a score report out."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from typing import Any
+
+from labelfree_app.cli.exit_codes import EXIT_INTERRUPTED
 
 
 def _pairs_from_args(args: argparse.Namespace, *, required: bool = True) -> tuple[Any, ...]:
@@ -39,6 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from labelfree_app.core.drive import drive
     from labelfree_app.training import (DiffusionSettings, StepDone, TrainConfig, TrainFinished, TrainStarted,
                                         UNetSettings, ValidationDone, run_training)
     from labelfree_app.training.config import MICROSCOPE_AUGMENT, AugmentSettings
@@ -63,33 +66,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stop_patience=args.early_stop, augmentation=MICROSCOPE_AUGMENT if args.augment == "microscope"
         else AugmentSettings(), augment=args.augment != "none",
     )
-    bar = None
-    result: Path | None = None
-    run = run_training(config)
+    bar: Any = None
+
+    def show(event: object) -> None:
+        nonlocal bar
+        if isinstance(event, TrainStarted):
+            bar = tqdm(total=event.max_steps, initial=event.start_step, desc="training", unit="step")
+            tqdm.write(f"device {event.device}, {event.train_pairs} pair(s), {event.parameters:,} parameters; "
+                       f"work files in {event.work_dir}")
+        elif isinstance(event, StepDone) and bar is not None:
+            bar.n = event.step
+            bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
+            bar.refresh()
+        elif isinstance(event, ValidationDone):
+            tqdm.write(f"step {event.step}: validation r = {event.val_r:.4f}" + (" (best)" if event.is_best else ""))
+        elif isinstance(event, TrainFinished):
+            tqdm.write(f"finished ({event.stop_reason}) after {event.steps} steps, {event.seconds:.0f} s; "
+                       f"best r = {event.best_val_r}")
+
     try:
-        while True:
-            try:
-                event = next(run)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if isinstance(event, TrainStarted):
-                bar = tqdm(total=event.max_steps, initial=event.start_step, desc="training", unit="step")
-                tqdm.write(f"device {event.device}, {event.train_pairs} pair(s), {event.parameters:,} parameters; "
-                           f"work files in {event.work_dir}")
-            elif isinstance(event, StepDone) and bar is not None:
-                bar.n = event.step
-                bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
-                bar.refresh()
-            elif isinstance(event, ValidationDone):
-                tqdm.write(f"step {event.step}: validation r = {event.val_r:.4f}" + (" (best)" if event.is_best else ""))
-            elif isinstance(event, TrainFinished):
-                tqdm.write(f"finished ({event.stop_reason}) after {event.steps} steps, {event.seconds:.0f} s; "
-                           f"best r = {event.best_val_r}")
-    except KeyboardInterrupt:
-        run.close()  # checkpoints the current step; `--resume` continues from it
-        print(f"Interrupted: checkpoint saved; run the same command with --resume to continue.")
-        return 130
+        result = drive(run_training(config), show)
+    except KeyboardInterrupt:  # drive closed the run, which checkpoints the current step
+        print("Interrupted: checkpoint saved; run the same command with --resume to continue.")
+        return EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.close()
