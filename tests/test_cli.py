@@ -143,3 +143,26 @@ def test_batch_without_a_model_uses_the_bundled_model_that_fits_the_first_input(
     assert main(["batch", str(bf_file), "-o", str(tmp_path / "out"), "-q"]) == 0
     assert "model: lf-nuclei-2d (the default for a single plane" in capsys.readouterr().err
     assert (tmp_path / "out" / "field__lf-nuclei-2d.ome.tif").is_file()
+
+
+def test_gui_command_opens_the_app_through_its_own_entry_point(monkeypatch):
+    import labelfree_app.__main__ as gui_entry
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(gui_entry, "main", lambda files: calls.append(list(files)) or 0)
+    assert main(["gui", "a.tif", "b.tif"]) == 0
+    assert calls == [["a.tif", "b.tif"]]
+
+
+def test_the_cli_package_stands_beside_the_gui_and_shares_no_private_names():
+    import re
+
+    import labelfree_app.cli
+
+    folder = Path(labelfree_app.cli.__file__).parent
+    sources = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.py")}
+    assert {"main.py", "options.py", "predict.py", "batch.py", "train.py", "models.py"} <= set(sources)
+    for name, text in sources.items():
+        assert not re.search(r"^\s*(from|import) labelfree_app(\.gui|\.__main__)\b|^\s*from labelfree_app import "
+                             r"[^\n]*\b(gui|__main__)\b", text, re.MULTILINE), name
+        assert not re.search(r"^\s*from labelfree_app\.cli\.\w+ import [^\n]*\b_\w+", text, re.MULTILINE), name
