@@ -45,7 +45,7 @@ def _gui_export(source: Path, model_id: str, folder: Path) -> list[Path]:
     """What the window does for Run → Export: read, run through the backend, export the result."""
     pytest.importorskip("PySide6")
     from labelfree_app.gui.backend import CoreBackend
-    from labelfree_app.gui.export import export_result
+    from labelfree_app.gui.predict.export import export_result
 
     backend = CoreBackend()
     image = backend.read_image(source)

@@ -1,15 +1,15 @@
-"""Small dialogs: error sentences, unexpected errors with the log path, model card, About."""
+"""Small dialogs: error sentences, unexpected errors with the log path, rich text (About)."""
 
 from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
 
 from labelfree_app import __version__
-from labelfree_app.gui.model_card import model_card_html
+from labelfree_app.errors import LabelFreeError
 
 THIRD_PARTY_LICENSES = (
     ("PySide6 (Qt for Python)", "LGPL-3.0"),
@@ -57,12 +57,6 @@ class TextDialog(QDialog):
         self.resize(560, 520)
 
 
-def model_card_dialog(parent: QWidget | None, manifest: dict[str, Any]) -> TextDialog:
-    dialog = TextDialog(f"Model card — {manifest.get('name', manifest.get('id', ''))}", model_card_html(manifest), parent)
-    dialog.open()
-    return dialog
-
-
 def about_html(models: Sequence[Any], manifests: dict[str, dict[str, Any]]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(license_)}</td></tr>"
@@ -94,7 +88,16 @@ def about_html(models: Sequence[Any], manifests: dict[str, dict[str, Any]]) -> s
     )
 
 
-def about_dialog(parent: QWidget | None, models: Sequence[Any], manifests: dict[str, dict[str, Any]]) -> TextDialog:
+def about_dialog(
+    parent: QWidget | None, models: Sequence[Any], manifest_of: Callable[[str], dict[str, Any]]
+) -> TextDialog:
+    """About LabelFree: the version, the installed models (those whose manifest reads) and licenses."""
+    manifests = {}
+    for model in models:
+        try:
+            manifests[model.id] = manifest_of(model.id)
+        except LabelFreeError:
+            continue
     dialog = TextDialog("About LabelFree", about_html(models, manifests), parent)
     dialog.open()
     return dialog

@@ -18,20 +18,23 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.gui import plane_series, result_actions
 from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths, image_facts
-from labelfree_app.gui.dialogs import about_dialog, error_box, model_card_dialog, unexpected_error_box
-from labelfree_app.gui.file_list import FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
-from labelfree_app.gui.image_panel import paths_from_mime
-from labelfree_app.gui.menus import build_menus
-from labelfree_app.gui.model_manager import ModelManagerDialog
-from labelfree_app.gui.run_controls import RunControls
-from labelfree_app.gui.runner import PredictionRunner
+from labelfree_app.gui.batch.dialog import open_batch_dialog
+from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
+from labelfree_app.gui.files import plane_series
+from labelfree_app.gui.files.file_list import FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
+from labelfree_app.gui.models.card import model_card_dialog
+from labelfree_app.gui.models.manager import ModelManagerDialog
+from labelfree_app.gui.predict.results import ResultActions
+from labelfree_app.gui.predict.run_controls import RunControls
+from labelfree_app.gui.predict.runner import PredictionRunner
+from labelfree_app.gui.self_test import open_self_test_dialog
 from labelfree_app.gui.settings import GuiSettings
-from labelfree_app.gui.viewers import PanelGrid
+from labelfree_app.gui.train.page import open_train_dialog
+from labelfree_app.gui.viewer.image_panel import paths_from_mime
+from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
-
-
 
 
 class MainWindow(QMainWindow):
@@ -61,11 +64,14 @@ class MainWindow(QMainWindow):
         self.hover_label.setMinimumWidth(640)  # room for every panel's value at the crosshair
         self.statusBar().addPermanentWidget(self.hover_label)
         self.runner = PredictionRunner(backend, self.panels, self.controls, self.file_list, self._is_diffusion)
-        build_menus(self)
+        self.results = ResultActions(self, backend, self.file_list, self.panels, settings, self,
+                                     self._model_target, self.dialogs)
+        self.menus = build_menus(self, self.panels, self._menu_callbacks())
 
         self.panels.hoverText.connect(self.hover_label.setText)
         self.panels.filesDropped.connect(self.open_dropped)
-        self.panels.groundTruthDropped.connect(lambda paths: result_actions.load_ground_truth(self, paths[0]))
+        self.panels.groundTruthDropped.connect(self._on_ground_truth_dropped)
+        self.results.exported.connect(self.exported)
         self.file_list.currentFileChanged.connect(self.show_file)
         self.channel_combo.currentIndexChanged.connect(self._on_channel_changed)
         self.controls.runRequested.connect(self.run_current)
@@ -80,6 +86,26 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self.refresh_models)
 
     # --- layout ---------------------------------------------------------------------------
+    def _menu_callbacks(self) -> MenuCallbacks:
+        return MenuCallbacks(
+            open_files=self.open_dialog,
+            open_folder=self.open_folder_dialog,
+            open_stack=self.open_stack_dialog,
+            export=self.results.export_current,
+            choose_export_folder=self.results.choose_export_folder,
+            batch_export=lambda: open_batch_dialog(self, self.backend, self.models, self.controls, self.file_list,
+                                                   self.settings, self.dialogs),
+            show_x0=self.runner.show_clean_estimate,
+            compare=self.results.compare_current,
+            manage_models=self.open_model_manager,
+            model_card=lambda: self.show_model_card(self.controls.model_id() or ""),
+            train=lambda: open_train_dialog(self, self.backend, self.dialogs, self.models, self.use_installed_model),
+            self_test=lambda: open_self_test_dialog(self, self.dialogs),
+            about=self.show_about,
+            run=self.run_current,
+            cancel=self.runner.cancel,
+        )
+
     def _build_docks(self) -> None:
         files = QWidget()
         layout = QVBoxLayout(files)
@@ -142,12 +168,27 @@ class MainWindow(QMainWindow):
         """Open what was dropped; files that look like one plane series may become one z-stack."""
         files = expand_paths(paths)
         if plane_series.looks_like_plane_series(files) and self.ask_open_as_stack(len(files)):
-            return [plane_series.open_plane_stack(self, files)]
+            return [self.open_plane_stack(files)]
         return self.open_paths(paths)
 
     def ask_open_as_stack(self, count: int) -> bool:
         """Asks the user (a hook tests replace)."""
         return plane_series.ask_open_as_stack(self, count)
+
+    def open_stack_dialog(self) -> OpenFile | None:
+        """File ▸ Open planes as z-stack: the chosen files become one entry."""
+        chosen = plane_series.choose_planes(self, self.settings.get("last_folder"))
+        return self.open_plane_stack(chosen) if chosen else None
+
+    def open_plane_stack(self, paths: Sequence[Path]) -> OpenFile:
+        """One list entry for single-plane files, read together in the background as one z-stack."""
+
+        def read(record: OpenFile, planes: list[Path]) -> None:
+            self.load_record(record, lambda: self.backend.read_plane_series(planes))
+
+        record = plane_series.open_plane_stack(self.file_list, paths, read)
+        self.settings.set("last_folder", str(record.path.parent))
+        return record
 
     def open_paths(self, paths: Sequence[Path]) -> list[OpenFile]:
         """Add files (folders expand to their images), read them in the background, show the first."""
@@ -198,13 +239,13 @@ class MainWindow(QMainWindow):
         self._fill_recent_menu()
 
     def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = list(self.settings.get("recent_files"))
-        for text in recent:
-            action = self.recent_menu.addAction(Path(text).name)
-            action.setToolTip(text)
-            action.triggered.connect(lambda _=False, p=text: self.open_paths([Path(p)]))
-        self.recent_menu.setEnabled(bool(recent))
+        fill_recent_menu(self.menus.recent_menu, list(self.settings.get("recent_files")),
+                         lambda path: self.open_paths([path]))
+
+    def _on_ground_truth_dropped(self, paths: list[Path]) -> None:
+        """A file dropped on the Prediction panel is ground truth for the shown image (opened if none)."""
+        if not self.results.load_ground_truth(paths[0]):
+            self.open_paths(paths[:1])
 
     def show_file(self, record: OpenFile | None) -> None:
         """Show ``record``'s input (its chosen channel) and its last result, if any."""
@@ -242,9 +283,16 @@ class MainWindow(QMainWindow):
         self.panels.input_panel.set_volume(channel_volume(record.image, index), self.panels.z, self.panels.max_projection)
 
     # --- running --------------------------------------------------------------------------
+    def _model(self, model_id: str) -> Any:
+        return next((m for m in self.models if m.id == model_id), None)
+
     def _is_diffusion(self, model_id: str) -> bool:
-        model = next((m for m in self.models if m.id == model_id), None)
+        model = self._model(model_id)
         return model is not None and model.kind == "diffusion"
+
+    def _model_target(self, model_id: str) -> str:
+        model = self._model(model_id)
+        return str(model.target) if model is not None else ""
 
     def run_current(self) -> bool:
         record = self.file_list.current()
@@ -268,13 +316,6 @@ class MainWindow(QMainWindow):
             result = record.result
             self.show_message(f"{record.name}: predicted in {result.seconds:.1f} s on {result.device}.")
 
-    def _set_preview_kind(self, show_x0: bool) -> None:
-        self.runner.preview_kind = "pred_x0" if show_x0 else "x_t"
-
-    def _auto_contrast_all(self) -> None:
-        for panel in self.panels.panels:
-            panel.auto_contrast()
-
     # --- models ---------------------------------------------------------------------------
     def refresh_models(self, select_id: str = "") -> None:
         """List models and devices in the background (they may import torch)."""
@@ -289,6 +330,15 @@ class MainWindow(QMainWindow):
             lambda devices: self.controls.set_devices(devices, self.settings.get("device")),
             lambda exc: self.show_message(f"Could not list compute devices ({exc}); using auto."),
         )
+
+    def use_installed_model(self, model_id: str, models: Sequence[Any]) -> str | None:
+        """Select a newly installed model and run it on the shown file; returns that file's name, if any."""
+        self.models = list(models)
+        self.controls.set_models(self.models, model_id)
+        record = self.file_list.current()
+        if record is not None and record.image is not None and self.run_current():
+            return record.name
+        return None
 
     def show_model_card(self, model_id: str) -> None:
         if not model_id:
@@ -307,13 +357,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def show_about(self) -> None:
-        manifests = {}
-        for model in self.models:
-            try:
-                manifests[model.id] = self.backend.model_manifest(model.id)
-            except LabelFreeError:
-                continue
-        self.dialogs.append(about_dialog(self, self.models, manifests))
+        self.dialogs.append(about_dialog(self, self.models, self.backend.model_manifest))
 
     # --- settings -------------------------------------------------------------------------
     def _restore_settings(self) -> None:

@@ -1,17 +1,58 @@
-"""The main window's menus and toolbar; the actions that tests and dialogs use are kept on the window."""
+"""The main window's menus and toolbar, built from the callbacks the window hands in."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMenu
 
-from labelfree_app.gui import plane_series, result_actions
-from labelfree_app.gui.batch_dialog import open_batch_dialog
+from labelfree_app.gui.viewer.panel_grid import PanelGrid
+
+Slot = Callable[[], Any]
 
 
-def _action(window: Any, menu: Any, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
+@dataclass(frozen=True)
+class MenuCallbacks:
+    """What each menu entry does; the window wires these to its features."""
+
+    open_files: Slot
+    open_folder: Slot
+    open_stack: Slot
+    export: Slot
+    choose_export_folder: Slot
+    batch_export: Slot
+    show_x0: Callable[[bool], Any]
+    compare: Slot
+    manage_models: Slot
+    model_card: Slot
+    train: Slot
+    self_test: Slot
+    about: Slot
+    run: Slot
+    cancel: Slot
+
+
+@dataclass(frozen=True)
+class Menus:
+    """The actions and menus that the window (and tests) use after the menus are built."""
+
+    recent_menu: QMenu
+    export_action: QAction
+    batch_export_action: QAction
+    max_projection_action: QAction
+    overlay_action: QAction
+    show_x0_action: QAction
+    compare_action: QAction
+    train_action: QAction
+    self_test_action: QAction
+
+
+def _action(window: QMainWindow, menu: Any, text: str, slot: Any, shortcut: Any = None,
+            checkable: bool = False) -> QAction:
     action = QAction(text, window)
     if shortcut is not None:
         action.setShortcut(QKeySequence(shortcut))
@@ -21,61 +62,68 @@ def _action(window: Any, menu: Any, text: str, slot: Any, shortcut: Any = None, 
     return action
 
 
-def build_menus(w: Any) -> None:
-    """File, View, Analysis, Models and Help menus and the main toolbar of the main window ``w``."""
+def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
+    """File, View, Analysis, Models and Help menus and the main toolbar of ``w``."""
     bar = w.menuBar()
     file_menu = bar.addMenu("&File")
-    _action(w, file_menu, "&Open files…", w.open_dialog, QKeySequence.StandardKey.Open)
-    _action(w, file_menu, "Open &folder…", w.open_folder_dialog)
-    _action(w, file_menu, "Open planes as &z-stack…", lambda: plane_series.open_stack_dialog(w))
-    w.recent_menu = file_menu.addMenu("Open &recent")
+    _action(w, file_menu, "&Open files…", do.open_files, QKeySequence.StandardKey.Open)
+    _action(w, file_menu, "Open &folder…", do.open_folder)
+    _action(w, file_menu, "Open planes as &z-stack…", lambda: do.open_stack())
+    recent_menu = file_menu.addMenu("Open &recent")
     file_menu.addSeparator()
-    w.export_action = _action(w, file_menu, "&Export result…", lambda: result_actions.export_current(w), "Ctrl+E")
-    _action(w, file_menu, "Choose export folder…", lambda: result_actions.choose_export_folder(w))
-    w.batch_export_action = _action(w, file_menu, "&Batch export…", lambda: open_batch_dialog(w), "Ctrl+B")
-    w.batch_export_action.setObjectName("batch_export_action")
+    export_action = _action(w, file_menu, "&Export result…", lambda: do.export(), "Ctrl+E")
+    _action(w, file_menu, "Choose export folder…", lambda: do.choose_export_folder())
+    batch_export_action = _action(w, file_menu, "&Batch export…", lambda: do.batch_export(), "Ctrl+B")
+    batch_export_action.setObjectName("batch_export_action")
     file_menu.addSeparator()
     _action(w, file_menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
 
     view = bar.addMenu("&View")
-    w.max_projection_action = _action(w, view, "&Max projection", w.panels.set_max_projection, "Ctrl+M", True)
-    w.panels.max_projection_box.toggled.connect(w.max_projection_action.setChecked)
-    w.overlay_action = _action(w, view, "&Overlay prediction on input", w.panels.set_overlay, "Ctrl+L", True)
-    w.panels.overlay_box.toggled.connect(w.overlay_action.setChecked)
+    max_projection_action = _action(w, view, "&Max projection", panels.set_max_projection, "Ctrl+M", True)
+    panels.max_projection_box.toggled.connect(max_projection_action.setChecked)
+    overlay_action = _action(w, view, "&Overlay prediction on input", panels.set_overlay, "Ctrl+L", True)
+    panels.overlay_box.toggled.connect(overlay_action.setChecked)
     layout_menu = view.addMenu("Panel &layout")
     group = QActionGroup(w)
     for text, columns in (("Automatic", None), ("In a row", 4), ("2 × 2 grid", 2)):
-        action = _action(w, layout_menu, text, lambda _=False, c=columns: w.panels.arrange(c), None, True)
+        action = _action(w, layout_menu, text, lambda _=False, c=columns: panels.arrange(c), None, True)
         action.setChecked(columns is None)
         group.addAction(action)
-    _action(w, view, "&Auto-contrast all panels", w._auto_contrast_all, "Ctrl+A")
-    _action(w, view, "&Reset zoom", lambda: w.panels.input_panel.view_box.autoRange(padding=0.0), "Ctrl+0")
-    w.show_x0_action = _action(w, view, "Denoising shows predicted clean image", w._set_preview_kind, None, True)
+    _action(w, view, "&Auto-contrast all panels", panels.auto_contrast_all, "Ctrl+A")
+    _action(w, view, "&Reset zoom", lambda: panels.input_panel.view_box.autoRange(padding=0.0), "Ctrl+0")
+    show_x0_action = _action(w, view, "Denoising shows predicted clean image", do.show_x0, None, True)
 
     analysis = bar.addMenu("&Analysis")
-    w.compare_action = _action(w, analysis, "&Compare with ground truth…", lambda: result_actions.compare_current(w),
-                               "Ctrl+G")
+    compare_action = _action(w, analysis, "&Compare with ground truth…", lambda: do.compare(), "Ctrl+G")
 
     models = bar.addMenu("&Models")
-    _action(w, models, "&Manage models…", w.open_model_manager)
-    _action(w, models, "Model &card…", lambda: w.show_model_card(w.controls.model_id() or ""))
-    from labelfree_app.gui.train_page import open_train_dialog  # the Models ▸ Train a model page
-
-    w.train_action = _action(w, models, "&Train a model…", lambda: open_train_dialog(w))
+    _action(w, models, "&Manage models…", do.manage_models)
+    _action(w, models, "Model &card…", lambda: do.model_card())
+    train_action = _action(w, models, "&Train a model…", lambda: do.train())
 
     help_menu = bar.addMenu("&Help")
-    from labelfree_app.gui.self_test import open_self_test_dialog  # the Help ▸ Self-test dialog
-
-    w.self_test_action = _action(w, help_menu, "&Self-test…", lambda: open_self_test_dialog(w))
-    _action(w, help_menu, "&About LabelFree", w.show_about)
+    self_test_action = _action(w, help_menu, "&Self-test…", lambda: do.self_test())
+    _action(w, help_menu, "&About LabelFree", do.about)
 
     toolbar = w.addToolBar("Main")
     toolbar.setObjectName("main_toolbar")
     toolbar.setMovable(False)
-    toolbar.addAction("Open…", w.open_dialog)
-    toolbar.addAction("Run", w.run_current).setShortcut(QKeySequence("Ctrl+R"))
-    toolbar.addAction("Cancel", w.runner.cancel).setShortcut(QKeySequence(Qt.Key.Key_Escape))
+    toolbar.addAction("Open…", do.open_files)
+    toolbar.addAction("Run", do.run).setShortcut(QKeySequence("Ctrl+R"))
+    toolbar.addAction("Cancel", do.cancel).setShortcut(QKeySequence(Qt.Key.Key_Escape))
     toolbar.addSeparator()
-    toolbar.addAction(w.overlay_action)
-    toolbar.addAction(w.compare_action)
-    toolbar.addAction(w.export_action)
+    toolbar.addAction(overlay_action)
+    toolbar.addAction(compare_action)
+    toolbar.addAction(export_action)
+    return Menus(recent_menu, export_action, batch_export_action, max_projection_action, overlay_action,
+                 show_x0_action, compare_action, train_action, self_test_action)
+
+
+def fill_recent_menu(menu: QMenu, recent: Sequence[str], open_path: Callable[[Path], Any]) -> None:
+    """File ▸ Open recent: one entry a file (its name, the whole path as tooltip); off when empty."""
+    menu.clear()
+    for text in recent:
+        action = menu.addAction(Path(text).name)
+        action.setToolTip(text)
+        action.triggered.connect(lambda _=False, p=text: open_path(Path(p)))
+    menu.setEnabled(bool(recent))

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from labelfree_app.gui.file_list import FAILED, LOADED
+from labelfree_app.gui.files.file_list import FAILED, LOADED
 
 _log = logging.getLogger(__name__)
 POLL_MS = 50

@@ -99,10 +99,12 @@ class SelfTestDialog(QDialog):
         super().closeEvent(event)
 
 
-def open_self_test_dialog(window: Any, make_events: MakeEvents | None = None) -> SelfTestDialog:
-    """Open the dialog on ``window`` (kept alive in ``window.dialogs``) and start the run."""
-    dialog = SelfTestDialog(window, make_events)
-    getattr(window, "dialogs", []).append(dialog)
+def open_self_test_dialog(
+    parent: QWidget, dialogs: list[QWidget], make_events: MakeEvents | None = None
+) -> SelfTestDialog:
+    """Open the dialog on ``parent`` (kept alive in ``dialogs``) and start the run."""
+    dialog = SelfTestDialog(parent, make_events)
+    dialogs.append(dialog)
     dialog.show()
     dialog.start()
     return dialog

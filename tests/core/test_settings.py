@@ -103,7 +103,7 @@ def test_cli_refuses_bad_tile_and_negative_samples_with_a_sentence():
 
 
 def test_cli_and_gui_read_the_same_defaults_and_sampler_list():
-    from labelfree_app.gui import run_controls
+    from labelfree_app.gui.predict import run_controls
 
     args = _parser().parse_args(["--save-steps"])
     assert args.save_steps == run_controls.DEFAULT_FRAMES == TABLE["frames"].asked

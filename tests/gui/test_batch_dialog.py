@@ -14,7 +14,7 @@ import pytest
 from PySide6.QtCore import QTimer
 
 from labelfree_app.gui.backend import CoreBackend
-from labelfree_app.gui.batch_dialog import BatchDialog, format_eta
+from labelfree_app.gui.batch.dialog import BatchDialog, format_eta
 from labelfree_app.io import read_image
 from tests.factories import make_diffusion_package, make_unet_package, write_field
 
@@ -149,7 +149,7 @@ def test_the_menu_opens_the_dialog_with_the_open_files_and_current_model(qtbot, 
     window.open_paths([tiff_2d])
     wait_loaded(qtbot, window)
     window.settings.set("export_folder", "/tmp/exports")
-    window.batch_export_action.trigger()
+    window.menus.batch_export_action.trigger()
     dialog = next(d for d in window.dialogs if isinstance(d, BatchDialog))
     assert dialog.isVisible() and dialog.inputs() == [tiff_2d]
     assert dialog.checked_models() == [window.controls.model_id()]

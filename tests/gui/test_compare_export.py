@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from labelfree_app.gui import result_actions
-from labelfree_app.gui.compare import CompareDialog, dice, matching_channel
-from labelfree_app.gui.export import frames_to_uint8
+from labelfree_app.gui.predict.export import frames_to_uint8
+from labelfree_app.gui.viewer.compare import CompareDialog, dice, matching_channel
 from labelfree_app.io import read_image, read_provenance
 from labelfree_app.models.package import sha256_of_file
 from tests.gui.fakes import write_tiff
@@ -62,7 +61,7 @@ def test_compare_uses_the_files_fluorescence_channel_for_the_models_target(qtbot
     drop_files(window, [tiff_3d_two_channels])
     wait_loaded(qtbot, window)
     run_and_wait(qtbot, window)
-    window.compare_action.trigger()
+    window.menus.compare_action.trigger()
     dialog = window.dialogs[-1]
     assert isinstance(dialog, CompareDialog) and dialog.isVisible()
     record = window.file_list.current()
@@ -77,7 +76,7 @@ def test_compare_without_ground_truth_explains_how_to_get_one(qtbot, window, tif
     drop_files(window, [tiff_2d])
     wait_loaded(qtbot, window)
     run_and_wait(qtbot, window)
-    assert result_actions.compare_current(window) is None
+    assert window.results.compare_current() is None
     message = window.statusBar().currentMessage()
     assert "no fluorescence channel" in message and "Prediction panel" in message
 
@@ -113,7 +112,7 @@ def test_export_writes_the_cli_files_plus_gif_and_panels_png(qtbot, window, back
     out = tmp_path / "exports"
     out.mkdir()
     with qtbot.waitSignal(window.exported, timeout=10000) as blocker:
-        assert result_actions.export_current(window, out)
+        assert window.results.export_current(out)
     written = blocker.args[0]
     names = sorted(p.name for p in written)
     base = "cells_2d__diff-nuclei"  # the names `labelfree predict` gives (export.output_paths)
@@ -141,7 +140,7 @@ def test_export_to_a_missing_folder_fails_with_a_sentence(qtbot, window, tiff_2d
     drop_files(window, [tiff_2d])
     wait_loaded(qtbot, window)
     run_and_wait(qtbot, window)
-    result_actions.export_current(window, tmp_path / "missing")
+    window.results.export_current(tmp_path / "missing")
     qtbot.waitUntil(lambda: "does not exist" in window.statusBar().currentMessage(), timeout=3000)
 
 

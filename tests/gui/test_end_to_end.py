@@ -81,14 +81,13 @@ def test_a_real_diffusion_run_fills_the_panels_and_exports(qtbot, real_window, b
     np.testing.assert_allclose(panels.prediction_panel.plane, result.prediction[0, 0])
     np.testing.assert_allclose(panels.variance_panel.plane, result.variance[0, 0])
     assert panels.denoising_panel.plane is not None
-    window.compare_action.trigger()  # the file's DAPI channel is the ground truth
+    window.menus.compare_action.trigger()  # the file's DAPI channel is the ground truth
     assert np.isfinite(window.dialogs[-1].pearson_r)
-    from labelfree_app.gui import result_actions
 
     out = tmp_path / "out"
     out.mkdir()
     with qtbot.waitSignal(window.exported, timeout=20000) as blocker:
-        result_actions.export_current(window, out)
+        window.results.export_current(out)
     from labelfree_app.io import read_image
 
     name = f"{brightfield_tiff.name.split('.')[0]}__{result.model_id}.ome.tif"  # the name `predict` gives

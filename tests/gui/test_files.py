@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labelfree_app.gui.file_list import DONE, FAILED, LOADED
+from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED
 from tests.gui.fakes import write_tiff
 from tests.gui.helpers import drop_files, run_and_wait, wait_loaded
 
@@ -86,7 +86,7 @@ def test_z_slider_and_max_projection_drive_every_panel(qtbot, window, tiff_3d_tw
     np.testing.assert_allclose(panels.variance_panel.plane, record.result.variance[0, 1])
     panels.max_projection_box.setChecked(True)
     assert not panels.z_slider.isEnabled()
-    assert window.max_projection_action.isChecked()
+    assert window.menus.max_projection_action.isChecked()
     np.testing.assert_allclose(panels.input_panel.plane, record.image.data[1].max(axis=0))
     np.testing.assert_allclose(panels.prediction_panel.plane, record.result.prediction[0].max(axis=0))
     np.testing.assert_allclose(panels.denoising_panel.plane, panels.frames[-1].max(axis=0))
@@ -95,7 +95,7 @@ def test_z_slider_and_max_projection_drive_every_panel(qtbot, window, tiff_3d_tw
 def test_opened_files_appear_in_the_recent_menu(qtbot, window, tiff_2d):
     window.open_paths([tiff_2d])
     wait_loaded(qtbot, window)
-    actions = window.recent_menu.actions()
+    actions = window.menus.recent_menu.actions()
     assert actions and actions[0].toolTip() == str(tiff_2d)
     assert window.settings.get("recent_files")[0] == str(tiff_2d)
 

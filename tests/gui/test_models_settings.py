@@ -9,9 +9,9 @@ from PySide6.QtCore import Qt
 
 from labelfree_app.errors import ModelError
 from labelfree_app.gui.dialogs import about_html
-from labelfree_app.gui.model_card import model_card_html
-from labelfree_app.gui.model_manager import ModelManagerDialog
-from labelfree_app.gui.run_controls import RunControls, eta_seconds, format_duration
+from labelfree_app.gui.models.card import model_card_html
+from labelfree_app.gui.models.manager import ModelManagerDialog
+from labelfree_app.gui.predict.run_controls import RunControls, eta_seconds, format_duration
 from labelfree_app.gui.settings import MAX_RECENT_FILES, GuiSettings, settings_path
 from tests.gui.helpers import select_model
 
@@ -162,7 +162,7 @@ def test_settings_survive_a_restart(qtbot, backend, tiff_2d):
     qtbot.waitUntil(lambda: second.controls.model_id() == "unet-membrane", timeout=3000)
     assert second.controls.device() == "cpu"
     assert second.controls.steps_spin.value() == 12 and second.controls.seed_spin.value() == 42
-    assert second.recent_menu.actions()[0].toolTip() == str(tiff_2d)
+    assert second.menus.recent_menu.actions()[0].toolTip() == str(tiff_2d)
     assert second.settings.get("last_folder") == str(tiff_2d.parent)
     assert second.height() == 520  # not the default 900
 

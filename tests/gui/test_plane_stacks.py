@@ -11,8 +11,8 @@ import pytest
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog
 
-from labelfree_app.gui import plane_series, result_actions
-from labelfree_app.gui.file_list import DONE, FAILED, LOADED
+from labelfree_app.gui.files import plane_series
+from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED
 from tests.gui.fakes import write_tiff
 from tests.gui.helpers import drop_files, run_and_wait, wait_loaded
 
@@ -77,7 +77,7 @@ def test_a_plane_stack_runs_and_exports_under_a_file_name_without_wildcards(qtbo
     out = tmp_path / "out"
     out.mkdir()
     with qtbot.waitSignal(window.exported, timeout=10000) as blocker:
-        assert result_actions.export_current(window, out)
+        assert window.results.export_current(out)
     names = [Path(p).name for p in blocker.args[0]]
     # named as `labelfree predict --z-stack` names it: after the first plane, no wildcard
     assert names and all(n.startswith("z_depth-0_PHASE_CONTRAST__") and "*" not in n for n in names)

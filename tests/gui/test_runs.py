@@ -8,8 +8,8 @@ import numpy as np
 from PySide6.QtCore import QTimer
 
 from labelfree_app.errors import InputShapeError
-from labelfree_app.gui.file_list import DONE, FAILED, LOADED
-from labelfree_app.gui.viewers import NO_UNCERTAINTY_NOTE, UNET_DENOISING_NOTE
+from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED
+from labelfree_app.gui.viewer.panel_grid import NO_UNCERTAINTY_NOTE, UNET_DENOISING_NOTE
 from tests.gui.helpers import drop_files, run_and_wait, select_model, wait_loaded
 
 
@@ -164,7 +164,7 @@ def test_previews_of_the_other_kind_are_not_shown_once_the_chosen_kind_arrived(q
     record = _open(qtbot, window, tiff_2d)
     runner = window.runner
     runner.record = record
-    window.show_x0_action.trigger()
+    window.menus.show_x0_action.trigger()
     assert runner.preview_kind == "pred_x0"
     x0 = np.full((1, 1, 48, 64), 5.0, np.float32)
     noisy = np.zeros((1, 1, 48, 64), np.float32)
@@ -215,7 +215,7 @@ def test_switching_files_during_a_run_keeps_the_result_with_its_file(qtbot, wind
 
 
 def test_frame_labels_name_the_denoising_steps_the_engine_kept():
-    from labelfree_app.gui.runner import frame_step_labels
+    from labelfree_app.gui.predict.runner import frame_step_labels
 
     assert frame_step_labels(3, 5) == ["step 1/5", "step 3/5", "step 5/5"]
     assert frame_step_labels(3, None) is None

@@ -100,7 +100,7 @@ def test_help_menu_self_test_opens_the_dialog(qtbot, window, monkeypatch: pytest
     help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
     texts = [a.text() for a in help_menu.actions()]
     assert "&Self-test…" in texts and texts.index("&Self-test…") < texts.index("&About LabelFree")
-    window.self_test_action.trigger()
+    window.menus.self_test_action.trigger()
     dialog = next(d for d in window.dialogs if isinstance(d, SelfTestDialog))
     qtbot.waitUntil(lambda: dialog.finished_running, timeout=5000)
     assert dialog.status.text() == "Self-test passed."

@@ -15,7 +15,7 @@ import tifffile
 from PySide6.QtCore import Qt
 
 from labelfree_app.gui.backend import CoreBackend
-from labelfree_app.gui.train_page import LIVE, RESULT, SETUP, TrainDialog
+from labelfree_app.gui.train.page import LIVE, RESULT, SETUP, TrainDialog
 from tests.synthetic_cells import render_cells
 from tests.factories import write_field
 from tests.gui.helpers import drop_files, wait_loaded
@@ -74,7 +74,7 @@ def test_a_short_training_from_the_page_gives_a_model_the_registry_lists_and_run
     window.show()
     window.open_paths([bf / "field.tif"])
     wait_loaded(qtbot, window)
-    window.train_action.trigger()
+    window.menus.train_action.trigger()
     dialog = next(d for d in window.dialogs if isinstance(d, TrainDialog))
     qtbot.addWidget(dialog)
 
@@ -212,7 +212,7 @@ def test_multichannel_files_pick_their_input_and_target_channels(qtbot, dialog, 
 
 
 def test_start_from_offers_fitting_models_and_the_quick_fine_tune_preset(qtbot, tmp_path):
-    from labelfree_app.gui.train_setup import SCRATCH, SetupPage
+    from labelfree_app.gui.train.setup import SCRATCH, SetupPage
     from tests.factories import stack_and_plane_entries
 
     page = SetupPage()

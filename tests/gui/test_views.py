@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelfree_app.gui.image_panel import HIGH_PERCENTILE, LOW_PERCENTILE, ImagePanel, auto_levels, plane_of
-from labelfree_app.gui.viewers import PanelGrid, overlay_rgb
+from labelfree_app.gui.viewer.image_panel import HIGH_PERCENTILE, LOW_PERCENTILE, ImagePanel, auto_levels, plane_of
+from labelfree_app.gui.viewer.panel_grid import PanelGrid, overlay_rgb
 from tests.gui.helpers import drop_files, run_and_wait, wait_loaded
 
 
@@ -144,6 +144,6 @@ def test_the_window_overlay_action_is_one_click_away(qtbot, window, tiff_2d):
     wait_loaded(qtbot, window)
     run_and_wait(qtbot, window)
     toolbar_actions = window.findChild(type(window.addToolBar("x")), "main_toolbar").actions()
-    assert window.overlay_action in toolbar_actions
-    window.overlay_action.trigger()
+    assert window.menus.overlay_action in toolbar_actions
+    window.menus.overlay_action.trigger()
     assert window.panels.overlay_active and window.panels.overlay_box.isChecked()

@@ -19,9 +19,9 @@ from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QPushButton, QV
 from labelfree_app.core.events import PredictionResult, Progress
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.backend import CoreBackend
-from labelfree_app.gui.dialogs import model_card_dialog
+from labelfree_app.gui.models.card import model_card_dialog
 from labelfree_app.gui.napari_plugin.layers import METADATA_KEY, Placement, image_from_layer, result_layers
-from labelfree_app.gui.run_controls import RunControls
+from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.worker import CANCELLED, DONE, EventWorker
 from labelfree_app.models.fit import InputFacts
 

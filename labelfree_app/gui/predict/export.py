@@ -14,7 +14,7 @@ import numpy as np
 
 from labelfree_app.errors import ImageWriteError, OutputNotWritableError
 from labelfree_app.gui.backend import Backend
-from labelfree_app.gui.image_panel import auto_levels
+from labelfree_app.gui.viewer.image_panel import auto_levels
 from labelfree_app.io.atomic import atomic_path
 
 GIF_FRAME_MS = 100

@@ -7,14 +7,13 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Callable, Sequence
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from labelfree_app.gui.file_list import FAILED, OpenFile
+from labelfree_app.gui.files.file_list import FAILED, IMAGE_FILTER, FileList, OpenFile
 
-if TYPE_CHECKING:
-    from labelfree_app.gui.main_window import MainWindow
+ReadPlanes = Callable[[OpenFile, list[Path]], None]
 
 _NUMBER = re.compile(r"(\d+)")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -113,24 +112,23 @@ def ask_open_as_stack(parent: QWidget, count: int) -> bool:
     return answer == QMessageBox.StandardButton.Yes
 
 
-def open_plane_stack(window: MainWindow, paths: Sequence[Path]) -> OpenFile:
-    """One list entry for single-plane files read together (in the background) as a (1, Z, Y, X) image."""
+def open_plane_stack(file_list: FileList, paths: Sequence[Path], read: ReadPlanes) -> OpenFile:
+    """One list entry for single-plane files; ``read(record, planes)`` reads them as a (1, Z, Y, X) image.
+
+    Opening the same planes again selects the entry without reading them anew.
+    """
     stack = plane_stack(paths)
-    record = window.file_list.add(stack.path, stack.label)
+    record = file_list.add(stack.path, stack.label)
     planes = list(stack.planes)
     if record.state == FAILED or record.extra.get("plane_paths") != planes:
         record.image = record.result = record.ground_truth = None
         record.extra["plane_paths"] = planes
-        window.load_record(record, lambda: window.backend.read_plane_series(planes))
-    window.settings.set("last_folder", str(stack.path.parent))
-    window.file_list.select(record)
+        read(record, planes)
+    file_list.select(record)
     return record
 
 
-def open_stack_dialog(window: MainWindow) -> OpenFile | None:
-    """File ▸ Open planes as z-stack: the chosen files become one entry."""
-    folder = window.settings.get("last_folder")
-    from labelfree_app.gui.file_list import IMAGE_FILTER
-
-    chosen, _ = QFileDialog.getOpenFileNames(window, "Open planes as one z-stack", folder, IMAGE_FILTER)
-    return open_plane_stack(window, [Path(p) for p in chosen]) if chosen else None
+def choose_planes(parent: QWidget, folder: str | None) -> list[Path]:
+    """File ▸ Open planes as z-stack: the files the user picks (none if cancelled)."""
+    chosen, _ = QFileDialog.getOpenFileNames(parent, "Open planes as one z-stack", folder, IMAGE_FILTER)
+    return [Path(p) for p in chosen]

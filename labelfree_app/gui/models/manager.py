@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.backend import Backend
 from labelfree_app.gui.dialogs import error_box
-from labelfree_app.gui.model_card import model_card_html
+from labelfree_app.gui.models.card import model_card_html
 from labelfree_app.gui.worker import call_in_thread
 
 

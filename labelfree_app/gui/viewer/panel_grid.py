@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labelfree_app.gui.image_panel import ImagePanel
-from labelfree_app.gui.playback import FramePlayer
+from labelfree_app.gui.viewer.image_panel import ImagePanel
+from labelfree_app.gui.viewer.playback import FramePlayer
 
 VARIANCE_COLORMAP = "viridis"
 OVERLAY_COLOUR = np.array([0.1, 1.0, 0.35], dtype=np.float32)  # green over grey
@@ -120,6 +120,10 @@ class PanelGrid(QWidget):
             )
         self.set_depth(1)
         self.show_empty()
+
+    def auto_contrast_all(self) -> None:
+        for panel in self.panels:
+            panel.auto_contrast()
 
     def arrange(self, columns: int | None) -> None:
         """Lay the panels out in a row (4), a 2x2 grid (2), or whichever shows pixels larger (None)."""

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 
-from labelfree_app.gui.image_panel import auto_levels
+from labelfree_app.gui.viewer.image_panel import auto_levels
 
 
 def scaled(plane: np.ndarray) -> np.ndarray:

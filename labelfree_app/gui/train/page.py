@@ -8,7 +8,7 @@ result (the model card, and one click to install the model and run it on the ope
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QCloseEvent, QDesktopServices
@@ -16,14 +16,15 @@ from PySide6.QtWidgets import (QApplication, QDialog, QHBoxLayout, QLabel, QPush
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.gui.model_card import model_card_html
-from labelfree_app.gui.run_controls import format_duration
-from labelfree_app.gui.train_live import LivePage
-from labelfree_app.gui.train_setup import SetupPage
-from labelfree_app.gui.train_worker import DONE, PAUSED, TrainThread, TrainWorker
+from labelfree_app.gui.models.card import model_card_html
+from labelfree_app.gui.predict.run_controls import format_duration
+from labelfree_app.gui.train.live import LivePage
+from labelfree_app.gui.train.setup import SetupPage
+from labelfree_app.gui.train.worker import DONE, PAUSED, TrainThread, TrainWorker
 from labelfree_app.gui.worker import call_in_thread
 
 SETUP, LIVE, RESULT = 0, 1, 2
+UseModel = Callable[[str, list[Any]], str | None]  # (model id, installed models) -> file it runs on
 
 
 def build_config(choices: dict[str, Any]) -> Any:
@@ -55,20 +56,23 @@ def build_config(choices: dict[str, Any]) -> Any:
 
 
 class TrainDialog(QDialog):
-    """The Train page. ``window`` (the main window, optional) receives the installed model."""
+    """The Train page. ``models`` are the installed ones (a start for fine-tuning); ``use_model(id,
+    models)``, if given, selects a newly installed model in the main window and runs it, returning
+    the name of the file it runs on (None if it runs on none)."""
 
     trainingFinished = Signal(object)  # TrainFinished
     trainingPaused = Signal(int)  # the checkpointed step
     trainingFailed = Signal(str)  # the sentence
     installed = Signal(str)  # model id
 
-    def __init__(self, backend: Any, *, window: Any = None, parent: QWidget | None = None) -> None:
+    def __init__(self, backend: Any, *, models: Sequence[Any] = (), use_model: UseModel | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a model")
         self.setObjectName("train_dialog")
         self.resize(1300, 860)
         self.backend = backend
-        self.window_ = window
+        self.use_model = use_model
         self.config: Any = None
         self.thread: TrainThread | None = None
         self.worker: TrainWorker | None = None
@@ -76,7 +80,7 @@ class TrainDialog(QDialog):
         self.result: Any = None  # TrainFinished
         self.manifest: dict[str, Any] = {}
         self.setup = SetupPage()
-        self.setup.set_models(list(getattr(window, "models", None) or []))
+        self.setup.set_models(list(models))
         self.live = LivePage()
         self._build_result_page()
         self.pages = QStackedWidget()
@@ -244,16 +248,12 @@ class TrainDialog(QDialog):
         self.install_button.setEnabled(True)
 
     def _on_installed(self, model: Any) -> None:
-        window = self.window_
-
         def listed(models: Any) -> None:
             text = f"Installed as '{model.id}'."
-            if window is not None:
-                window.models = list(models)
-                window.controls.set_models(window.models, model.id)
-                record = window.file_list.current()
-                if record is not None and record.image is not None and window.run_current():
-                    text += f" Running it on {record.name} in the main window."
+            if self.use_model is not None:
+                running_on = self.use_model(model.id, list(models))
+                if running_on is not None:
+                    text += f" Running it on {running_on} in the main window."
                 else:
                     text += " Open an image in the main window and press Run."
             self.install_label.setText(text)
@@ -285,14 +285,15 @@ class TrainDialog(QDialog):
         super().closeEvent(event)
 
 
-def open_train_dialog(window: Any) -> TrainDialog:
+def open_train_dialog(parent: QWidget, backend: Any, dialogs: list[QWidget], models: Sequence[Any],
+                      use_model: UseModel) -> TrainDialog:
     """Models ▸ Train a model…: one Train page per window (raised if already open)."""
-    existing = next((d for d in window.dialogs if isinstance(d, TrainDialog)), None)
+    existing = next((d for d in dialogs if isinstance(d, TrainDialog)), None)
     if existing is not None:
         existing.show()
         existing.raise_()
         return existing
-    dialog = TrainDialog(window.backend, window=window, parent=window)
+    dialog = TrainDialog(backend, models=models, use_model=use_model, parent=parent)
     dialog.show()
-    window.dialogs.append(dialog)
+    dialogs.append(dialog)
     return dialog

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormL
                                QHeaderView, QLabel, QListWidget, QPushButton, QStackedWidget, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from labelfree_app.gui.image_panel import paths_from_mime
-from labelfree_app.gui.train_preview import PairPreview
+from labelfree_app.gui.viewer.image_panel import paths_from_mime
+from labelfree_app.gui.train.preview import PairPreview
 from labelfree_app.gui.worker import call_in_thread
 
 PAIRED, MULTICHANNEL = 0, 1

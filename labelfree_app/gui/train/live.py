@@ -15,8 +15,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from labelfree_app.gui.run_controls import format_duration
-from labelfree_app.gui.train_preview import ImageGrid
+from labelfree_app.gui.predict.run_controls import format_duration
+from labelfree_app.gui.train.preview import ImageGrid
 
 REDRAW_INTERVAL_S = 0.3  # painting the curves costs CPU the training needs
 SMOOTHING = 0.9  # exponential moving average of the loss drawn over the raw steps

@@ -15,7 +15,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialo
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from labelfree_app.gui.batch_worker import BatchWorker
+from labelfree_app.gui.batch.worker import BatchWorker
+from labelfree_app.gui.files.file_list import FileList
+from labelfree_app.gui.predict.run_controls import RunControls
+from labelfree_app.gui.settings import GuiSettings
 
 COLUMNS = ("Input", "Model", "Status", "Seconds", "Pearson r", "Reason")
 FAILED_COLOUR = QColor(255, 220, 220)
@@ -328,14 +331,21 @@ class BatchDialog(QDialog):
         super().closeEvent(event)
 
 
-def open_batch_dialog(window: Any) -> BatchDialog:
-    """Open the dialog from the main window, prefilled with its open files, model and export folder."""
+def open_batch_dialog(
+    parent: QWidget,
+    backend: Any,
+    models: Sequence[Any],
+    controls: RunControls,
+    files: FileList,
+    settings: GuiSettings,
+    dialogs: list[QWidget],
+) -> BatchDialog:
+    """Open the dialog prefilled with the open files, the chosen model and settings, and the export folder."""
     # A z-stack opened from plane files is one image of many files: the batch takes whole files only.
-    files = [record.path for record in window.file_list.files if not record.extra.get("plane_paths")]
-    dialog = BatchDialog(window.backend, window.models, settings=window.controls.settings(),
-                         selected_model=window.controls.model_id(), inputs=files,
-                         out_dir=window.settings.get("export_folder") or "", parent=window)
-    dialog.batchFinished.connect(lambda _: window.settings.set("export_folder", dialog.out_edit.text().strip()))
+    inputs = [record.path for record in files.files if not record.extra.get("plane_paths")]
+    dialog = BatchDialog(backend, models, settings=controls.settings(), selected_model=controls.model_id(),
+                         inputs=inputs, out_dir=settings.get("export_folder") or "", parent=parent)
+    dialog.batchFinished.connect(lambda _: settings.set("export_folder", dialog.out_edit.text().strip()))
     dialog.show()
-    window.dialogs.append(dialog)
+    dialogs.append(dialog)
     return dialog

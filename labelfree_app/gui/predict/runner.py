@@ -14,9 +14,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from labelfree_app.core.events import Preview, PredictionResult, Progress
 from labelfree_app.gui.backend import Backend
-from labelfree_app.gui.file_list import DONE, FAILED, LOADED, PREDICTING, FileList, OpenFile
-from labelfree_app.gui.run_controls import RunControls
-from labelfree_app.gui.viewers import PanelGrid
+from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED, PREDICTING, FileList, OpenFile
+from labelfree_app.gui.predict.run_controls import RunControls
+from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import CANCELLED, EventWorker
 
 
@@ -67,6 +67,10 @@ class PredictionRunner(QObject):
         self.model_id = ""
         self._seen_kinds: set[str] = set()
         self._recorded: list[tuple[str, np.ndarray]] = []
+
+    def show_clean_estimate(self, on: bool) -> None:
+        """Whether the Denoising panel shows the predicted clean image (pred_x0) or the noisy sample (x_t)."""
+        self.preview_kind = "pred_x0" if on else "x_t"
 
     def is_running(self) -> bool:
         return self.worker is not None and self.worker.is_running()

@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtWidgets import QCheckBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from labelfree_app.gui.backend import Backend
-from labelfree_app.gui.image_panel import ImagePanel, auto_levels
+from labelfree_app.gui.viewer.image_panel import ImagePanel, auto_levels
 
 DIVERGING_COLORMAP = "CET-D1"
 

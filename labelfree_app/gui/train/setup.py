@@ -13,7 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSpinBox, QWidget)
 
-from labelfree_app.gui.train_pairs import PairsBox
+from labelfree_app.gui.train.pairs import PairsBox
 from labelfree_app.models.fit import best_start, start_problem
 
 SCRATCH = "Scratch (a new network)"

@@ -1,9 +1,13 @@
-"""A model card as HTML: what a model predicts, from what, how it was trained and how well it does."""
+"""A model card: what a model predicts, from what, how it was trained and how well it does (HTML, dialog)."""
 
 from __future__ import annotations
 
 import html
 from typing import Any
+
+from PySide6.QtWidgets import QWidget
+
+from labelfree_app.gui.dialogs import TextDialog
 
 _CARD_FIELDS = (
     ("Target", "target"),
@@ -63,3 +67,11 @@ def model_card_html(manifest: dict[str, Any]) -> str:
     if isinstance(metrics, dict) and metrics:
         parts.append("<h3>Metrics</h3>" + _table(metrics))
     return "\n".join(parts)
+
+
+def model_card_dialog(parent: QWidget | None, manifest: dict[str, Any]) -> TextDialog:
+    """Show ``manifest``'s model card in a non-modal dialog."""
+    title = f"Model card — {manifest.get('name', manifest.get('id', ''))}"
+    dialog = TextDialog(title, model_card_html(manifest), parent)
+    dialog.open()
+    return dialog

@@ -1,0 +1,1 @@
+"""File ▸ Batch export: the dialog and its worker."""

@@ -1,0 +1,1 @@
+"""Models ▸ Manage models: the model manager and model cards."""

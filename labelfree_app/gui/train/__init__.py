@@ -1,0 +1,1 @@
+"""Models ▸ Train a model: set-up (pairs, choices), the live view, the training worker."""

@@ -1,0 +1,1 @@
+"""Looking at images: one image panel, the four linked panels, denoising playback, comparison."""
