@@ -1,14 +1,17 @@
 """Peak RSS of `labelfree predict` against image size: memory should not grow with the image.
 
-    python benchmarks/bench_memory.py [--sizes 2048 8192 32768] [--channels13] [--zarr] [--repo PATH]
-                                      [--folder /tmp] [--model PACKAGE]
+    python benchmarks/bench_memory.py [--sizes 2048 8192 32768] [--series 100 1000] [--channels13]
+                                      [--zarr] [--repo PATH] [--folder /tmp] [--model PACKAGE]
 
-Generates tiled uint16 TIFFs (tile by tile, so the generator stays small) and optionally one OME-Zarr
-and a 13-channel TIFF, runs `labelfree predict` on each in a subprocess with a small 1-channel 2D
-U-Net (tests/factories.make_unet_package unless --model is given) and polls the child's RSS with
-psutil every 20 ms (and reads its VmHWM), printing peak RSS next to the image size. ``--repo`` runs
-the CLI from another checkout (e.g. an exported older commit, for before/after figures).
-Targets (issue 16): ≤ 1.5 GB each and within 10 % of each other; 13-channel 8192² ≤ 2 GB.
+Generates inputs piece by piece (so the generator stays small) under ``--folder`` and deletes them
+after: tiled uint16 TIFFs of each size, optionally time series of 512² frames (uncompressed, T×512²),
+a 13-plane 8192² z-stack for the bundled 13-channel ``isl-dapi-unet`` (``--channels13``) and an
+OME-Zarr. Each case runs `labelfree predict` in its own subprocess with a small 1-channel 2D U-Net
+(tests/factories.make_unet_package unless --model is given); the child's peak RSS is the kernel's
+``ru_maxrss`` from ``os.wait4`` (the whole process, every allocator and library included).
+``--repo`` runs the CLI from another checkout (e.g. an exported older commit, for before/after).
+Targets (issue 16): ≤ 1.5 GB each and within 10 % of each other; 13-channel 8192² ≤ 2 GB; a time
+series in flat memory (1000 frames as 100).
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-import psutil
 import tifffile
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TILE = 512
+# The door's own entry point, whether `labelfree_app.cli` is a module or a package.
+CLI = ("import sys\ntry:\n    from labelfree_app.cli.main import main\n"
+       "except ImportError:\n    from labelfree_app.cli import main\nsys.exit(main())")
 
 
-def tiles(size: int, channels: int = 1):
+def tiles(size: int, channels: int = 1) -> Iterator[np.ndarray]:
     """Tiles of a smooth-ish uint16 pattern plus noise, channel by channel, row-major."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:TILE, 0:TILE].astype(np.float32)
@@ -41,10 +47,24 @@ def tiles(size: int, channels: int = 1):
                 yield (base + rng.normal(0, 60, (TILE, TILE))).astype(np.uint16)
 
 
-def make_tiff(path: Path, size: int, channels: int = 1) -> None:
+def frames(count: int, size: int = 512) -> Iterator[np.ndarray]:
+    """``count`` uint16 frames of a drifting pattern plus noise."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for t in range(count):
+        base = 2000 + 800 * np.sin((yy + t) / 37.0) * np.cos(xx / 53.0)
+        yield (base + rng.normal(0, 60, (size, size))).astype(np.uint16)
+
+
+def make_tiff(path: Path, size: int, channels: int = 1, axes: str = "CYX") -> None:
     shape = (channels, size, size) if channels > 1 else (size, size)
     tifffile.imwrite(path, tiles(size, channels), shape=shape, dtype=np.uint16, tile=(TILE, TILE), bigtiff=True,
-                     ome=True, metadata={"axes": "CYX" if channels > 1 else "YX"})
+                     ome=True, metadata={"axes": axes if channels > 1 else "YX"})
+
+
+def make_series(path: Path, count: int, size: int = 512) -> None:
+    tifffile.imwrite(path, frames(count, size), shape=(count, size, size), dtype=np.uint16, bigtiff=True,
+                     ome=True, metadata={"axes": "TYX"})
 
 
 def make_zarr(path: Path, size: int) -> None:
@@ -69,32 +89,23 @@ def make_model(folder: Path) -> Path:
     return Path(make_unet_package(folder, depth=3, base=8, model_id="bench-unet").path)
 
 
-def measure(repo: Path, image: Path, model: Path, out: Path, extra: list[str]) -> tuple[float, float, int]:
-    """(peak RSS GB polled, VmHWM GB, exit code) of one `labelfree predict`."""
+def measure(repo: Path, image: Path, model: Path, out: Path, extra: list[str]) -> tuple[float, int, str]:
+    """(peak RSS GB from the kernel, exit code, last stderr line) of one `labelfree predict`."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    cmd = [sys.executable, "-m", "labelfree_app.cli", "predict", str(image), "-o", str(out), "--model", str(model),
-           "-q", *extra]
+    cmd = [sys.executable, "-c", CLI, "predict", str(image), "-o", str(out), "--model", str(model), "-q", *extra]
     proc = subprocess.Popen(cmd, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    handle = psutil.Process(proc.pid)
-    peak = hwm = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, handle.memory_info().rss)
-            with open(f"/proc/{proc.pid}/status") as status:
-                hwm = max(hwm, next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:")))
-        except (psutil.Error, OSError, StopIteration):
-            pass
-        time.sleep(0.02)
     err = proc.stderr.read() if proc.stderr else ""
-    if proc.returncode:
-        print(err.strip().splitlines()[-1:] or "", file=sys.stderr)
-    return peak / 1e9, hwm / 1e9, proc.returncode
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    last = (err.strip().splitlines() or [""])[-1]
+    return usage.ru_maxrss * 1024 / 1e9, proc.returncode, last
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192])
-    parser.add_argument("--channels13", action="store_true", help="also a 13-channel 8192² TIFF")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[2048, 8192])
+    parser.add_argument("--series", type=int, nargs="*", default=[], help="time series of this many 512² frames")
+    parser.add_argument("--channels13", action="store_true", help="also a 13-plane 8192² z-stack (isl-dapi-unet)")
     parser.add_argument("--zarr", action="store_true", help="also an 8192² OME-Zarr")
     parser.add_argument("--repo", type=Path, default=REPO_ROOT, help="checkout whose CLI runs")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()))
@@ -103,30 +114,36 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_memory_", dir=args.folder))
     try:
         model = args.model or make_model(work / "models")
-        cases: list[tuple[str, Path, list[str]]] = []
+        cases: list[tuple[str, Path, Path, list[str]]] = []  # label, input, model, extra options
         for size in args.sizes:
-            path = work / f"tiled_{size}.ome.tif"
-            make_tiff(path, size)
-            cases.append((f"{size}² uint16 tiled TIFF", path, []))
+            cases.append((f"{size}² uint16 tiled TIFF", work / f"tiled_{size}.ome.tif", model, []))
+        for count in args.series:
+            cases.append((f"{count}×512² uint16 time series", work / f"series_{count}.ome.tif", model, []))
         if args.zarr:
-            path = work / "img_8192.ome.zarr"
-            make_zarr(path, 8192)
-            cases.append(("8192² uint16 OME-Zarr", path, []))
+            cases.append(("8192² uint16 OME-Zarr", work / "img_8192.ome.zarr", model, []))
         if args.channels13:
-            path = work / "c13_8192.ome.tif"
-            make_tiff(path, 8192, channels=13)
-            cases.append(("13×8192² uint16 tiled TIFF (channel 0)", path, ["--channel", "0"]))
-        print(f"repo: {args.repo}")
-        print(f"{'input':42s} {'input MB':>9s} {'peak RSS GB':>12s} {'VmHWM GB':>9s} {'s':>7s}")
-        for label, path, extra in cases:
+            cases.append(("13×8192² z-stack, isl-dapi-unet", work / "c13_8192.ome.tif",
+                          REPO_ROOT / "resources" / "models" / "isl-dapi-unet", []))
+        print(f"repo: {args.repo}  model: {model.name}")
+        print(f"{'input':42s} {'input MB':>9s} {'peak RSS GB':>12s} {'s':>7s}")
+        for label, path, case_model, extra in cases:
+            name = path.name
+            if name.startswith("tiled_"):
+                make_tiff(path, int(name.split("_")[1].split(".")[0]))
+            elif name.startswith("series_"):
+                make_series(path, int(name.split("_")[1].split(".")[0]))
+            elif name.startswith("c13_"):
+                make_tiff(path, 8192, channels=13, axes="ZYX")
+            else:
+                make_zarr(path, 8192)
             size_mb = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*")) if p.is_file()) / 1e6
             out = work / f"out_{path.stem}"
             start = time.perf_counter()
-            peak, hwm, code = measure(args.repo, path, model, out, extra)
-            status = "" if code == 0 else f"  (exit {code})"
-            print(f"{label:42s} {size_mb:9.0f} {peak:12.2f} {hwm:9.2f} {time.perf_counter() - start:7.1f}{status}",
-                  flush=True)
+            peak, code, last = measure(args.repo, path, case_model, out, extra)
+            status = "" if code == 0 else f"  (exit {code}: {last})"
+            print(f"{label:42s} {size_mb:9.0f} {peak:12.2f} {time.perf_counter() - start:7.1f}{status}", flush=True)
             shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -16,13 +16,14 @@ import torch
 from labelfree_app.core.allocator import tune_cpu_allocator
 from labelfree_app.core.devices import free_memory_bytes, is_out_of_memory, select_device
 from labelfree_app.core.diffusion_runner import CPU_GROUP
+from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, missing_mask,
                                        prepare_input, time_points)
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.settings import MIN_TILE, PredictSettings, is_diffusion
-from labelfree_app.core.streaming import StreamedResult, band_tile_shape, fit_streaming, stream_plane
-from labelfree_app.core.tiling import TileGrid, fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
+from labelfree_app.core.streaming import StreamedResult, StreamSpec, stream_series
+from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
 from labelfree_app.core.tta import tta_transforms
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import InputShapeError, SettingsError
@@ -271,16 +272,10 @@ class PredictionEngine:
         index, count = passes
         while True:
             try:
-                gen = iter_predict_tiled(x, predict, tile_shape=tile, overlap=tuple(2 * h for h in halo),
-                                         margin=halo, multiple_of=multiple_of, batch_size=batch)
-                try:
-                    while True:
-                        done, total = next(gen)
-                        yield Progress(stage, index * total + done, count * total, label)
-                except StopIteration as stop:
-                    return stop.value
-                finally:
-                    gen.close()
+                steps = iter_predict_tiled(x, predict, tile_shape=tile, overlap=tuple(2 * h for h in halo),
+                                           margin=halo, multiple_of=multiple_of, batch_size=batch)
+                return (yield from relay(steps, lambda step: Progress(
+                    stage, index * step[1] + step[0], count * step[1], label)))
             except Exception as exc:  # noqa: BLE001 - only OOM is retried, the rest re-raised
                 if not is_out_of_memory(exc):
                     raise
@@ -351,55 +346,29 @@ class PredictionEngine:
         first = self._select_lazy(image, settings, times[0])
         lead = (1,) + tuple(first.shape) if len(first.shape) == 3 else tuple(first.shape)  # (C, Z, Y, X)
         prepare_input(np.zeros(lead[:2] + (1, 1), np.float32), self.input_spec, name=image_name(image))  # checks only
-        n_planes = 1 if self.input_spec.z_as_channels else lead[1]
-        height, width = int(lead[2]), int(lead[3])
-        out_channels = int(self.manifest["output"]["channels"])
-        tta = bool(resolved["tta"])
-        transforms = tta_transforms(self.dims) if tta else None
-        tile, halo, batch = self._tile_settings((height, width), settings)
-        tile = band_tile_shape(tile, width, int(lead[0]), self._multiple())
-        self._tile_used = tile
-        grid = TileGrid.create((height, width), tile, tuple(2 * h for h in halo), multiple_of=self._multiple(),
-                               margin=halo)
-        sink.begin((len(times), out_channels, n_planes, height, width),
-                   tuple(self.manifest["output"].get("channel_names") or ()), tta)
-        passes, non_finite = len(times) * n_planes, 0
-        for ti, t in enumerate(times):
-            selected = self._select_lazy(image, settings, t)
-            for z in range(n_planes):
-                if self.input_spec.z_as_channels:
-                    source = selected if len(selected.shape) == 3 else selected[0]
-                else:
-                    source = selected[z:z + 1] if len(selected.shape) == 3 else selected[:, z]
-                normalizer = fit_streaming(source, self._normalizer())
-
-                def emit(y0: int, mean: np.ndarray, var: np.ndarray | None, missing: np.ndarray | None,
-                         ti: int = ti, z: int = z) -> None:
-                    prediction = self._to_output_units(mean)
-                    variance = self._scale_variance(var) if var is not None else None
-                    _mark_missing(missing, prediction, variance)
-                    sink.write(ti, z, y0, prediction, variance)
-
-                index = ti * n_planes + z
-                label = f"plane {index + 1}/{passes}" if passes > 1 else ""
-                gen = stream_plane(source, predictor.predict, grid, normalizer, emit, batch_size=batch,
-                                   transforms=transforms)
-                try:
-                    while True:
-                        done, total = next(gen)
-                        yield Progress("tiles", index * total + done, passes * total, label)
-                except StopIteration as stop:
-                    non_finite += int(stop.value)
-                finally:
-                    gen.close()
-        notes = input_notes(image, times, non_finite)
+        tile, halo, batch = self._tile_settings(lead[2:], settings)
+        names = tuple(self.manifest["output"].get("channel_names") or ())
+        spec = StreamSpec(
+            predict=predictor.predict, normalizer=self._normalizer(), tile=(tile[0], tile[1]), halo=(halo[0], halo[1]),
+            batch_size=batch, multiple=self._multiple(), out_channels=int(self.manifest["output"]["channels"]),
+            channel_names=names, z_as_channels=self.input_spec.z_as_channels,
+            transforms=tta_transforms(self.dims) if resolved["tta"] else None, finish_rows=self._finish_rows)
+        outcome = yield from stream_series(lambda t: self._select_lazy(image, settings, t), times, spec, sink)
+        self._tile_used = outcome.tile
         return StreamedResult(
-            axes="TCZYX" if len(times) > 1 else "CZYX",
-            shape=(len(times), out_channels, n_planes, height, width),
-            channel_names=tuple(self.manifest["output"].get("channel_names") or ()),
+            axes="TCZYX" if len(times) > 1 else "CZYX", shape=outcome.shape, channel_names=names,
             model_id=self.manifest["id"], settings=self._effective_settings(settings),
             seconds=time.perf_counter() - start, device=str(self.device),
-            backend=str(getattr(predictor, "backend", "torch")), notes=tuple(notes), has_variance=tta)
+            backend=str(getattr(predictor, "backend", "torch")),
+            notes=tuple(input_notes(image, times, outcome.non_finite)), has_variance=spec.transforms is not None)
+
+    def _finish_rows(self, mean: np.ndarray, var: np.ndarray | None,
+                     missing: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Streamed rows in z-scores -> output units, NaN where the input was not finite."""
+        prediction = self._to_output_units(mean)
+        variance = self._scale_variance(var) if var is not None else None
+        _mark_missing(missing, prediction, variance)
+        return prediction, variance
 
     def _effective_settings(self, settings: PredictSettings) -> dict[str, Any]:
         """The resolved values of this run (provenance), with the tile actually used."""

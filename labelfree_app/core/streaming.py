@@ -1,14 +1,19 @@
-"""Streaming, flat-memory tiled prediction of one 2D plane: read a band, predict its tiles, emit rows.
+"""Streaming, flat-memory tiled prediction: read a band, predict its tiles, emit finished rows.
 
-The plane is a (C, Y, X) array that may be lazy (``io.ome_zarr.LazyArray``, a TIFF read through
-tifffile's zarr store or a memory map): only ``source[:, lo:hi, :]`` bands are ever converted. The
-tile grid is the one ``core.tiling.iter_predict_tiled`` uses, and tiles are blended with the same
-weights, but the accumulator holds one row of tiles (plus the rows its neighbours below still add
-to) instead of the whole output: rows no later tile touches are divided by the weight sums and
-handed to ``emit``. With test-time augmentation every tile is predicted under every flip/rotation
-and its mean and variance (Welford) are blended, so no whole-image transform is ever made.
+A plane is a (C, Y, X) array that may be lazy (``io.ome_zarr.LazyArray``, a TIFF read through
+tifffile's zarr store or by ``pread``): only ``source[:, lo:hi, :]`` bands are ever converted, in
+the source's own pixel type and aligned to its row chunks so each chunk is decoded once; tiles are
+cut from the band and normalized one batch at a time. The tile grid is the one
+``core.tiling.iter_predict_tiled`` uses, with the same blend weights, but the accumulator holds one
+row of tiles (a fixed buffer reused down the plane) instead of the whole output: rows no later tile
+touches are divided by the weight sums in place and handed to ``emit`` a few rows at a time. With
+test-time augmentation every tile is predicted under every flip/rotation and its mean and variance
+(Welford) are blended, so no whole-image transform is ever made. Tiles of very wide planes get
+shorter and wider (same area) so the band stays under ``BAND_BUDGET_BYTES`` whatever the width.
 
-Normalization statistics come from a first pass over the plane, band by band (see ``fit_streaming``).
+Normalization statistics come from one downsampled read of the plane (``fit_streaming``).
+``stream_series`` runs every time point and plane of an image through ``stream_plane`` into a sink;
+the engine hands it what it needs of the model as a ``StreamSpec``.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
+from labelfree_app.core.drive import relay
+from labelfree_app.core.events import Progress
 from labelfree_app.core.normalize import DEFAULT_SAMPLE_LIMIT, Normalizer, _no_finite_values
 from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output, _reflect_indices
 from labelfree_app.core.welford import Welford
 
-# Rows read at once by the statistics pass; bands of the prediction pass are one row of tiles.
-STATS_BAND_ROWS = 128
-# Above this many bytes per band row (X × channels × 4), tiles get shorter and wider (same area).
-BAND_ROW_BUDGET_BYTES = 16 * 1024 * 1024
+# The input band (source pixel type) plus the accumulators (float32) of one row of tiles stay under this.
+BAND_BUDGET_BYTES = 48 * 1024 * 1024
+# Finished rows are divided, converted and written this many bytes at a time.
+EMIT_BUDGET_BYTES = 4 * 1024 * 1024
+# Rows read at once by the statistics pass when the source has no row chunks of its own.
+STATS_BAND_ROWS = 512
 
 Emit = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
@@ -47,61 +56,103 @@ class StreamedResult:
     has_variance: bool
 
 
+@dataclass(frozen=True)
+class StreamSpec:
+    """What streaming needs of a loaded 2D model; the engine builds it, ``stream_series`` uses it."""
+
+    predict: Callable[[np.ndarray], Any]  # normalized (B, C, *tile) float32 -> (B, C_out, *tile)
+    normalizer: Normalizer  # unfitted: fitted on each plane
+    tile: tuple[int, int]
+    halo: tuple[int, int]
+    batch_size: int
+    multiple: int
+    out_channels: int
+    channel_names: tuple[str, ...]
+    z_as_channels: bool
+    transforms: Sequence[tuple[Any, Any]] | None  # test-time augmentation, None without
+    # (mean, variance or None, missing mask or None) in z-scores -> (prediction, variance) in output units
+    finish_rows: Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None"], tuple[np.ndarray, "np.ndarray | None"]]
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """What ``stream_series`` returns: the output shape, the tile used and the non-finite input count."""
+
+    shape: tuple[int, int, int, int, int]  # (T, C, Z, Y, X)
+    tile: tuple[int, int]
+    non_finite: int
+
+
 def read_band(source: Any, lo: int, hi: int) -> np.ndarray:
     """Rows ``lo:hi`` of a (C, Y, X) array (lazy or not) as a numpy array in the source's type."""
     return np.asarray(source[:, lo:hi, :])
 
 
-def fit_streaming(source: Any, normalizer: Normalizer, *, band_rows: int = STATS_BAND_ROWS,
-                  sample_limit: int = DEFAULT_SAMPLE_LIMIT) -> Normalizer:
-    """Fit ``normalizer`` on a (C, Y, X) plane read band by band (non-finite pixels ignored).
+def row_chunk(source: Any) -> int:
+    """The row-chunk height of a lazy (C, Y, X) source (1 for numpy arrays and unknown layouts)."""
+    chunks = getattr(source, "chunks", None)
+    try:
+        return max(1, int(chunks[-2][0]))
+    except (TypeError, IndexError, ValueError):
+        return 1
 
-    Choice: one full first pass. z-score mean/std (float64, Chan's merge of per-band moments) and
-    min/max are exact, i.e. the whole-image statistics up to summation order; percentiles come
-    from the same deterministic strided sample ``normalize.strided_sample`` takes (every s-th row
-    and column, s chosen so at most ~``sample_limit`` pixels are kept), as ``fit_normalizer`` does
-    for big arrays. Memory: one band plus the sample (≤ 32 MB)."""
-    _, height, width = source.shape
-    count, mean, m2 = 0, 0.0, 0.0
-    lo_v, hi_v = math.inf, -math.inf
-    step = max(1, math.ceil(math.sqrt(height * width * source.shape[0] / sample_limit)))
-    samples: list[np.ndarray] = []
-    for lo in range(0, height, band_rows):
-        band = read_band(source, lo, min(height, lo + band_rows))
-        values = band.astype(np.float64, copy=False).reshape(-1)
-        if band.dtype.kind == "f":
-            values = values[np.isfinite(values)]
-        if values.size:
-            b_mean = float(values.mean())
-            b_m2 = float(np.dot(values - b_mean, values - b_mean))
-            total = count + values.size
-            delta = b_mean - mean
-            mean += delta * values.size / total
-            m2 += b_m2 + delta * delta * count * values.size / total
-            count = total
-            lo_v, hi_v = min(lo_v, float(values.min())), max(hi_v, float(values.max()))
-        if normalizer.method == "percentile":
-            first = (-lo) % step
-            samples.append(band[:, first::step, ::step].astype(np.float64).reshape(-1))
-    if count == 0:
+
+class _RowReader:
+    """Rows of a (C, Y, X) source read once each, in chunk-aligned blocks, kept while still asked for."""
+
+    def __init__(self, source: Any) -> None:
+        self.source, self.height, self.align = source, int(source.shape[1]), row_chunk(source)
+        self.lo, self.block = 0, None
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` (``lo`` never decreasing between calls) in the source's pixel type."""
+        held = self.block
+        held_hi = self.lo + held.shape[1] if held is not None else lo
+        if held is None or not self.lo <= lo <= held_hi or hi > held_hi:
+            continuing = held is not None and self.lo <= lo <= held_hi
+            start = held_hi if continuing else lo
+            stop = min(self.height, max(hi, -(-hi // self.align) * self.align))
+            new = read_band(self.source, start, stop)
+            kept = held[:, lo - self.lo:] if continuing and held is not None else None
+            self.block = new if kept is None or not kept.shape[1] else np.concatenate([kept, new], axis=1)
+            self.lo = lo
+        assert self.block is not None
+        return self.block[:, lo - self.lo:hi - self.lo]
+
+
+def fit_streaming(source: Any, normalizer: Normalizer, *, sample_limit: int = DEFAULT_SAMPLE_LIMIT) -> Normalizer:
+    """Fit ``normalizer`` on a (C, Y, X) plane from one downsampled read (non-finite pixels ignored).
+
+    Choice: every s-th row and column, s the smallest stride that keeps at most ~``sample_limit``
+    values (s = 1, i.e. exact whole-image statistics, for planes up to that size); mean/std
+    (float64), min/max and percentiles all come from that sample. The read goes band by band in
+    the source's row chunks, so each chunk is decoded once and memory is one band plus the sample."""
+    channels, height, width = (int(n) for n in source.shape)
+    step = max(1, math.ceil(math.sqrt(channels * height * width / sample_limit)))
+    band = max(row_chunk(source), STATS_BAND_ROWS if step == 1 else step * max(1, STATS_BAND_ROWS // step))
+    band = -(-band // step) * step
+    parts = [np.asarray(source[:, lo:min(height, lo + band):step, ::step]).reshape(-1)
+             for lo in range(0, height, band)]
+    sample = np.concatenate(parts).astype(np.float64)
+    if sample.dtype.kind == "f":
+        sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
         raise _no_finite_values()
     if normalizer.method == "zscore":
-        return Normalizer("zscore", {"mean": mean, "std": math.sqrt(m2 / count)})
+        return Normalizer("zscore", {"mean": float(sample.mean()), "std": float(sample.std())})
     if normalizer.method == "minmax":
-        return Normalizer("minmax", {"low_value": lo_v, "high_value": hi_v})
-    sample = np.concatenate(samples)
-    sample = sample[np.isfinite(sample)]
+        return Normalizer("minmax", {"low_value": float(sample.min()), "high_value": float(sample.max())})
     low, high = normalizer.percentiles
     lo_p, hi_p = np.percentile(sample, [low, high])
     return Normalizer("percentile", {"low": low, "high": high, "low_value": float(lo_p), "high_value": float(hi_p)})
 
 
-def band_tile_shape(tile: Sequence[int], width: int, channels: int, multiple: int,
-                    budget: int = BAND_ROW_BUDGET_BYTES) -> tuple[int, int]:
-    """Keep the band (tile height × width × channels × 4 bytes) under ``budget`` for very wide
-    images by making tiles shorter and wider with the same area; small images keep ``tile``."""
+def band_tile_shape(tile: Sequence[int], width: int, bytes_per_row_pixel: int, multiple: int,
+                    budget: int = BAND_BUDGET_BYTES) -> tuple[int, int]:
+    """Keep a band (tile height × ``width`` × ``bytes_per_row_pixel``) under ``budget`` for very wide
+    planes by making tiles shorter and wider with the same area; small planes keep ``tile``."""
     ty, tx = int(tile[0]), int(tile[1])
-    rows = budget // max(1, width * max(channels, 1) * 4)
+    rows = budget // max(1, width * bytes_per_row_pixel)
     if rows >= ty:
         return ty, tx
     new_ty = min(ty, max(256, 4 * multiple, rows // multiple * multiple))
@@ -124,7 +175,8 @@ def stream_plane(
 
     ``emit(y0, prediction, variance, missing)`` gets finished rows in order: (C_out, h, X) float32
     blended prediction (z-scores), the blended variance over ``transforms`` (None without TTA) and
-    an (h, X) mask of pixels where any input channel was not finite (None when all were)."""
+    an (h, X) mask of pixels where any input channel was not finite (None when all were). The
+    arrays are views of buffers reused for the next rows: use them before returning."""
     if len(grid.spatial_shape) != 2:
         raise ValueError("stream_plane takes a 2D tile grid")
     height, width = grid.spatial_shape
@@ -135,49 +187,33 @@ def stream_plane(
     total = grid.n_tiles
     weights: dict[tuple[tuple[bool, bool], ...], np.ndarray] = {}
     x_index = _reflect_indices(np.arange(grid.padded_shape[1]) - grid.pad_before[1], width)
-    acc: np.ndarray | None = None  # (C_out, rows, X) sum of w * mean from image row acc_lo on
+    reader = _RowReader(source)
+    capacity = grid.tile_shape[0]  # a row of tiles writes at most this many image rows
+    acc: np.ndarray | None = None  # (C_out, capacity, X) sum of w * mean from image row acc_lo on
     acc_var: np.ndarray | None = None
-    missing = np.zeros((0, width), dtype=bool)
-    acc_lo = 0
-    counted_to = 0
-    non_finite = 0
-    done = 0
+    missing = np.zeros((capacity, width), dtype=bool)
+    acc_lo = counted_to = non_finite = done = 0
     for i in range(rows_tiles):
         row_tiles = [grid._tile(i * cols_tiles + j, (i, j)) for j in range(cols_tiles)]
         src = row_tiles[0].source[0]
         y_index = _reflect_indices(np.arange(src.start, src.stop) - grid.pad_before[0], height)
         lo, hi = int(y_index.min()), int(y_index.max()) + 1
-        band = read_band(source, lo, hi)
-        bad = None
+        band = reader.rows(lo, hi)
+        dest_y = row_tiles[0].destination[0]
         if band.dtype.kind == "f":
             finite = np.isfinite(band)
             if not finite.all():
+                if counted_to < hi:
+                    non_finite += int((~finite[:, max(counted_to, lo) - lo:]).sum())
                 bad = ~finite.all(axis=0)  # (rows, X)
-                new_from = max(counted_to, lo)
-                if new_from < hi:
-                    non_finite += int((~finite[:, new_from - lo:]).sum())
+                missing[dest_y.start - acc_lo:dest_y.stop - acc_lo] |= bad[dest_y.start - lo:dest_y.stop - lo]
             del finite
         counted_to = max(counted_to, hi)
-        x = normalizer.apply(band)
-        del band
-        np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        strip = x[:, y_index - lo]  # (C, tile_y, X): rows reflected at the image edges
-        del x
-        dest_y = row_tiles[0].destination[0]
-        end = dest_y.stop
-        if acc is not None and end - acc_lo > acc.shape[1]:
-            grow = end - acc_lo - acc.shape[1]
-            acc = np.concatenate([acc, np.zeros((acc.shape[0], grow, width), np.float32)], axis=1)
-            if acc_var is not None:
-                acc_var = np.concatenate([acc_var, np.zeros((acc_var.shape[0], grow, width), np.float32)], axis=1)
-            missing = np.concatenate([missing, np.zeros((grow, width), bool)])
-        elif acc is None:
-            missing = np.zeros((end - acc_lo, width), dtype=bool)
-        if bad is not None:
-            missing[dest_y.start - acc_lo:end - acc_lo] |= bad[dest_y.start - lo:end - lo]
+        rows_index = (y_index - lo)[:, None]
         for start in range(0, cols_tiles, batch_size):
             group = row_tiles[start:start + batch_size]
-            batch = np.stack([strip[:, :, x_index[t.source[1]]] for t in group])
+            batch = normalizer.apply(np.stack([band[:, rows_index, x_index[t.source[1]][None, :]] for t in group]))
+            np.nan_to_num(batch, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             stats = Welford(np.float32)
             for forward, inverse in transforms:
                 out = _as_float32_array(predict(np.ascontiguousarray(forward(batch))))
@@ -191,9 +227,8 @@ def stream_plane(
             if tta:
                 mean_out, var_out = stats.mean, stats.variance
             if acc is None:
-                acc = np.zeros((mean_out.shape[1], end - acc_lo, width), np.float32)
-                if tta:
-                    acc_var = np.zeros_like(acc)
+                acc = np.zeros((mean_out.shape[1], capacity, width), np.float32)
+                acc_var = np.zeros_like(acc) if tta else None
             for k, tile in enumerate(group):
                 w = weights.get(tile.neighbours)
                 if w is None:
@@ -202,22 +237,79 @@ def stream_plane(
                           tile.destination[1])
                 crop = (slice(None),) + tile.crop
                 acc[region] += mean_out[k][crop] * w[tile.crop]
-                if tta and acc_var is not None:
+                if acc_var is not None:
                     acc_var[region] += var_out[k][crop] * w[tile.crop]
             done += len(group)
             yield done, total
-        del strip
         # rows above the next tile row's first destination row are final
         final_to = height if i == rows_tiles - 1 else grid._tile(0, (i + 1, 0)).destination[0].start
         n = final_to - acc_lo
         if n > 0 and acc is not None:
-            scale = y_sums[acc_lo:final_to, None] * x_sums[None, :]
-            out_rows = acc[:, :n] / scale
-            var_rows = acc_var[:, :n] / scale if acc_var is not None else None
-            mask = missing[:n]
-            emit(acc_lo, out_rows, var_rows, mask if mask.any() else None)
-            acc = acc[:, n:].copy()
-            acc_var = acc_var[:, n:].copy() if acc_var is not None else None
-            missing = missing[n:].copy()
+            _emit_rows(emit, acc, acc_var, missing, acc_lo, n, y_sums, x_sums)
+            used = dest_y.stop - acc_lo
+            for buffer in (acc, acc_var):
+                if buffer is not None:
+                    buffer[:, :used - n] = buffer[:, n:used]
+                    buffer[:, used - n:] = 0
+            missing[:used - n] = missing[n:used]
+            missing[used - n:] = False
             acc_lo = final_to
     return non_finite
+
+
+def _emit_rows(emit: Emit, acc: np.ndarray, acc_var: np.ndarray | None, missing: np.ndarray, acc_lo: int, n: int,
+               y_sums: np.ndarray, x_sums: np.ndarray) -> None:
+    """Divide the first ``n`` accumulated rows by the weight sums in place and emit them in small blocks."""
+    step = max(1, EMIT_BUDGET_BYTES // max(1, acc.shape[0] * acc.shape[2] * 4))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        parts = [acc[:, r0:r1]] + ([acc_var[:, r0:r1]] if acc_var is not None else [])
+        for part in parts:
+            part /= y_sums[acc_lo + r0:acc_lo + r1, None]
+            part /= x_sums[None, None, :]
+        mask = missing[r0:r1]
+        emit(acc_lo + r0, parts[0], parts[1] if acc_var is not None else None, mask if mask.any() else None)
+
+
+def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: StreamSpec,
+                  sink: Any) -> Generator[Progress, None, StreamOutcome]:
+    """Predict every time point in ``times`` and every plane into ``sink``; yields progress.
+
+    ``select(t)`` gives time point t as a lazy (Z, Y, X) or (C, Z, Y, X) array; one plane of one time
+    point is read at a time. ``sink.begin(shape, channel_names, has_variance)`` gets the (T, C, Z, Y, X)
+    output shape, then ``sink.write(t, z, y0, prediction, variance)`` finished (C, h, X) float32 rows in
+    output units (NaN where the input was not finite)."""
+    first = select(times[0])
+    lead = (1,) + tuple(first.shape) if len(first.shape) == 3 else tuple(first.shape)  # (C, Z, Y, X)
+    n_planes = 1 if spec.z_as_channels else int(lead[1])
+    in_channels = int(lead[1]) if spec.z_as_channels else int(lead[0])
+    height, width = int(lead[2]), int(lead[3])
+    tta = spec.transforms is not None and len(spec.transforms) > 1
+    per_pixel = in_channels * np.dtype(first.dtype).itemsize + spec.out_channels * 4 * (2 if tta else 1)
+    tile = band_tile_shape(spec.tile, width, per_pixel, spec.multiple)
+    grid = TileGrid.create((height, width), tile, tuple(2 * h for h in spec.halo), multiple_of=spec.multiple,
+                           margin=spec.halo)
+    shape = (len(times), spec.out_channels, n_planes, height, width)
+    sink.begin(shape, spec.channel_names, tta)
+    passes, non_finite = len(times) * n_planes, 0
+    for ti, t in enumerate(times):
+        selected = first if ti == 0 else select(t)
+        for z in range(n_planes):
+            if spec.z_as_channels:
+                source = selected if len(selected.shape) == 3 else selected[0]
+            else:
+                source = selected[z:z + 1] if len(selected.shape) == 3 else selected[:, z]
+
+            def emit(y0: int, mean: np.ndarray, var: np.ndarray | None, missing: np.ndarray | None,
+                     ti: int = ti, z: int = z) -> None:
+                sink.write(ti, z, y0, *spec.finish_rows(mean, var, missing))
+
+            index = ti * n_planes + z
+            label = f"plane {index + 1}/{passes}" if passes > 1 else ""
+            steps = stream_plane(source, spec.predict, grid, fit_streaming(source, spec.normalizer), emit,
+                                 batch_size=spec.batch_size, transforms=spec.transforms)
+            non_finite += yield from relay(
+                steps, lambda step, index=index, label=label: Progress(
+                    "tiles", index * step[1] + step[0], passes * step[1], label))
+        del selected
+    return StreamOutcome(shape, (int(grid.tile_shape[0]), int(grid.tile_shape[1])), non_finite)

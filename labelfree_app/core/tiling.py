@@ -20,6 +20,7 @@ from typing import Any, Callable, Generator, Iterator, Sequence
 
 import numpy as np
 
+from labelfree_app.core.drive import drive
 from labelfree_app.errors import ModelError
 
 Predict = Callable[[np.ndarray], Any]
@@ -170,7 +171,7 @@ def iter_predict_tiled(
     margin: int | Sequence[int] | None = None,
 ) -> Generator[tuple[int, int], None, np.ndarray]:
     """Like ``predict_tiled`` but a generator: yields (tiles done, total) after each batch and
-    returns the (C_out, *spatial) float32 result as ``StopIteration.value``."""
+    returns the (C_out, *spatial) float32 result (``result = yield from ...``, or ``core.drive.drive``)."""
     if image.ndim < 2:
         raise ValueError(f"expected a (C, *spatial) image, got shape {image.shape}")
     if batch_size < 1:
@@ -228,13 +229,12 @@ def predict_tiled(
     """
     steps = iter_predict_tiled(image, predict, tile_shape=tile_shape, overlap=overlap, multiple_of=multiple_of,
                                batch_size=batch_size, out_channels=out_channels, margin=margin)
-    while True:
-        try:
-            done, total = next(steps)
-        except StopIteration as stop:
-            return stop.value
+
+    def report(step: tuple[int, int]) -> None:
         if progress is not None:
-            progress(done, total)
+            progress(*step)
+
+    return drive(steps, report)
 
 
 # -- tile size ------------------------------------------------------------------------------

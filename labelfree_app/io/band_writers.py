@@ -1,7 +1,8 @@
 """Writers that take an image band by band (rows of one plane) so no output is ever whole in memory.
 
 ``TiledTiffBandWriter`` lays out an uncompressed tiled (BigTIFF when large) OME-TIFF in a temp file
-next to the target, then writes each band's rows straight into the tiles at their file offsets; the
+next to the target, its pixels a hole yet to be filled, then writes each band's rows straight into the
+tiles at their file offsets; the
 provenance, known only at the end, replaces a placeholder in the OME-XML before the temp file is
 renamed. ``OmeZarrBandWriter`` writes level 0 of an NGFF 0.5 pyramid chunk row by chunk row and
 builds the smaller levels and metadata at the end (``io.ome_zarr``). Both are context managers:
@@ -10,6 +11,7 @@ leaving with an exception (or Ctrl-C, or a cancelled generator) removes the temp
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -61,13 +63,9 @@ class TiledTiffBandWriter:
             metadata[f"PhysicalSize{axis}Unit"] = "µm"
         resolution = (1e4 / self._sizes["X"], 1e4 / self._sizes["Y"]) if {"X", "Y"} <= set(self._sizes) else None
         try:
-            tifffile.imwrite(temp, shape=self.shape, dtype=self.dtype, tile=(TIFF_TILE, TIFF_TILE), ome=True,
-                             bigtiff=nbytes > 2**32 - 2**25, photometric="minisblack", metadata=metadata,
-                             resolution=resolution, resolutionunit="CENTIMETER" if resolution else None)
-            with tifffile.TiffFile(temp) as tif:
-                pages = tif.pages
-                pages.useframes = True
-                self._offsets = [tuple(int(o) for o in pages[k].dataoffsets) for k in range(len(pages))]
+            self._offsets = _sparse_tiled_tiff(temp, self.shape, self.dtype, bigtiff=nbytes > 2**32 - 2**25,
+                                               photometric="minisblack", metadata=metadata, resolution=resolution,
+                                               resolutionunit="CENTIMETER" if resolution else None)
             self._fd = os.open(temp, os.O_RDWR)
         except OSError as exc:
             self._stack.close()
@@ -123,6 +121,39 @@ class TiledTiffBandWriter:
             self._stack.__exit__(type(error), error, tb)
 
 
+def _sparse_tiled_tiff(path: Path, shape: tuple[int, ...], dtype: np.dtype, **options: Any) -> list[tuple[int, ...]]:
+    """Lay out an uncompressed tiled TIFF of ``shape`` whose pixel bytes are a hole at the end of the file
+    (nothing written, read as zeros until filled); returns each page's tile offsets.
+
+    tifffile writes the IFDs with every tile 0 bytes long at one offset; the tiles' real offsets in the
+    hole are then written over those tags in place, so no time goes into writing zeros first."""
+    tile_bytes = TIFF_TILE * TIFF_TILE * dtype.itemsize
+    per_page = -(-shape[-2] // TIFF_TILE) * -(-shape[-1] // TIFF_TILE)
+    pages = int(np.prod(shape[:-2], dtype=np.int64))
+    if tuple(shape[-2:]) == (TIFF_TILE, TIFF_TILE):  # tifffile writes one-tile pages as plain data
+        tifffile.imwrite(path, shape=shape, dtype=dtype, tile=(TIFF_TILE, TIFF_TILE), ome=True, **options)
+        with tifffile.TiffFile(path) as tif:
+            return [tuple(int(o) for o in tif.pages[k].dataoffsets) for k in range(pages)]
+    empty = ((b"", tile_bytes) for _ in range(pages * per_page))
+    tifffile.imwrite(path, empty, shape=shape, dtype=dtype, tile=(TIFF_TILE, TIFF_TILE), ome=True, **options)
+    base = -(-os.path.getsize(path) // 4096) * 4096
+    offsets = [tuple(base + (k * per_page + j) * tile_bytes for j in range(per_page)) for k in range(pages)]
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for k in range(pages):
+            tif.pages[k].tags["TileOffsets"].overwrite(offsets[k])
+    size = pages * per_page * tile_bytes
+    fd = os.open(path, os.O_RDWR)
+    try:  # allocated but unwritten: reads as zeros, and filling it needs no block allocation per write
+        os.posix_fallocate(fd, base, size)
+    except (AttributeError, OSError) as exc:  # no fallocate here (macOS, Windows, some file systems)
+        if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        os.ftruncate(fd, base + size)
+    finally:
+        os.close(fd)
+    return offsets
+
+
 class OmeZarrBandWriter:
     """A (T, C, Z, Y, X) NGFF 0.5 OME-Zarr written band by band (level 0 chunk row by chunk row)."""
 
@@ -161,7 +192,7 @@ class OmeZarrBandWriter:
         """Write (h, X) ``rows`` of plane (t, c, z) from row ``y0`` (rows arrive in order)."""
         key = (t, c, z)
         start, held = self._pending.get(key, (y0, []))
-        held.append(np.asarray(rows, dtype=self.dtype))
+        held.append(np.array(rows, dtype=self.dtype))  # a copy: the caller reuses its row buffer
         end = y0 + rows.shape[0]
         full = (end // self._chunk) * self._chunk if end < self.shape[-2] else end
         if full > start:

@@ -1,14 +1,18 @@
 """Lazy TIFF pixels: a series opened so that only the regions asked for are read and decoded.
 
-Uncompressed contiguous series are memory-mapped (``tifffile.memmap``); tiled TIFFs and compressed
-strip TIFFs go through tifffile's zarr store (``aszarr``), whose chunks are the file's tiles or
-strips, so reading a band of rows decodes only the tiles or strips that band touches. The result is
+Uncompressed contiguous series are read row range by row range with ``os.pread`` (``ContiguousPixels``;
+not a memory map, whose pages would stay in this process's resident memory as a long time series
+is read); tiled TIFFs and compressed strip TIFFs go through tifffile's zarr store (``aszarr``), whose
+chunks are the file's tiles or strips, so reading a band of rows decodes only the tiles or strips
+that band touches. The result is
 wrapped in ``io.ome_zarr.LazyArray`` (dask underneath): slicing and transposing stay lazy and
 ``np.asarray`` reads just that region.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +27,11 @@ def lazy_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: P
     """A dask array over the pixels of ``series`` (the first of the file; its own shape and axes)."""
     import dask.array as da
 
-    if series.dataoffset is not None and tif.byteorder in ("<", "="):
-        mapped = tifffile.memmap(str(path), series=0, mode="r")
-        rows = max(1, (8 * 1024 * 1024) // max(1, mapped.shape[-1] * mapped.dtype.itemsize))
-        chunks = (1,) * (mapped.ndim - 2) + (min(rows, mapped.shape[-2]), mapped.shape[-1])
-        return da.from_array(mapped, chunks=chunks, lock=False, asarray=True, name=False)
+    if series.dataoffset is not None and len(series.shape) >= 2:
+        pixels = ContiguousPixels(path, int(series.dataoffset), series.shape, series.dtype.newbyteorder(tif.byteorder))
+        rows = max(1, (8 * 1024 * 1024) // max(1, pixels.shape[-1] * pixels.dtype.itemsize))
+        chunks = (1,) * (pixels.ndim - 2) + (min(rows, pixels.shape[-2]), pixels.shape[-1])
+        return da.from_array(pixels, chunks=chunks, lock=False, asarray=True, name=False)
     import zarr
 
     store = series.aszarr()
@@ -37,3 +41,35 @@ def lazy_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: P
 def is_lazy(array: Any) -> bool:
     """True for arrays whose pixels are read only when converted (not numpy arrays)."""
     return not isinstance(array, np.ndarray)
+
+
+class ContiguousPixels:
+    """An uncompressed contiguous (..., Y, X) array in a file, read with ``os.pread`` where sliced."""
+
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: Any) -> None:
+        self.path, self.offset = Path(path), int(offset)
+        self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        ranges = [range(*(k if isinstance(k, slice) else slice(int(k), int(k) + 1)).indices(n))
+                  for k, n in zip(key, self.shape)]
+        height, width = self.shape[-2:]
+        rows, columns = ranges[-2], ranges[-1]
+        out = np.empty(tuple(len(r) for r in ranges), dtype=self.dtype.newbyteorder("="))
+        if out.size:
+            row_bytes = width * self.dtype.itemsize
+            first, count = rows[0], rows[-1] - rows[0] + 1
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
+                                        itertools.product(*ranges[:-2])):
+                    plane = int(np.ravel_multi_index(index, self.shape[:-2])) if index else 0
+                    data = os.pread(fd, count * row_bytes, self.offset + (plane * height + first) * row_bytes)
+                    block = np.frombuffer(data, dtype=self.dtype).reshape(count, width)
+                    out[where] = block[::rows.step, columns.start:columns.stop:columns.step]
+            finally:
+                os.close(fd)
+        return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
