@@ -27,7 +27,7 @@ KINDS = ("unet", "diffusion")
 NORMALIZATION_METHODS = ("zscore", "percentile", "minmax")
 SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v", "x0")
-SAMPLERS = ("ddpm", "ddim", "dpmpp2m")
+SAMPLERS = ("ddpm", "ddim", "dpmpp2m", "dpmpp3m")
 OUTPUT_DTYPES = ("float32", "uint16", "uint8")  # the names models/diffusion/samplers.py implements
 AXES_LETTERS = "CZYX"
 

@@ -119,7 +119,7 @@ def test_cli_and_gui_read_the_same_defaults_and_sampler_list():
 def test_each_default_is_written_once():
     """The prediction defaults live in the manifest's dataclass and ``core/settings.py`` only."""
     sources = {p: p.read_text() for p in ROOT.rglob("*.py")}
-    samplers = [p for p, text in sources.items() if re.search(r""",\s*["']dpmpp2m["']\s*[)\]]""", text)]
+    samplers = [p for p, text in sources.items() if re.search(r"""["']ddim["']\s*,\s*["']dpmpp2m["']""", text)]
     assert [p.name for p in samplers] == ["manifest.py"]
     eights = [p for p, text in sources.items() if re.search(r"\bsamples\w*(: int)? ?=.*\b8\b", text)]
     assert [p.name for p in eights] == ["manifest.py"]

@@ -14,7 +14,7 @@ The U-Net is frozen: it is trained first, on its own, and only the denoiser lear
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -52,16 +52,26 @@ class ResidualDenoiser(nn.Module):
         return self
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            mu = self.mean_net(cond).to(x_t.dtype)
+        return self.denoise(x_t, t, cond, self.mean(cond).to(x_t.dtype))
+
+    @torch.no_grad()
+    def mean(self, cond: torch.Tensor) -> torch.Tensor:
+        """The U-Net's prediction mu: it depends on the condition only, so a sampler can compute it once."""
+        return self.mean_net(cond)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor | float, cond: torch.Tensor, mu: torch.Tensor,
+                denoiser: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                ) -> torch.Tensor:
+        """The network output in the target space given ``mu = mean(cond)``; ``denoiser`` replaces the
+        residual network (e.g. by its ONNX Runtime export)."""
         t = torch.as_tensor(t, device=x_t.device)
         if t.dim() == 0:
             t = t.expand(x_t.shape[0])
         a, s = self.schedule.sqrt_terms(t, x_t)
-        out = self.denoiser(x_t - a * mu, t, torch.cat([cond.to(x_t.dtype), mu], dim=1))
+        run = denoiser or self.denoiser
+        out = run(x_t - a * mu, t, torch.cat([cond.to(x_t.dtype), mu], dim=1))
         if self.prediction == "v":
             return out - s * mu
         if self.prediction == "x0":
             return out + mu
         return out  # eps is the same in both spaces
-
