@@ -1,16 +1,29 @@
-"""Time and memory of whole-image diffusion sampling: 512×512, 8 samples, 10/25/50 steps.
+"""Diffusion in seconds: the whole `labelfree predict` command, its peak RSS, and the quality held.
 
-    python benchmarks/bench_diffusion.py                         # the bundled diffusion models
-    python benchmarks/bench_diffusion.py --model PATH --steps 25 --sampler dpmpp2m
+    python benchmarks/bench_diffusion.py                      # ISL test quadrant, old vs new settings
+    python benchmarks/bench_diffusion.py --case new --case new-8steps-3m --repeat 2
+    python benchmarks/bench_diffusion.py --profile            # where one denoising step's time goes
 
-Each case runs in a fresh subprocess so its peak RSS (VmHWM) is its own. The network size is the
-model's own (printed with its parameter count); the weights do not change the speed.
+Input: the ISL condition-B test quadrant (rows/cols 512:1024, 13-plane phase z-stack, read from
+../shared/data and written to a temp folder, never into the repository); model: the bundled
+isl-dapi-diffusion. Each case runs `labelfree predict` in its own subprocess, timed from spawn to
+exit (imports, model load, ONNX export or cache, sampling, writing); its peak RSS comes from
+``os.wait4`` (that child only). Quality on the quadrant against the DAPI target: Pearson r of the
+mean, Spearman(std, RMS error) over 32x32 patches, and the fraction of pixels within 1 and 2 sigma
+(training/calibration.py). Cases:
+
+- ``old``: the settings before issue 16: 25 DPM-Solver++ 2M steps, eager PyTorch
+  (``LABELFREE_BACKEND=torch``; the runner then also keeps all 8 samples in one network call).
+- ``new``: the bundled manifest's defaults (10 steps) with ONNX Runtime, 2 samples per call.
+- ``new-25steps``: ONNX Runtime at 25 steps (the quality reference for the same backend).
+- ``new-8steps``, ``new-8steps-3m``: fewer steps, DPM-Solver++ 2M or 3M.
+
+Timings on a shared CPU are noisy: compare cases of one run (``--repeat`` interleaves them).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -18,70 +31,123 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import peak_rss_mb  # noqa: E402
+DATA = ROOT.parent / "shared" / "data" / "isl_condition_b"
+MODEL = "isl-dapi-diffusion"
+QUADRANT = (slice(512, 1024), slice(512, 1024))
+CASES: dict[str, tuple[dict[str, str], list[str]]] = {
+    "old": ({"LABELFREE_BACKEND": "torch"}, ["--steps", "25", "--sampler", "dpmpp2m"]),
+    "new": ({}, []),
+    "new-25steps": ({}, ["--steps", "25", "--sampler", "dpmpp2m"]),
+    "new-8steps": ({}, ["--steps", "8", "--sampler", "dpmpp2m"]),
+    "new-8steps-3m": ({}, ["--steps", "8", "--sampler", "dpmpp3m"]),
+}
 
 
-def run_case(package: str, size: int, samples: int, steps: int, sampler: str, group: int | None) -> dict:
-    import numpy as np
+def write_inputs(folder: Path) -> tuple[Path, np.ndarray]:
+    """The test quadrant's z-stack as a TIFF in ``folder`` and its DAPI target as an array."""
+    from labelfree_app.io import read_image, read_plane_series, write_image
+
+    stack = np.asarray(read_plane_series(str(DATA / "z_depth-*_PHASE_CONTRAST.png")).data[0])
+    target = np.asarray(read_image(DATA / "depth_computation-MAXPROJECT_DAPI_CONFOCAL.png").data[0, 0])
+    path = folder / "isl_quadrant.tif"
+    write_image(path, np.ascontiguousarray(stack[(slice(None), *QUADRANT)]), "ZYX")
+    return path, target[QUADRANT].astype(np.float32)
+
+
+def run_predict(inp: Path, out: Path, env_extra: dict[str, str], args: list[str], home: Path) -> dict:
+    """`labelfree predict` in a subprocess: wall seconds and that process's peak RSS."""
+    env = {**os.environ, "LABELFREE_HOME": str(home), **env_extra}
+    cmd = [sys.executable, "-m", "labelfree_app.cli", "predict", str(inp), "-o", str(out), "-m", MODEL, "-q", *args]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"predict failed ({proc.returncode}): {err.decode(errors='replace')[-1500:]}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def quality(out: Path, target: np.ndarray) -> dict:
+    """Pearson r of the mean and the calibration of the std on the quadrant."""
+    from labelfree_app.core.metrics import pearson_r
+    from labelfree_app.io import read_image
+    from labelfree_app.training.calibration import uncertainty_calibration
+
+    pred_path = next(p for p in out.glob("*.ome.tif") if "__variance" not in p.name)
+    var_path = next(out.glob("*__variance.ome.tif"))
+    pred = np.asarray(read_image(pred_path).data, dtype=np.float32).reshape(1, *target.shape)
+    var = np.asarray(read_image(var_path).data, dtype=np.float32).reshape(1, *target.shape)
+    cal = uncertainty_calibration(pred, var, target[None])
+    return {"pearson_r": pearson_r(pred, target[None]), "spearman": cal.std_error_spearman,
+            "within_1sigma": cal.within_1sigma, "within_2sigma": cal.within_2sigma}
+
+
+def profile_step(inp: Path) -> None:
+    """One engine run with cProfile: the share of the network, sampler maths, tiling and Welford."""
+    import cProfile
+    import pstats
 
     from labelfree_app.core.engine import PredictionEngine, PredictSettings
-    from labelfree_app.io import Image
+    from labelfree_app.io import read_image
     from labelfree_app.models.package import load_package
 
-    engine = PredictionEngine(load_package(package), device="cpu")
-    if group:
-        os.environ["LABELFREE_DIFFUSION_GROUP"] = str(group)
-    channels = engine.input_spec.channels
-    shape = (1, channels, size, size) if engine.input_spec.z_as_channels else (channels, 1, size, size)
-    image = Image.from_array(np.random.default_rng(0).normal(100, 10, shape).astype(np.float32), "CZYX")
     start = time.perf_counter()
-    result = engine.predict(image, PredictSettings(samples=samples, steps=steps, sampler=sampler))
-    seconds = time.perf_counter() - start
-    net = engine._runner.network
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "parameters": sum(p.numel() for p in net.parameters()),
-            "finite": bool(np.isfinite(result.prediction).all() and np.isfinite(result.variance).all())}
+    engine = PredictionEngine(load_package(ROOT / "resources" / "models" / MODEL), device="cpu")
+    image = read_image(inp)
+    engine.predict(image, PredictSettings(samples=8, steps=1))  # export or open the ONNX cache
+    print(f"model load + first (1-step) run: {time.perf_counter() - start:.1f} s")
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.enable()
+    engine.predict(image, PredictSettings(samples=8, steps=4))
+    profiler.disable()
+    print(f"4 steps x 8 samples: {time.perf_counter() - start:.1f} s (tile {engine._tile_used}, "
+          f"backend {engine._runner.backend})")
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(
+        r"onnx_backend.py.*__call__|samplers.py.*step|welford|tiling.py.*(iter_predict|extract|blend)|"
+        r"diffusion_runner.py.*(model_fn|predict)|_drive|normalize|events")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", action="append", help="package folder (default: bundled diffusion models)")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50])
-    parser.add_argument("--sampler", default="dpmpp2m")
-    parser.add_argument("--group", type=int, help="samples carried together (default: the engine's choice)")
-    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", action="append", choices=sorted(CASES), help="default: old and new")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    if args.case:
-        c = json.loads(args.case)
-        print(json.dumps(run_case(c["package"], c["size"], c["samples"], c["steps"], c["sampler"], c["group"])))
+    if not DATA.is_dir():
+        print(f"skipped: {DATA} is not there")
         return 0
     import torch
 
-    models = args.model or [str(p.parent) for p in sorted((ROOT / "resources" / "models").glob("*/manifest.json"))
-                            if json.loads(p.read_text()).get("kind") == "diffusion"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.size}x{args.size}, "
-          f"{args.samples} samples, sampler {args.sampler}")
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "LABELFREE_HOME": os.environ.get("LABELFREE_HOME", tmp)}
-        for model in models:
-            kwargs = json.loads((Path(model) / "manifest.json").read_text())["architecture"]["kwargs"]
-            print(f"{Path(model).name}: {kwargs}")
-            for steps in args.steps:
-                case = {"package": model, "size": args.size, "samples": args.samples, "steps": steps,
-                        "sampler": args.sampler, "group": args.group}
-                proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], capture_output=True,
-                                      text=True, env=env)
-                if proc.returncode != 0:
-                    print(f"  {steps} steps: failed\n{proc.stderr[-1500:]}")
-                    continue
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"  {steps:3d} steps: {r['seconds']:7.1f} s   peak RSS {r['peak_rss_mb']:6.0f} MB   "
-                      f"{r['parameters']:,} parameters   finite={r['finite']}")
+    cases = args.case or ["old", "new"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPUs allowed: "
+          f"{len(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        inp, target = write_inputs(tmp)
+        if args.profile:
+            os.environ["LABELFREE_HOME"] = str(tmp / "home")
+            profile_step(inp)
+            return 0
+        # one untimed run fills the ONNX export cache, as a user's second prediction finds it
+        run_predict(inp, tmp / "warm", {}, ["--steps", "1"], tmp / "home")
+        print(f"{'case':15s} {'seconds':>8s} {'peak MB':>8s} {'r':>7s} {'spearman':>8s} {'1sigma':>7s} {'2sigma':>7s}")
+        for repeat in range(args.repeat):
+            for name in cases:
+                env_extra, extra = CASES[name]
+                out = tmp / f"{name}-{repeat}"
+                r = run_predict(inp, out, env_extra, extra, tmp / "home")
+                q = quality(out, target)
+                print(f"{name:15s} {r['seconds']:8.1f} {r['peak_rss_mb']:8.0f} {q['pearson_r']:7.4f} "
+                      f"{q['spearman']:8.4f} {q['within_1sigma']:7.4f} {q['within_2sigma']:7.4f}", flush=True)
     return 0
 
 
