@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             tqdm.write(f"step {event.step}: validation r = {event.val_r:.4f}" + (" (best)" if event.is_best else ""))
         elif isinstance(event, TrainFinished):
             tqdm.write(f"finished ({event.stop_reason}) after {event.steps} steps, {event.seconds:.0f} s; "
-                       f"best r = {event.best_val_r}")
+                       f"{event.summary()}")
 
     try:
         result = drive(run_training(config), show)

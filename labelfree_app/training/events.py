@@ -71,6 +71,19 @@ class TrainFinished:
     stop_reason: str
     best_val_r: float | None
     best_step: int | None
+    # The package's weights: the final ones after an annealed run, else the best validated ones.
+    kept_val_r: float | None = None
+    kept_step: int | None = None
+
+    def summary(self) -> str:
+        """One sentence on which weights the package holds."""
+        if self.kept_step is None:
+            return "no validation score"
+        kept = f"validation r = {self.kept_val_r:.3f} at step {self.kept_step}"
+        if self.kept_step == self.best_step or self.best_val_r is None:
+            return f"kept the best weights ({kept})"
+        return (f"kept the final, annealed weights ({kept}; the best validation r was {self.best_val_r:.3f} "
+                f"at step {self.best_step})")
 
 
 TrainEvent = Union[LoadingData, TrainStarted, StepDone, ValidationDone, CheckpointSaved, TrainFinished]

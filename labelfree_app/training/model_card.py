@@ -28,9 +28,10 @@ class TrainingRecord:
     seconds: float
     device: str
     stop_reason: str
-    validation: dict[str, Any] | None  # the best validation result, with "step"
+    validation: dict[str, Any] | None  # the kept weights' validation result, with "step"
     parent: dict[str, str] | None = None  # the model fine-tuned from: id, version, sha256, path
     stain_units: dict[str, Any] | None = None  # the targets' intensities (training/stain_units.py)
+    kept_final: bool = False  # the package holds the final (annealed) weights, not the best validated ones
 
 
 def model_id_for(config: TrainConfig) -> str:
@@ -143,7 +144,7 @@ def _metrics_block(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
     metrics: dict[str, Any] = {
         "pearson_r": validation["val_r"],
         "test_region": "; ".join(parts),
-        "source": "validation during training (best step)",
+        "source": "validation during training (" + ("final step" if record.kept_final else "best step") + ")",
         "step": validation.get("step"),
     }
     if config.model_type == "diffusion":

@@ -277,3 +277,27 @@ def test_weight_averaging_keeps_an_average_of_the_unet_weights(tmp_path: Path) -
     assert not torch.allclose(averaged[key], last[key])
     with pytest.raises(TrainingDataError, match="weight-averaging"):
         train(base.with_changes(unet=dataclasses.replace(base.unet, ema_decay=1.0)))
+
+
+def test_an_annealed_run_keeps_its_final_weights_and_a_constant_rate_run_its_best(tmp_path: Path) -> None:
+    """The package of a cosine run that used its budget holds the last step's weights; with a constant
+    rate it holds the best validated step's weights (and the card says which)."""
+    pair = write_pair(tmp_path / "data", "field", shape=(128, 128), seed=4)
+    for schedule in ("cosine", "constant"):
+        events: list[object] = []
+        work = tmp_path / f"{schedule}-work"
+        package = train(_config(pair, tmp_path / schedule, work_dir=work, max_steps=40, val_every=5,
+                                checkpoint_every=0, lr_schedule=schedule), progress=events.append)
+        finished = events[-1]
+        kept = load_file(str(package / "weights.safetensors"))
+        final = load_file(str(sorted((work / "checkpoints").glob("*/model.safetensors"))[-1]))
+        best = load_file(str(work / "best.safetensors"))
+        key = next(k for k in kept if k.endswith("weight"))
+        source = _manifest(package)["metrics"]["source"]
+        if schedule == "cosine":
+            assert torch.equal(kept[key], final[key]) and finished.kept_step == 40 and "final step" in source
+        else:
+            assert finished.best_step != 40  # seeded: the best step is not the last, so the two rules differ
+            assert torch.equal(kept[key], best[key]) and finished.kept_step == finished.best_step
+            assert "best step" in source
+        assert "kept the" in finished.summary()

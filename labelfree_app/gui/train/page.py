@@ -220,8 +220,7 @@ class TrainDialog(QDialog):
         self.result = event
         self.manifest = manifest
         self.live.set_state("finished")
-        best = "no validation score" if event.best_val_r is None else (
-            f"best validation r = {event.best_val_r:.3f} at step {event.best_step}")
+        best = event.summary()
         reasons = {"max_steps": "all steps done", "max_minutes": "time budget used", "stopped": "stopped by you",
                    "early_stop": "no better validation for a while"}
         self.summary_label.setText(
