@@ -1,4 +1,9 @@
-"""The desktop app: the only package that imports PySide6 and pyqtgraph."""
+"""The desktop app: the only package that imports PySide6 and pyqtgraph.
+
+One folder a feature (``files``, ``viewer``, ``predict``, ``train``, ``batch``, ``models``,
+``napari_plugin``), wired together by ``main_window`` and ``menus``; ``backend``, ``settings``,
+``dialogs`` and the workers are shared by all.
+"""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
 
     import labelfree_app.gui  # noqa: F401 (Qt binding work-arounds)
     from labelfree_app.gui.backend import CoreBackend
-    from labelfree_app.gui.train_page import LIVE, TrainDialog
+    from labelfree_app.gui.train.page import LIVE, TrainDialog
 
     app = QApplication.instance() or QApplication([])
     bf, dapi = write_demo_pairs(home / "data")
