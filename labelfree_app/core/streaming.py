@@ -185,7 +185,6 @@ def stream_plane(
     y_sums, x_sums = (s.astype(np.float32) for s in grid.weight_sums())
     rows_tiles, cols_tiles = grid.counts
     total = grid.n_tiles
-    weights: dict[tuple[tuple[bool, bool], ...], np.ndarray] = {}
     x_index = _reflect_indices(np.arange(grid.padded_shape[1]) - grid.pad_before[1], width)
     reader = _RowReader(source)
     capacity = grid.tile_shape[0]  # a row of tiles writes at most this many image rows
@@ -230,9 +229,7 @@ def stream_plane(
                 acc = np.zeros((mean_out.shape[1], capacity, width), np.float32)
                 acc_var = np.zeros_like(acc) if tta else None
             for k, tile in enumerate(group):
-                w = weights.get(tile.neighbours)
-                if w is None:
-                    w = weights.setdefault(tile.neighbours, grid.weights(tile))
+                w = grid.weights(tile)  # made per tile (an outer product): nine cached ones would be 9 tiles of memory
                 region = (slice(None), slice(tile.destination[0].start - acc_lo, tile.destination[0].stop - acc_lo),
                           tile.destination[1])
                 crop = (slice(None),) + tile.crop

@@ -74,6 +74,11 @@ class LazyArray:
         return len(self.shape)
 
     @property
+    def chunks(self) -> tuple[tuple[int, ...], ...]:
+        """The block sizes along each axis (reading whole blocks decodes each stored chunk once)."""
+        return tuple(tuple(int(n) for n in axis) for axis in self._array.chunks)
+
+    @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
