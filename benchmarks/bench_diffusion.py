@@ -7,8 +7,9 @@
 Input: the ISL condition-B test quadrant (rows/cols 512:1024, 13-plane phase z-stack, read from
 ../shared/data and written to a temp folder, never into the repository); model: the bundled
 isl-dapi-diffusion. Each case runs `labelfree predict` in its own subprocess, timed from spawn to
-exit (imports, model load, ONNX export or cache, sampling, writing); its peak RSS comes from
-``os.wait4`` (that child only). Quality on the quadrant against the DAPI target: Pearson r of the
+exit (imports, model load, ONNX export or cache, sampling, writing); its CPU seconds (user + system)
+and peak RSS come from ``os.wait4`` (that child only). On a shared machine wall time follows the
+load; CPU seconds follow it much less, so compare those between runs made at different loads. Quality on the quadrant against the DAPI target: Pearson r of the
 mean, Spearman(std, RMS error) over 32x32 patches, and the fraction of pixels within 1 and 2 sigma
 (training/calibration.py). Cases:
 
@@ -72,7 +73,7 @@ def run_predict(inp: Path, out: Path, env_extra: dict[str, str], args: list[str]
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"predict failed ({proc.returncode}): {err.decode(errors='replace')[-1500:]}")
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
 def quality(out: Path, target: np.ndarray) -> dict:
@@ -139,14 +140,14 @@ def main() -> int:
             return 0
         # one untimed run fills the ONNX export cache, as a user's second prediction finds it
         run_predict(inp, tmp / "warm", {}, ["--steps", "1"], tmp / "home")
-        print(f"{'case':15s} {'seconds':>8s} {'peak MB':>8s} {'r':>7s} {'spearman':>8s} {'1sigma':>7s} {'2sigma':>7s}")
+        print(f"{'case':15s} {'seconds':>8s} {'cpu s':>7s} {'peak MB':>8s} {'r':>7s} {'spearman':>8s} {'1sigma':>7s} {'2sigma':>7s}")
         for repeat in range(args.repeat):
             for name in cases:
                 env_extra, extra = CASES[name]
                 out = tmp / f"{name}-{repeat}"
                 r = run_predict(inp, out, env_extra, extra, tmp / "home")
                 q = quality(out, target)
-                print(f"{name:15s} {r['seconds']:8.1f} {r['peak_rss_mb']:8.0f} {q['pearson_r']:7.4f} "
+                print(f"{name:15s} {r['seconds']:8.1f} {r['cpu_seconds']:7.1f} {r['peak_rss_mb']:8.0f} {q['pearson_r']:7.4f} "
                       f"{q['spearman']:8.4f} {q['within_1sigma']:7.4f} {q['within_2sigma']:7.4f}", flush=True)
     return 0
 

@@ -14,7 +14,8 @@ The U-Net is frozen: it is trained first, on its own, and only the denoiser lear
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ class ResidualDenoiser(nn.Module):
         self.required_multiple = math.lcm(self.mean_net.required_multiple, self.denoiser.required_multiple)
         self.mean_net.eval()
 
-    def train(self, mode: bool = True) -> "ResidualDenoiser":
+    def train(self, mode: bool = True) -> ResidualDenoiser:
         super().train(mode)
         self.mean_net.eval()  # frozen: its batch-norm statistics must not follow the training batches
         return self

@@ -18,8 +18,8 @@ modified afterwards.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Generator, Sequence
 
 import numpy as np
 import torch
@@ -109,7 +109,8 @@ class DDPMSampler(Sampler):
     variance is the posterior ("fixed small") variance; no noise is added at the last step.
     """
 
-    def _update(self, i, x, x0, eps, generator):  # type: ignore[no-untyped-def]
+    def _update(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
         a_t, a_prev = self._abars(i)
         beta = 1.0 - a_t / a_prev
         x = beta * math.sqrt(a_prev) / (1.0 - a_t) * x0 + (1.0 - a_prev) * math.sqrt(1.0 - beta) / (1.0 - a_t) * x
@@ -129,7 +130,8 @@ class DDIMSampler(Sampler):
         super().__init__(schedule, steps, prediction, clip_x0)
         self.eta = float(eta)
 
-    def _update(self, i, x, x0, eps, generator):  # type: ignore[no-untyped-def]
+    def _update(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
         a_t, a_prev = self._abars(i)
         sigma = self.eta * math.sqrt((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev))
         x = math.sqrt(a_prev) * x0 + math.sqrt(max(1.0 - a_prev - sigma**2, 0.0)) * eps
@@ -160,7 +162,8 @@ class DPMSolverMultistep(Sampler):
     def reset(self) -> None:
         self._history = []
 
-    def _update(self, i, x, x0, eps, generator):  # type: ignore[no-untyped-def]
+    def _update(self, i: int, x: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor,
+                generator: torch.Generator | None) -> torch.Tensor:
         total = len(self.timesteps)
         self._history = [x0, *self._history][: self.order]
         if i == total - 1:
@@ -260,15 +263,10 @@ def dpmpp_2m_sample(model_fn: ModelFn, schedule: NoiseSchedule, shape: Sequence[
     return sample("dpmpp2m", model_fn, schedule, shape, **kwargs)  # type: ignore[arg-type]
 
 
-def sample_loop(name: str, model_fn: ModelFn, schedule: NoiseSchedule, shape: Sequence[int],
+def sample_loop(name: str | Sampler, model_fn: ModelFn, schedule: NoiseSchedule, shape: Sequence[int],
                 **kwargs: object) -> torch.Tensor:
     """The final sample of :func:`sample` (like guided-diffusion's ``p_sample_loop``)."""
-    records = sample(name, model_fn, schedule, shape, **kwargs)  # type: ignore[arg-type]
-    final = None
-    for record in records:
-        final = record.x_t
-    assert final is not None
-    return final
+    return run_to_end(sample(name, model_fn, schedule, shape, **kwargs))  # type: ignore[arg-type]
 
 
 def run_to_end(records: Sampling) -> torch.Tensor:

@@ -78,7 +78,7 @@ class NoiseSchedule:
         object.__setattr__(self, "alphas_cumprod", abar)
 
     @classmethod
-    def create(cls, kind: str = "cosine", train_steps: int = 1000) -> "NoiseSchedule":
+    def create(cls, kind: str = "cosine", train_steps: int = 1000) -> NoiseSchedule:
         """The ``"linear"`` or ``"cosine"`` schedule with ``train_steps`` timesteps."""
         if kind not in SCHEDULES:
             raise ManifestError(

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from labelfree_app.models.diffusion.samplers import (
+    SAMPLERS,
     DDIMSampler,
     DPMSolverMultistep,
-    SAMPLERS,
     StepResult,
     make_sampler,
     sample,
@@ -62,7 +62,7 @@ def test_a_hand_written_loop_of_step_calls_equals_the_shared_driving_loop(name: 
 def test_a_built_sampler_can_be_driven_again_and_gives_the_same_samples() -> None:
     sampler = DPMSolverMultistep(SCHEDULE, 8, "v", order=3)
     model = gaussian_denoiser(SCHEDULE, MU, S, "v")
-    first, again = (sample_loop(sampler, model, SCHEDULE, SHAPE, steps=8, prediction="v", noise=_noise(1))  # type: ignore[arg-type]
+    first, again = (sample_loop(sampler, model, SCHEDULE, SHAPE, steps=8, prediction="v", noise=_noise(1))
                     for _ in range(2))
     torch.testing.assert_close(first, again, rtol=0, atol=0)
 
