@@ -124,9 +124,9 @@ def read_png(path: Path, *, channel: int | str | None = None, rgb: str | int = "
     return Image(data=data, axes=axes, channel_names=names, pixel_size_um={}, path=path, metadata=metadata)
 
 
-def natural_sort_key(text: str) -> list[object]:
-    """Key that sorts 'z_depth-2' before 'z_depth-10'."""
-    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", text)]
+def natural_sort_key(text: str | Path) -> list[object]:
+    """Key that sorts 'z_depth-2' before 'z_depth-10' (names or paths)."""
+    return [int(part) if part.isdigit() else part.casefold() for part in re.split(r"(\d+)", str(text))]
 
 
 def _expand_plane_paths(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Path]:
@@ -142,7 +142,7 @@ def _expand_plane_paths(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Pa
         matches = [Path(os.fspath(item)).expanduser() for item in paths_or_glob]
         if not matches:
             raise FileAccessError("No image files were given for the z-stack; choose at least one file.")
-    return sorted(matches, key=lambda path: natural_sort_key(str(path)))
+    return sorted(matches, key=natural_sort_key)
 
 
 def _series_channel_name(stems: list[str]) -> str:

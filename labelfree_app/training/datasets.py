@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -23,6 +22,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from labelfree_app.errors import LabelFreeError, TrainingDataError
+from labelfree_app.io.channels import parse_channel
+from labelfree_app.io.reading import natural_sort_key
 from labelfree_app.models.package import sha256_of_file
 from labelfree_app.training.config import PairSpec
 
@@ -87,8 +88,8 @@ def pairs_from_csv(csv_path: str | Path) -> tuple[PairSpec, ...]:
         pairs.append(PairSpec(
             input=_resolve(base, row[input_col]),
             target=_resolve(base, row[target_col]),
-            input_channel=_channel(row.get(in_ch_col or "", "")),
-            target_channel=_channel(row.get(tg_ch_col or "", "")),
+            input_channel=parse_channel(row.get(in_ch_col or "", "")),
+            target_channel=parse_channel(row.get(tg_ch_col or "", "")),
         ))
     if not pairs:
         raise TrainingDataError(f"The pairs file {csv_path} lists no pairs; add one row per pair.", path=csv_path)
@@ -118,7 +119,7 @@ def pairs_from_dirs(
     return tuple(
         PairSpec(input=str(inputs[stem]), target=str(targets[stem]),
                  input_channel=input_channel, target_channel=target_channel)
-        for stem in sorted(inputs, key=_natural_key)
+        for stem in sorted(inputs, key=natural_sort_key)
     )
 
 
@@ -137,7 +138,7 @@ def plane_paths(spec: PairSpec) -> tuple[Path, ...]:
     """The per-plane files of a Z-stack input, in natural Z order."""
     if isinstance(spec.input, tuple):
         return tuple(Path(p) for p in spec.input)
-    found = sorted(glob.glob(spec.input), key=_natural_key)
+    found = sorted(glob.glob(spec.input), key=natural_sort_key)
     return tuple(Path(p) for p in found)
 
 
@@ -351,12 +352,6 @@ def _pick_column(columns: Sequence[str], names: Sequence[str]) -> str | None:
     return next((name for name in names if name in columns), None)
 
 
-def _channel(text: str) -> str | int | None:
-    if not text:
-        return None
-    return int(text) if text.lstrip("-").isdigit() else text
-
-
 def _resolve(base: Path, text: str) -> str:
     path = Path(text).expanduser()
     return str(path if path.is_absolute() else base / path)
@@ -385,10 +380,6 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     if not found:
         raise TrainingDataError(f"The folder {folder} holds no TIFF or PNG images.", path=folder)
     return found
-
-
-def _natural_key(text: str | Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(text))]
 
 
 def _yx(array: np.ndarray) -> str:

@@ -12,19 +12,11 @@ from pathlib import Path
 from typing import Sequence
 
 from labelfree_app.errors import TrainingDataError
+from labelfree_app.io.reading import natural_sort_key
 from labelfree_app.training.config import PairSpec
-from labelfree_app.training.datasets import (IMAGE_SUFFIXES, _natural_key, _stem, pairs_from_csv, pairs_from_dirs,
+from labelfree_app.training.datasets import (IMAGE_SUFFIXES, _stem, pairs_from_csv, pairs_from_dirs,
                                              pairs_from_multichannel)
 
-
-def parse_channel(value: str | int | None) -> str | int | None:
-    """A channel given as text: digits are an index, anything else a name; empty is None."""
-    if value is None or isinstance(value, int):
-        return value
-    text = value.strip()
-    if not text:
-        return None
-    return int(text) if text.lstrip("-").isdigit() else text
 
 
 def pairs_from_sources(
@@ -66,7 +58,7 @@ def image_files(paths: Sequence[str | Path]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             found.extend(sorted((p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)),
-                                key=_natural_key))
+                                key=natural_sort_key))
         elif path not in found:
             found.append(path)
     return found
@@ -90,10 +82,10 @@ def pairs_from_files(inputs: Sequence[str | Path], targets: Sequence[str | Path]
     by_stem_in = {_stem(p): p for p in input_files}
     by_stem_tg = {_stem(p): p for p in target_files}
     if set(by_stem_in) == set(by_stem_tg) and len(by_stem_in) == len(input_files) == len(target_files):
-        stems = sorted(by_stem_in, key=_natural_key)
+        stems = sorted(by_stem_in, key=natural_sort_key)
         return tuple(PairSpec(str(by_stem_in[s]), str(by_stem_tg[s])) for s in stems), "by file name"
     if len(input_files) == len(target_files):
-        ordered = zip(sorted(input_files, key=_natural_key), sorted(target_files, key=_natural_key))
+        ordered = zip(sorted(input_files, key=natural_sort_key), sorted(target_files, key=natural_sort_key))
         return tuple(PairSpec(str(a), str(b)) for a, b in ordered), "in name order (the names differ)"
     unmatched_in = [p for p in input_files if _stem(p) not in by_stem_tg]
     if len(input_files) > len(target_files) and unmatched_in:

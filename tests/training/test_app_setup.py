@@ -13,7 +13,7 @@ from labelfree_app.training.config import PairSpec
 from labelfree_app.training.events import ValidationDone
 from labelfree_app.training.loop import run_training
 from labelfree_app.training.pair_check import check_pairs, thumbnail
-from labelfree_app.training.pair_sources import pairs_from_files, pairs_from_sources, parse_channel
+from labelfree_app.training.pair_sources import pairs_from_files, pairs_from_sources
 from labelfree_app.training.presets import auto_val_region, config_from_choices, default_out_dir
 
 from .conftest import tiny_config, write_pair
@@ -62,7 +62,6 @@ def test_the_cli_dispatcher_names_what_is_missing() -> None:
         pairs_from_sources(multichannel=["x.tif"])
     assert pairs_from_sources(required=False) == ()
     assert pairs_from_sources(input="a.tif", target="b.tif", target_channel=1)[0].target_channel == 1
-    assert (parse_channel("2"), parse_channel("DAPI"), parse_channel(" "), parse_channel(None)) == (2, "DAPI", None, None)
 
 
 def test_check_pairs_refuses_different_sizes_and_makes_thumbnails(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from PIL import Image as PILImage
 
 from labelfree_app.errors import TrainingDataError
 from labelfree_app.training.config import PairSpec
-from labelfree_app.training.datasets import (check_pairs_exist, load_pair, pairs_from_csv, pairs_from_dirs,
+from labelfree_app.training.datasets import (check_pairs_exist, load_pair, pairs_from_csv, pairs_from_dirs, read_target_zyx,
                                              pairs_from_multichannel, plane_paths)
 
 from .conftest import smooth_texture, write_pair
@@ -25,7 +25,9 @@ def test_csv_pairs_resolve_relative_paths_and_channels(tmp_path: Path) -> None:
     pairs = pairs_from_csv(csv_path)
     assert [Path(p.input).name for p in pairs] == ["a.tif", "b.tif"]
     assert Path(pairs[0].input).is_absolute() and Path(pairs[0].input).parent == tmp_path / "input"
-    assert pairs[0].target_channel is None and pairs[1].target_channel == 0
+    # as the CLI and the app parse it: a name first, an index when no channel has that name
+    assert pairs[0].target_channel is None and pairs[1].target_channel == "0"
+    assert np.array_equal(read_target_zyx(pairs[1]), read_target_zyx(PairSpec(pairs[1].input, pairs[1].target)))
 
 
 def test_csv_accepts_fnet_column_names(tmp_path: Path) -> None:

@@ -162,8 +162,9 @@ class BatchDialog(QDialog):
         return [Path(self.input_list.item(i).text()) for i in range(self.input_list.count())]
 
     def target_channel(self) -> int | str | None:
-        text = self.target_edit.text().strip()
-        return int(text) if text.isdigit() else (text or None)
+        from labelfree_app.io.channels import parse_channel
+
+        return parse_channel(self.target_edit.text())
 
     def checked_models(self) -> list[str]:
         items = (self.model_list.item(i) for i in range(self.model_list.count()))

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from labelfree_app.gui.files.file_list import FAILED, IMAGE_FILTER, FileList, OpenFile
+from labelfree_app.io.reading import natural_sort_key
 
 ReadPlanes = Callable[[OpenFile, list[Path]], None]
 
@@ -33,14 +34,9 @@ class PlaneStack:
     path: Path
 
 
-def natural_key(path: Path) -> list[object]:
-    """Sorts 'z_depth-2' before 'z_depth-10'."""
-    return [int(part) if part.isdigit() else part.casefold() for part in _NUMBER.split(str(path))]
-
-
 def plane_stack(paths: Sequence[Path]) -> PlaneStack:
     """Name the stack after what every file name shares: 'z_depth-*_PHASE_CONTRAST (13 planes)'."""
-    planes = tuple(sorted((Path(p) for p in paths), key=natural_key))
+    planes = tuple(sorted((Path(p) for p in paths), key=natural_sort_key))
     stems = [path.name.split(".")[0] for path in planes]
     folder, count = planes[0].parent, len(planes)
     if count == 1:
