@@ -11,6 +11,7 @@ import numpy as np
 
 from labelfree_app import __version__
 from labelfree_app.core.events import PredictionResult
+from labelfree_app.core.settings import is_diffusion
 from labelfree_app.models.package import sha256_of_file
 
 IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".ome.zarr")  # .ome.zarr: a folder
@@ -124,7 +125,7 @@ def write_result(
         meta["notes"] = [*meta.get("notes", []), cast_note]
     written.append(write(paths.prediction, prediction, result.axes, channel_names=names,
                          provenance={**meta, "content": "prediction" if result.variance is None
-                                     or manifest.get("kind") != "diffusion" else "mean"},
+                                     or not is_diffusion(manifest) else "mean"},
                          **common))
     if result.variance is not None:
         written.append(write(paths.variance, result.variance, result.axes, channel_names=names,

@@ -27,6 +27,7 @@ import numpy as np
 
 from labelfree_app import paths
 from labelfree_app.core.drive import drive
+from labelfree_app.core.settings import is_diffusion
 from labelfree_app.errors import LabelFreeError
 
 EXPECTED_FILE = "selftest_expected.json"
@@ -249,7 +250,7 @@ def selftest_settings(kind: str, device: str) -> Any:
     z-scores, so the stored statistics and tolerances hold for every model, stain units or not."""
     from labelfree_app.core.engine import PredictSettings
 
-    extra = DIFFUSION_SETTINGS if kind == "diffusion" else {}
+    extra = DIFFUSION_SETTINGS if is_diffusion(kind) else {}
     return PredictSettings(channel=0, device=device, units="zscore", **extra)
 
 
@@ -343,7 +344,7 @@ def run_self_test(on_event: Callable[[SelfTestEvent], None] | None = None, **kwa
 def expected_entry(package: Any, stats: ImageStats) -> dict[str, Any]:
     """One model's entry in the expected-statistics file."""
     manifest = package.manifest
-    settings = DIFFUSION_SETTINGS if manifest.kind == "diffusion" else {}
+    settings = DIFFUSION_SETTINGS if is_diffusion(manifest) else {}
     return {"kind": manifest.kind, "weights_sha256": manifest.weights.sha256, "settings": dict(settings),
             "stats": stats.to_json()}
 

@@ -287,8 +287,9 @@ class MainWindow(QMainWindow):
         return next((m for m in self.models if m.id == model_id), None)
 
     def _is_diffusion(self, model_id: str) -> bool:
-        model = self._model(model_id)
-        return model is not None and model.kind == "diffusion"
+        from labelfree_app.core.settings import is_diffusion
+
+        return is_diffusion(self._model(model_id))
 
     def _model_target(self, model_id: str) -> str:
         model = self._model(model_id)
