@@ -24,6 +24,7 @@ from labelfree_app.batch.verify import check_output
 from labelfree_app.core.drive import drive
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
+from labelfree_app.core.settings import is_diffusion
 from labelfree_app.errors import (
     DiskFullError,
     LabelFreeError,
@@ -84,9 +85,9 @@ def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions) -> lis
     """The files a finished job leaves (all must exist for it to count as done)."""
     paths = job.outputs(out_dir, options.format)
     wanted = [paths.prediction]
-    if job.model.kind == "diffusion" or options.settings.tta:
+    if is_diffusion(job.model) or options.settings.tta:
         wanted.append(paths.variance)
-    if options.save_steps and job.model.kind == "diffusion":
+    if options.save_steps and is_diffusion(job.model):
         wanted.append(paths.steps)
     return wanted
 
