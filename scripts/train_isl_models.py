@@ -183,12 +183,13 @@ def main() -> int:
                   ("TrainStarted", "ValidationDone", "TrainFinished") else None)
         pair = full_pair(target_file)
         report = evaluate(out, [pair], region=TEST_REGION, tta=args.model_type == "unet",
-                          samples=8 if args.model_type == "diffusion" else None,
-                          steps=25 if args.model_type == "diffusion" else None)
+                          samples=8 if args.model_type == "diffusion" else None)  # steps: the package's
         print(report.to_table())
         baseline = linear_baseline([pair], region=TEST_REGION)
         print("linear baseline:", baseline.to_table() if hasattr(baseline, "to_table") else baseline)
         row = report.to_dict()
+        if args.model_type == "diffusion" and row.get("settings", {}).get("steps") is None:
+            row["settings"]["steps"] = json.loads((out / "manifest.json").read_text())["diffusion"]["steps"]
         metrics = {"test_region": f"rows/cols {TEST_REGION} of ISL condition B (never trained on)",
                    "evaluation": row, "linear_baseline": baseline.to_dict() if hasattr(baseline, "to_dict")
                    else baseline}
