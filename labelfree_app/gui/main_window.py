@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -22,6 +22,7 @@ from labelfree_app.gui.backend import Backend, channel_count, channel_volume, ex
 from labelfree_app.gui.batch.dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
 from labelfree_app.gui.files import plane_series
+from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
 from labelfree_app.gui.models.card import model_card_dialog
@@ -32,12 +33,11 @@ from labelfree_app.gui.predict.runner import PredictionRunner
 from labelfree_app.gui.self_test import open_self_test_dialog
 from labelfree_app.gui.settings import GuiSettings
 from labelfree_app.gui.train.page import open_train_dialog
-from labelfree_app.gui.viewer.image_panel import paths_from_mime
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileDrops, QMainWindow):
     """LabelFree's window. ``backend`` reaches the core; ``settings`` persist between sessions."""
 
     exported = Signal(list)  # paths written by an export
@@ -140,19 +140,8 @@ class MainWindow(QMainWindow):
             self.dialogs.append(unexpected_error_box(self, text, self.log_file))
 
     # --- files ----------------------------------------------------------------------------
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
-        if paths_from_mime(event):
-            event.acceptProposedAction()
-
-    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802
-        if event.mimeData() is not None and event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        dropped = paths_from_mime(event)
-        if dropped:
-            event.acceptProposedAction()
-            self.open_dropped(dropped)
+    def files_dropped(self, paths: list[Path]) -> None:
+        self.open_dropped(paths)
 
     def open_dialog(self) -> None:
         chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", self.settings.get("last_folder"), IMAGE_FILTER)

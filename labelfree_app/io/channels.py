@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
 from labelfree_app.errors import ChannelError
 
-if TYPE_CHECKING:
-    from labelfree_app.io.image import Image
+
+class ChannelledImage(Protocol):
+    """What the channel lookup reads of an image (``io.image.Image`` has it)."""
+
+    channel_names: tuple[str, ...]
+    metadata: dict[str, Any]
+    path: Path | None
+
+    @property
+    def n_channels(self) -> int: ...
 
 # Tokens (after trailing digits are stripped) that name a transmitted-light channel.
 TRANSMITTED_TOKENS = frozenset(
@@ -123,7 +131,7 @@ def looks_transmitted(name: str) -> bool:
     return "brightfield" in compact or "phasecontrast" in compact
 
 
-def _transmitted_by_metadata(image: Image) -> list[int]:
+def _transmitted_by_metadata(image: ChannelledImage) -> list[int]:
     infos = image.metadata.get("channel_info") or []
     if len(infos) != image.n_channels:
         return []
@@ -136,7 +144,7 @@ def _transmitted_by_metadata(image: Image) -> list[int]:
     return found
 
 
-def find_transmitted_channel(image: Image) -> int:
+def find_transmitted_channel(image: ChannelledImage) -> int:
     """Index of the transmitted-light channel, chosen by name (then by OME metadata).
 
     A single-channel image gives 0. Raises ChannelError when no channel or several channels

@@ -160,3 +160,19 @@ def test_eta_reads_like_a_clock():
     assert format_eta(None) == "ETA: estimating…"
     assert format_eta(75) == "ETA: 1 min 15 s"
     assert format_eta(3 * 3600 + 120) == "ETA: 3 h 02 min"
+
+
+def test_dropped_files_join_the_inputs_but_not_while_a_batch_runs(qtbot, tmp_path, monkeypatch):
+    from tests.gui.helpers import drop_files
+
+    package = make_unet_package(tmp_path / "models")
+    first, second = tmp_path / "a.tif", tmp_path / "b.tif"
+    write_field(first, seed=1, shape=(32, 32))
+    write_field(second, seed=2, shape=(32, 32))
+    dialog = BatchDialog(CoreBackend(), [_model(package)])
+    qtbot.addWidget(dialog)
+    assert drop_files(dialog, [first]).isAccepted()
+    assert dialog.inputs() == [first]
+    monkeypatch.setattr(dialog, "is_running", lambda: True)
+    assert not drop_files(dialog, [second]).isAccepted()
+    assert dialog.inputs() == [first]

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QBrush, QColor, QDesktopServices, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from labelfree_app.gui.batch.worker import BatchWorker
+from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import FileList
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.settings import GuiSettings
@@ -33,7 +34,7 @@ def format_eta(seconds: float | None) -> str:
     return f"ETA: {hours} h {minutes:02d} min" if hours else f"ETA: {minutes} min {secs:02d} s"
 
 
-class BatchDialog(QDialog):
+class BatchDialog(FileDrops, QDialog):
     """Pick inputs, models and a folder; run; watch per-file and overall progress; read the results."""
 
     batchFinished = Signal(object)  # BatchDone, or None when the batch could not start
@@ -195,13 +196,11 @@ class BatchDialog(QDialog):
         for item in self.input_list.selectedItems():
             self.input_list.takeItem(self.input_list.row(item))
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
-        if event.mimeData().hasUrls() and not self.is_running():
-            event.acceptProposedAction()
+    def accepts_drops(self) -> bool:
+        return not self.is_running()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        self.add_inputs([Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()])
-        event.acceptProposedAction()
+    def files_dropped(self, paths: list[Path]) -> None:
+        self.add_inputs(paths)
 
     # --- running ------------------------------------------------------------------------
     def problem(self) -> str:

@@ -12,19 +12,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QHeaderView, QLabel, QListWidget, QPushButton, QStackedWidget, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from labelfree_app.gui.viewer.image_panel import paths_from_mime
+from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.train.preview import PairPreview
 from labelfree_app.gui.worker import call_in_thread
 
 PAIRED, MULTICHANNEL = 0, 1
 
 
-class DropList(QListWidget):
+class DropList(FileDrops, QListWidget):
     """A list of paths that accepts dropped files and folders."""
 
     changed = Signal()
@@ -50,20 +49,8 @@ class DropList(QListWidget):
         self.clear()
         self.changed.emit()
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
-        if paths_from_mime(event):
-            event.acceptProposedAction()
-
-    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802
-        if event.mimeData() is not None and event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        dropped = paths_from_mime(event)
-        if dropped:
-            event.acceptProposedAction()
-            self.add_paths(dropped)
-
+    def files_dropped(self, paths: list[Path]) -> None:
+        self.add_paths(paths)
 
 def _list_box(title: str, drop_list: DropList) -> QGroupBox:
     box = QGroupBox(title)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+from labelfree_app.gui.files.drops import FileDrops
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.02, 99.8
 _MAX_LEVEL_SAMPLES = 1 << 18
@@ -42,14 +43,7 @@ def plane_of(volume: np.ndarray, z: int, max_projection: bool) -> np.ndarray:
     return volume[int(np.clip(z, 0, volume.shape[0] - 1))]
 
 
-def paths_from_mime(event: QDragEnterEvent | QDropEvent) -> list[Path]:
-    mime = event.mimeData()
-    if mime is None or not mime.hasUrls():
-        return []
-    return [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
-
-
-class DropGraphicsWidget(pg.GraphicsLayoutWidget):
+class DropGraphicsWidget(FileDrops, pg.GraphicsLayoutWidget):
     """A graphics layout that accepts dropped files and reports them with ``filesDropped``."""
 
     filesDropped = Signal(list)
@@ -58,26 +52,8 @@ class DropGraphicsWidget(pg.GraphicsLayoutWidget):
         super().__init__()
         self.setAcceptDrops(True)
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt name)
-        if paths_from_mime(event):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802
-        if event.mimeData() is not None and event.mimeData().hasUrls():
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        dropped = paths_from_mime(event)
-        if dropped:
-            event.acceptProposedAction()
-            self.filesDropped.emit(dropped)
-        else:
-            event.ignore()
-
+    def files_dropped(self, paths: list[Path]) -> None:
+        self.filesDropped.emit(paths)
 
 class ImagePanel(QWidget):
     """Title, image view with crosshair, histogram/LUT, and a centred message when empty."""
