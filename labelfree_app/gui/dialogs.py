@@ -6,7 +6,8 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLineEdit, QMessageBox, QPushButton,
+                               QTextBrowser, QVBoxLayout, QWidget)
 
 from labelfree_app import __version__
 from labelfree_app.errors import LabelFreeError
@@ -21,6 +22,18 @@ THIRD_PARTY_LICENSES = (
     ("safetensors", "Apache-2.0"),
     ("platformdirs", "MIT"),
 )
+
+
+def folder_row(placeholder: str, choose: Callable[[], None]) -> tuple[QLineEdit, QHBoxLayout]:
+    """A folder field with a Browse… button that calls ``choose``; returns the field and its row."""
+    edit = QLineEdit()
+    edit.setPlaceholderText(placeholder)
+    browse = QPushButton("Browse…")
+    browse.clicked.connect(choose)
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(browse)
+    return edit, row
 
 
 def error_box(parent: QWidget | None, sentence: str, title: str = "LabelFree") -> QMessageBox:

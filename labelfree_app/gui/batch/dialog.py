@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialo
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from labelfree_app.gui.batch.worker import BatchWorker
+from labelfree_app.gui.dialogs import folder_row
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import FileList
 from labelfree_app.gui.predict.run_controls import RunControls
@@ -90,13 +91,7 @@ class BatchDialog(FileDrops, QDialog):
         top.addWidget(inputs_box, 3)
         top.addWidget(models_box, 2)
 
-        self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText("Output folder")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._choose_out_dir)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_edit, 1)
-        out_row.addWidget(browse)
+        self.out_edit, out_row = folder_row("Output folder", self._choose_out_dir)
         self.overwrite_box = QCheckBox("Redo outputs that already exist (otherwise they are skipped)")
         self.target_edit = QLineEdit()
         self.target_edit.setPlaceholderText("optional: a fluorescence channel in the inputs, e.g. DAPI, to report "

@@ -13,6 +13,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSpinBox, QWidget)
 
+from labelfree_app.gui.dialogs import folder_row
 from labelfree_app.gui.train.pairs import PairsBox
 from labelfree_app.models.fit import best_start, start_problem
 
@@ -78,13 +79,7 @@ class SetupPage(QWidget):
         self.target_edit.setPlaceholderText("e.g. DNA (Hoechst)")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("optional display name")
-        self.out_edit = QLineEdit()
-        self.out_edit.setPlaceholderText("a new folder in LabelFree's user folder")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._choose_out_dir)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_edit, 1)
-        out_row.addWidget(browse)
+        self.out_edit, out_row = folder_row("a new folder in LabelFree's user folder", self._choose_out_dir)
         self.start_button = QPushButton("Start training")
         self.start_button.setDefault(True)
         self.start_button.clicked.connect(self.startRequested)
