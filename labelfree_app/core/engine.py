@@ -190,7 +190,7 @@ class PredictionEngine:
 
                 self._runner = DiffusionRunner(self.package, self.manifest, self.device)
             else:
-                from labelfree_app.models.predictor import UNetPredictor
+                from labelfree_app.core.unet_runner import UNetPredictor
 
                 self._runner = UNetPredictor(self.package, device=self.device)
         return self._runner

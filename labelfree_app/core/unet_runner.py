@@ -1,6 +1,7 @@
-"""Run a U-Net model package on batches of normalized tiles (the Predictor protocol).
+"""Run a U-Net model package on batches of normalized tiles (the Predictor protocol); beside it,
+``diffusion_runner`` runs a diffusion package.
 
-Tiling, padding, blending and normalization live outside (core/); this only runs the network on
+Tiling, padding, blending and normalization live elsewhere in core/; this only runs the network on
 (B, C_in, *tile) float32 arrays whose spatial sizes are multiples of ``required_multiple``.
 """
 

@@ -8,7 +8,7 @@ import torch
 
 from labelfree_app.errors import InputShapeError
 from labelfree_app.models.package import load_package, save_package, unet_manifest
-from labelfree_app.models.predictor import UNetPredictor
+from labelfree_app.core.unet_runner import UNetPredictor
 from labelfree_app.models.unet import UNet
 
 

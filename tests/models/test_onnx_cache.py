@@ -15,7 +15,7 @@ from labelfree_app.export import output_paths, provenance, write_result
 from labelfree_app.io import Image, read_provenance
 from labelfree_app.models.onnx_backend import CHECKSUM_SUFFIX
 from labelfree_app.models.package import sha256_of_file
-from labelfree_app.models.predictor import UNetPredictor
+from labelfree_app.core.unet_runner import UNetPredictor
 from tests.factories import make_unet_package
 
 pytest.importorskip("onnxruntime")
