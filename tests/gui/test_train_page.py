@@ -171,7 +171,7 @@ def test_pairs_of_different_sizes_are_refused_before_training(qtbot, dialog, tmp
     assert "64×64 px" in problem and "48×64 px" in problem and "same size" in problem
     assert not dialog.setup.start_button.isEnabled()
     assert not dialog.start() and dialog.setup.message_label.text() == problem
-    assert dialog.thread is None and dialog.pages.currentIndex() == SETUP
+    assert dialog.worker is None and dialog.pages.currentIndex() == SETUP
 
 
 def test_an_input_without_its_target_is_refused_with_its_name(qtbot, dialog, tmp_path):
@@ -180,7 +180,7 @@ def test_an_input_without_its_target_is_refused_with_its_name(qtbot, dialog, tmp
     add_pairs(qtbot, dialog, [bf], [dapi], ok=False)
     assert dialog.setup.pairs_box.problem == (
         "The input b.tif has no target with the same name (3 inputs, 2 targets); add its target or remove the input.")
-    assert not dialog.start() and dialog.thread is None
+    assert not dialog.start() and dialog.worker is None
 
 
 def test_a_file_gone_after_the_check_is_refused_when_starting(qtbot, dialog, tmp_path):
@@ -191,7 +191,7 @@ def test_a_file_gone_after_the_check_is_refused_when_starting(qtbot, dialog, tmp
         assert dialog.start()
     assert "does not exist" in failed.args[0] and "field.tif" in failed.args[0]
     assert dialog.setup.message_label.text() == failed.args[0]
-    assert dialog.thread is None and dialog.pages.currentIndex() == SETUP
+    assert dialog.worker is None and dialog.pages.currentIndex() == SETUP
 
 
 def test_multichannel_files_pick_their_input_and_target_channels(qtbot, dialog, tmp_path):

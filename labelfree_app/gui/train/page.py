@@ -20,7 +20,7 @@ from labelfree_app.gui.models.card import model_card_html
 from labelfree_app.gui.predict.run_controls import format_duration
 from labelfree_app.gui.train.live import LivePage
 from labelfree_app.gui.train.setup import SetupPage
-from labelfree_app.gui.train.worker import DONE, PAUSED, TrainThread, TrainWorker
+from labelfree_app.gui.train.worker import DONE, PAUSED, TrainWorker
 from labelfree_app.gui.worker import call_in_thread
 
 SETUP, LIVE, RESULT = 0, 1, 2
@@ -74,7 +74,6 @@ class TrainDialog(QDialog):
         self.backend = backend
         self.use_model = use_model
         self.config: Any = None
-        self.thread: TrainThread | None = None
         self.worker: TrainWorker | None = None
         self.state = "setup"  # setup | preparing | running | pausing | paused | stopping | finished
         self.result: Any = None  # TrainFinished
@@ -150,7 +149,6 @@ class TrainDialog(QDialog):
 
     def _launch(self, config: Any, *, stop_now: bool = False) -> None:
         self.worker = TrainWorker(config, stop_now=stop_now)
-        self.thread = TrainThread(self.worker, self)
         self.worker.loading.connect(self.live.on_loading)
         self.worker.started.connect(self.live.on_started)
         self.worker.steps.connect(self.live.add_steps)
@@ -159,11 +157,11 @@ class TrainDialog(QDialog):
         self.worker.errored.connect(self._on_error)
         self.worker.finished.connect(self._on_worker_finished)
         self.state = "stopping" if stop_now else "running"
-        self.thread.start()
+        self.worker.start()
 
     # --- control --------------------------------------------------------------------------
     def is_running(self) -> bool:
-        return self.thread is not None and self.thread.is_running()
+        return self.worker is not None and self.worker.is_running()
 
     def pause(self) -> None:
         """Checkpoint the current step and pause (Resume continues from it)."""
@@ -196,7 +194,7 @@ class TrainDialog(QDialog):
         return max(self.config.max_minutes - self.live.seconds / 60.0, 0.01)
 
     def wait(self, ms: int = 30000) -> bool:
-        return self.thread.wait(ms) if self.thread is not None else True
+        return self.worker.wait(ms) if self.worker is not None else True
 
     # --- worker events --------------------------------------------------------------------
     def _on_worker_finished(self, status: str) -> None:

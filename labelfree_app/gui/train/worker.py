@@ -27,7 +27,7 @@ STEP_INTERVAL_S = 0.1
 WORKER_NICENESS = 5  # Linux: the window's thread goes first when the CPU is short
 PAUSED = "paused"
 
-__all__ = ["DONE", "FAILED", "PAUSED", "TrainThread", "TrainWorker", "lower_this_thread_priority", "read_manifest"]
+__all__ = ["DONE", "FAILED", "PAUSED", "TrainWorker", "lower_this_thread_priority", "read_manifest"]
 
 
 class TrainWorker(GeneratorWorker):
@@ -126,19 +126,3 @@ def read_manifest(package: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         _log.exception("reading the new package's manifest failed")
         return {}
-
-
-class TrainThread:
-    """Starts a ``TrainWorker`` on its own thread (kept for the training page; the worker owns the thread)."""
-
-    def __init__(self, worker: TrainWorker, parent: Any = None) -> None:
-        self.worker = worker
-
-    def start(self) -> None:
-        self.worker.start()
-
-    def is_running(self) -> bool:
-        return self.worker.is_running()
-
-    def wait(self, ms: int = 10000) -> bool:
-        return self.worker.wait(ms)
