@@ -15,6 +15,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from labelfree_app.io.overview import LARGE_PLANE_PIXELS
 from labelfree_app.models.fit import InputFacts
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -22,6 +23,8 @@ IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
 class Backend(Protocol):
     """What the window needs from the core."""
+
+    large_plane_pixels: int  # planes above this are read lazily and shown as an overview
 
     def read_image(self, path: Path, channel: int | str | None = None) -> Any: ...
 
@@ -57,14 +60,21 @@ class Backend(Protocol):
 
 
 def channel_count(image: Any) -> int:
-    """Channels of an io ``Image`` whose data is (C, Z, Y, X) or (T, C, Z, Y, X)."""
-    return int(np.asarray(image.data).shape[-4])
+    """Channels of an io ``Image`` whose data is (C, Z, Y, X) or (T, C, Z, Y, X) (never reads pixels)."""
+    return int(image.data.shape[-4])
 
 
 def image_facts(image: Any) -> InputFacts:
-    """Planes and channels of an image, for choosing a model that fits it."""
-    shape = np.asarray(image.data).shape
+    """Planes and channels of an image, for choosing a model that fits it (never reads pixels)."""
+    shape = image.data.shape
     return InputFacts(planes=int(shape[-3]), channels=int(shape[-4]))
+
+
+def too_large_to_run(name: str, shape: Sequence[int]) -> str:
+    """The sentence for Run on an image shown as an overview: the window predicts in memory."""
+    return (f"{name} ({int(shape[-1])}×{int(shape[-2])} pixels) is too large to predict in the window, which "
+            "holds the whole image in memory; use File ▸ Batch export or `labelfree predict`, which stream it "
+            "to a file band by band.")
 
 
 def channel_volume(image: Any, index: int) -> np.ndarray:
@@ -73,6 +83,34 @@ def channel_volume(image: Any, index: int) -> np.ndarray:
     if data.ndim == 5:
         data = data[0]
     return data[index]
+
+
+def is_large_image(image: Any, large_plane_pixels: int) -> bool:
+    """Whether a plane of ``image`` has more pixels than ``large_plane_pixels`` (shown as an overview)."""
+    from labelfree_app.io.overview import is_large
+
+    return is_large(tuple(image.data.shape), large_plane_pixels)
+
+
+def build_overview(volume: Any, should_stop: Any = lambda: False) -> Any:
+    """The block-mean ``io.overview.Overview`` of a (Z, Y, X) volume, read band by band (a worker's job)."""
+    from labelfree_app.io.overview import build_overview as build
+
+    return build(volume, should_stop=should_stop)
+
+
+def read_region(volume: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Full-resolution float32 (Z, h, w) pixels of a region of a (Z, Y, X) volume (a worker's job)."""
+    from labelfree_app.io.overview import read_region as read
+
+    return read(volume, y0, y1, x0, x1)
+
+
+def region_bounds(shape_yx: tuple[int, int], y0: float, y1: float, x0: float, x1: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) in whole pixels, clamped to the image."""
+    from labelfree_app.io.overview import clamp_region
+
+    return clamp_region(shape_yx, y0, y1, x0, x1)
 
 
 def is_image_file(path: Path) -> bool:
@@ -123,19 +161,26 @@ def leave_a_core_for_the_window() -> None:
 class CoreBackend:
     """The real backend over ``labelfree_app.io``, ``models.registry`` and ``core.engine``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, large_plane_pixels: int | None = None) -> None:
+        # Planes above this stay lazy (read region by region) and are shown as an overview.
+        self.large_plane_pixels = LARGE_PLANE_PIXELS if large_plane_pixels is None else int(large_plane_pixels)
         self._registry: Any = None
         self._engines: dict[tuple[str, str], Any] = {}
         self._engine_lock = threading.Lock()
 
     # --- images ---------------------------------------------------------------------------
     def read_image(self, path: Path, channel: int | str | None = None) -> Any:
+        """The image; its pixels stay lazy when a plane is larger than ``large_plane_pixels`` (the
+        viewers then show an overview and read the visible region), else they are read whole."""
         from labelfree_app.io import read_image
+        from labelfree_app.io.overview import is_large
+        from labelfree_app.io.pixels import check_fits_in_memory
 
-        image = read_image(path, channel=channel, rgb="luminance")  # a colour camera's bright-field
-        if not isinstance(image.data, np.ndarray):  # an OME-Zarr is read lazily; the viewers need pixels
+        image = read_image(path, channel=channel, rgb="luminance", lazy=True)  # a colour camera's bright-field
+        if not isinstance(image.data, np.ndarray) and not is_large(image.data.shape, self.large_plane_pixels):
             import dataclasses
 
+            check_fits_in_memory(path, tuple(image.data.shape), image.data.dtype)
             image = dataclasses.replace(image, data=np.asarray(image.data))
         return image
 
@@ -210,6 +255,12 @@ class CoreBackend:
     def run(self, image: Any, model_id: str, settings: dict[str, Any]) -> Iterator[Any]:
         from labelfree_app.core.engine import PredictSettings
 
+        from labelfree_app.errors import ImageTooLargeError
+        from labelfree_app.io.overview import is_large
+
+        if is_large(image.data.shape, self.large_plane_pixels):  # the window's Run holds whole arrays
+            name = Path(image.path).name if image.path else "This image"
+            raise ImageTooLargeError(too_large_to_run(name, image.data.shape), path=image.path)
         leave_a_core_for_the_window()
         engine = self._engine(model_id, str(settings.get("device", "auto")))
         known = set(PredictSettings.__dataclass_fields__)

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.gui.backend import Backend, channel_count, channel_volume, expand_paths, image_facts
+from labelfree_app.gui.backend import Backend, channel_count, expand_paths, image_facts, too_large_to_run
 from labelfree_app.gui.batch.dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
 from labelfree_app.gui.files import plane_series
@@ -33,6 +33,7 @@ from labelfree_app.gui.predict.runner import PredictionRunner
 from labelfree_app.gui.self_test import open_self_test_dialog
 from labelfree_app.gui.settings import GuiSettings
 from labelfree_app.gui.train.page import open_train_dialog
+from labelfree_app.gui.viewer.large_image import InputView
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
 
@@ -55,6 +56,7 @@ class MainWindow(FileDrops, QMainWindow):
 
         self.panels = PanelGrid()
         self.setCentralWidget(self.panels)
+        self.input_view = InputView(self.panels, backend)
         self.file_list = FileList()
         self.channel_combo = QComboBox()
         self.channel_combo.setToolTip("Transmitted-light channel to predict from")
@@ -80,6 +82,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.runner.message.connect(self.show_message)
         self.runner.failed.connect(self.report_error)
         self.runner.finished.connect(self._on_run_finished)
+        self.input_view.message.connect(self.show_message)
 
         self._restore_settings()
         self.show_message("Drop TIFF files or a folder anywhere on the window, or use File ▸ Open.")
@@ -242,6 +245,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.channel_combo.clear()
         if record is None or record.image is None:
             self.channel_combo.blockSignals(False)
+            self.input_view.stop()
             if record is None:
                 self.panels.show_empty()
             elif record.state == FAILED:
@@ -259,9 +263,8 @@ class MainWindow(FileDrops, QMainWindow):
         self.channel_combo.setEnabled(channels > 1)
         self.channel_combo.blockSignals(False)
         self.setWindowTitle(f"LabelFree — {record.name}")
-        self.panels.set_input(channel_volume(record.image, record.channel))
+        self.input_view.show(record)
         self.controls.set_image_facts(image_facts(record.image))
-        self.panels.input_panel.set_title(f"Input — {record.name}")
         self.runner.show_result(record)
 
     def _on_channel_changed(self, index: int) -> None:
@@ -269,7 +272,7 @@ class MainWindow(FileDrops, QMainWindow):
         if record is None or record.image is None or index < 0:
             return
         record.channel = index
-        self.panels.input_panel.set_volume(channel_volume(record.image, index), self.panels.z, self.panels.max_projection)
+        self.input_view.show_channel(record)
 
     # --- running --------------------------------------------------------------------------
     def _model(self, model_id: str) -> Any:
@@ -292,6 +295,9 @@ class MainWindow(FileDrops, QMainWindow):
             return False
         if not model_id:
             self.show_message("No model is installed; add one in Models ▸ Manage models.")
+            return False
+        if self.input_view.is_large(record.image):  # Run predicts in memory; batch export streams
+            self.report_error(too_large_to_run(record.name, record.image.data.shape))
             return False
         settings = self.controls.settings()
         settings["channel"] = record.channel

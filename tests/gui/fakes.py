@@ -65,6 +65,7 @@ class FakeBackend:
         self.runs = 0
         self.written: list[Path] = []
         self.defaults: dict[str, str] = {}
+        self.large_plane_pixels = 64 * 1024 * 1024  # planes above this are shown as an overview
 
     # --- images ---------------------------------------------------------------------------
     def read_image(self, path: Path, channel: int | str | None = None) -> FakeImage:

@@ -1,7 +1,9 @@
 """One image panel: a pyqtgraph view with its own auto-contrast, histogram/LUT and a message line.
 
 A panel holds a (Z, Y, X) volume and shows one plane of it (or its max projection); the plane
-choice is shared by all panels and set from outside with ``show_plane``.
+choice is shared by all panels and set from outside with ``show_plane``. A huge image's volume is
+an overview (``scale`` full-resolution pixels per overview pixel, drawn at full-resolution
+coordinates) and may carry a full-resolution ``detail`` region drawn on top of it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from labelfree_app.gui.files.drops import FileDrops
@@ -66,6 +68,10 @@ class ImagePanel(QWidget):
         self.volume: np.ndarray | None = None
         self.plane: np.ndarray | None = None
         self.levels: tuple[float, float] | None = None
+        self.scale = 1  # full-resolution pixels per shown pixel (an overview's block size)
+        self.full_size: tuple[int, int] | None = None  # (Y, X) at full resolution when scaled
+        self.detail: np.ndarray | None = None  # (Z, h, w) full-resolution region over an overview
+        self.detail_origin = (0, 0)  # its (y0, x0)
 
         self.graphics = DropGraphicsWidget()
         self.graphics.filesDropped.connect(self.filesDropped)
@@ -75,6 +81,10 @@ class ImagePanel(QWidget):
         self.view_box.setMenuEnabled(False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image_item)
+        self.detail_item = pg.ImageItem(axisOrder="row-major")  # full resolution over the overview
+        self.detail_item.setZValue(1)
+        self.detail_item.setVisible(False)
+        self.view_box.addItem(self.detail_item)
         # An RGB layer drawn over the image (the overlay view); the histogram keeps driving the
         # levels of ``image_item`` underneath, so the layout never changes when it is shown.
         self.rgb_item = pg.ImageItem(axisOrder="row-major")
@@ -89,6 +99,7 @@ class ImagePanel(QWidget):
             self.histogram.gradient.setColorMap(pg.colormap.get(colormap))
         self.histogram.sigLevelsChanged.connect(self._on_levels_changed)
         self.histogram.sigLevelChangeFinished.connect(self._on_levels_changed)
+        self.histogram.gradient.sigGradientChanged.connect(self._follow_lookup_table)
 
         pen = pg.mkPen((255, 210, 0, 150), width=1)
         self.v_line = pg.InfiniteLine(angle=90, movable=False, pen=pen)
@@ -108,8 +119,14 @@ class ImagePanel(QWidget):
         self.set_message("")
 
     # --- content --------------------------------------------------------------------------
-    def set_volume(self, volume: np.ndarray | None, z: int = 0, max_projection: bool = False) -> None:
-        """Hold a new (Z, Y, X) volume and show its plane with fresh auto-contrast."""
+    def set_volume(self, volume: np.ndarray | None, z: int = 0, max_projection: bool = False, *,
+                   scale: int = 1, full_size: tuple[int, int] | None = None) -> None:
+        """Hold a new (Z, Y, X) volume and show its plane with fresh auto-contrast; an overview
+        passes its ``scale`` and the full-resolution (Y, X) ``full_size``."""
+        if max(1, int(scale)) != self.scale or (tuple(full_size) if full_size else None) != self.full_size:
+            self.plane = None  # another scale: laid out afresh (view range, contrast)
+        self.scale, self.full_size = max(1, int(scale)), (tuple(full_size) if full_size else None)
+        self.set_detail(None)
         self.volume = None if volume is None else np.asarray(volume, dtype=np.float32)
         if self.volume is not None and self.volume.ndim == 2:
             self.volume = self.volume[np.newaxis]
@@ -122,6 +139,8 @@ class ImagePanel(QWidget):
         if self.volume is None:
             return
         self.set_plane(plane_of(self.volume, z, max_projection), auto_contrast=auto_contrast)
+        if self.detail is not None:
+            self._draw_detail(plane_of(self.detail, z, max_projection))
 
     def set_plane(
         self, plane: np.ndarray, *, auto_contrast: bool = True, levels: tuple[float, float] | None = None
@@ -135,6 +154,11 @@ class ImagePanel(QWidget):
         elif auto_contrast or new_shape or self.levels is None:
             self.levels = auto_levels(plane)
         self.image_item.setImage(plane, autoLevels=False, levels=self.levels)
+        if self.scale > 1:  # an overview pixel covers scale × scale full-resolution pixels
+            self.image_item.setRect(QRectF(0, 0, plane.shape[1] * self.scale, plane.shape[0] * self.scale))
+        else:
+            self.image_item.resetTransform()
+        self.detail_item.setLevels(self.levels)
         self.histogram.setLevels(*self.levels)
         if auto_contrast or new_shape:
             low, high = self.levels
@@ -143,6 +167,29 @@ class ImagePanel(QWidget):
         self.set_message("")
         if new_shape:
             self.view_box.autoRange(padding=0.0)
+
+    def set_detail(self, region: np.ndarray | None, y0: int = 0, x0: int = 0, *, z: int = 0,
+                   max_projection: bool = False) -> None:
+        """Draw a full-resolution (Z, h, w) region with its top-left at (``y0``, ``x0``) over the
+        overview, in the panel's contrast; None removes it."""
+        self.detail = None if region is None else np.asarray(region, dtype=np.float32)
+        self.detail_origin = (int(y0), int(x0))
+        if self.detail is None:
+            self.detail_item.setVisible(False)
+            self.detail_item.clear()
+            return
+        self._draw_detail(plane_of(self.detail, z, max_projection))
+
+    def _draw_detail(self, plane: np.ndarray) -> None:
+        y0, x0 = self.detail_origin
+        self.detail_item.setImage(plane, autoLevels=False, levels=self.levels or auto_levels(plane))
+        self.detail_item.setLookupTable(self.histogram.getLookupTable)
+        self.detail_item.setRect(QRectF(x0, y0, plane.shape[1], plane.shape[0]))
+        self.detail_item.setVisible(True)
+
+    def _follow_lookup_table(self) -> None:
+        if self.detail is not None:
+            self.detail_item.setLookupTable(self.histogram.getLookupTable)
 
     def _show_histogram(self, shown: bool) -> None:
         # Transparent rather than hidden: every panel keeps the same view size, so the linked
@@ -167,11 +214,14 @@ class ImagePanel(QWidget):
         if self.plane is not None:
             low, high = self.histogram.getLevels()
             self.levels = (float(low), float(high))
+            self.detail_item.setLevels(self.levels)
 
     def clear(self, message: str = "") -> None:
         self.volume = None
         self.plane = None
         self.levels = None
+        self.scale, self.full_size = 1, None
+        self.set_detail(None)
         self.set_rgb(None)
         self.image_item.clear()
         self._show_histogram(False)  # nothing to adjust
@@ -197,10 +247,18 @@ class ImagePanel(QWidget):
 
     # --- probing --------------------------------------------------------------------------
     def value_at(self, row: int, col: int) -> float | None:
+        """The value at full-resolution pixel (row, col): the detail's where it covers it, else the
+        (overview) plane's."""
         plane = self.plane
-        if plane is None or not (0 <= row < plane.shape[0] and 0 <= col < plane.shape[1]):
+        height, width = self.full_size or (plane.shape if plane is not None else (0, 0))
+        if plane is None or not (0 <= row < height and 0 <= col < width):
             return None
-        return float(plane[row, col])
+        detail = self.detail_item.image if self.detail is not None else None
+        if detail is not None:
+            y0, x0 = self.detail_origin
+            if 0 <= row - y0 < detail.shape[0] and 0 <= col - x0 < detail.shape[1]:
+                return float(detail[row - y0, col - x0])
+        return float(plane[row // self.scale, col // self.scale])
 
     def set_crosshair(self, x: float | None, y: float | None) -> None:
         visible = x is not None and y is not None

@@ -1,0 +1,184 @@
+"""The Input panel for any image, and what it does for huge ones: an overview, then full resolution.
+
+A plane larger than the backend's ``large_plane_pixels`` is never shown whole: a block-mean
+overview (at most ``io.overview.OVERVIEW_MAX_SIDE`` on its longest side) is built band by band on
+the thread pool and drawn at full-resolution coordinates, so the axes, the crosshair's values and
+the linked panels read full-resolution pixels. When the user zooms in until the visible region
+holds at most ``region_max_pixels`` full-resolution pixels (all planes together), that region
+(plus a margin, for small pans) is read on the thread pool and drawn over the overview; zooming
+out again drops it. The panel title says which of the two the user is looking at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from labelfree_app.gui.backend import (LARGE_PLANE_PIXELS, build_overview, channel_volume, is_large_image, read_region,
+                                       region_bounds)
+from labelfree_app.gui.viewer.panel_grid import PanelGrid
+from labelfree_app.gui.worker import call_in_thread
+
+# Full-resolution pixels (all planes together) read for the visible region: 32 MiB as float32,
+# more than any panel shows on screen.
+REGION_MAX_PIXELS = 8 * 1024 * 1024
+REGION_MARGIN = 0.25  # read this fraction of the visible size more on every side
+SETTLE_MS = 150  # wait for the zoom or pan to settle before reading
+
+
+class InputView(QObject):
+    """Shows a record's input channel in ``panels``; huge images as overview + full-resolution region.
+
+    ``regionLoaded((y0, y1, x0, x1))`` when a full-resolution region is drawn, ``overviewShown()``
+    when an overview is, ``message(text)`` for the status bar.
+    """
+
+    regionLoaded = Signal(tuple)
+    overviewShown = Signal()
+    message = Signal(str)
+
+    def __init__(self, panels: PanelGrid, backend: Any, *, region_max_pixels: int = REGION_MAX_PIXELS,
+                 settle_ms: int = SETTLE_MS) -> None:
+        super().__init__()
+        self.panels = panels
+        self.panel = panels.input_panel
+        self.backend = backend  # its ``large_plane_pixels`` says which images are huge
+        self.region_max_pixels = int(region_max_pixels)
+        self.volume: Any = None  # the shown huge (Z, Y, X) channel, lazy; None for ordinary images
+        self.overview: Any = None  # its io.overview.Overview once built
+        self.loaded: tuple[int, int, int, int] | None = None  # the region drawn at full resolution
+        self._name = ""
+        self._generation = 0  # bumped whenever what is shown changes: late reads are dropped
+        self._reading = False
+        self._pending = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(int(settle_ms))
+        self._timer.timeout.connect(self.update_region)
+        self.panel.view_box.sigRangeChanged.connect(lambda *_: self._timer.start() if self.overview else None)
+
+    def is_large(self, image: Any) -> bool:
+        return is_large_image(image, int(getattr(self.backend, "large_plane_pixels", LARGE_PLANE_PIXELS)))
+
+    def show_channel(self, record: Any) -> None:
+        """Another channel of the shown record: its results stay (an ordinary image keeps its view too)."""
+        if self.overview is None and not self.is_large(record.image):
+            self.panel.set_volume(channel_volume(record.image, record.channel), self.panels.z,
+                                  self.panels.max_projection)
+        else:
+            self.show(record)
+
+    def show(self, record: Any) -> None:
+        """Show ``record``'s chosen channel: whole, or as an overview built in the background (once per
+        channel; kept in ``record.extra``)."""
+        self.stop()
+        volume = channel_volume(record.image, record.channel)
+        if not self.is_large(record.image):
+            self.panels.set_input(volume)
+            self.panel.set_title(f"Input — {record.name}")
+            return
+        self.volume, self._name = volume, record.name
+        key = ("overview", record.channel)
+        if key in record.extra:
+            self._show_overview(record.extra[key])
+            return
+        depth, height, width = (int(n) for n in volume.shape[-3:])
+        self.panels.clear_results()
+        self.panel.clear(f"Building an overview of this {width}×{height} image…")
+        self.panel.set_title(f"Input — {record.name} — reading an overview")
+        generation = self._generation
+
+        def built(overview: Any) -> None:
+            if generation == self._generation:
+                record.extra[key] = overview
+                self._show_overview(overview)
+
+        def failed(exc: BaseException) -> None:
+            if generation == self._generation:
+                self.panel.clear("The overview could not be read")
+                self.message.emit(str(exc))
+
+        call_in_thread(lambda: build_overview(volume, lambda: generation != self._generation), built, failed)
+
+    def stop(self) -> None:
+        """Forget the shown huge image: reads in flight are dropped when they come back."""
+        self._generation += 1
+        self._timer.stop()
+        self.volume = self.overview = self.loaded = None
+        self._pending = False
+
+    def _show_overview(self, overview: Any) -> None:
+        self.overview = overview
+        depth, height, width = overview.full_shape
+        self.panels.set_input(overview.pixels, scale=overview.factor, full_size=(height, width))
+        self._title()
+        self.message.emit(f"{self._name} is {width}×{height} pixels: shown as an overview (1:{overview.factor}); "
+                          "zoom in to see full resolution.")
+        self.overviewShown.emit()
+        self._timer.start()
+
+    def _title(self) -> None:
+        if self.loaded is not None:
+            note = "full resolution"
+        else:
+            note = f"overview 1:{self.overview.factor} — zoom in for full resolution"
+        self.panel.set_title(f"Input — {self._name} — {note}")
+
+    # --- the visible region ---------------------------------------------------------------
+    def update_region(self) -> None:
+        """Read the visible region at full resolution if it fits the budget, else show the overview."""
+        if self.overview is None or self.volume is None:
+            return
+        depth, height, width = self.overview.full_shape
+        (x_lo, x_hi), (y_lo, y_hi) = self.panel.view_box.viewRange()
+        top, bottom, left, right = region_bounds((height, width), y_lo, y_hi, x_lo, x_hi)
+        pixels = depth * (bottom - top) * (right - left)
+        if pixels == 0 or pixels > self.region_max_pixels:
+            if self.loaded is not None or self._reading:
+                self._generation += 1  # a read in flight is no longer wanted
+                self.loaded = None
+                self.panel.set_detail(None)
+                self._title()
+            return
+        if self.loaded is not None and _contains(self.loaded, (top, bottom, left, right)):
+            return
+        if self._reading:
+            self._pending = True
+            return
+        grow_y, grow_x = int((bottom - top) * REGION_MARGIN), int((right - left) * REGION_MARGIN)
+        grown = region_bounds((height, width), top - grow_y, bottom + grow_y, left - grow_x, right + grow_x)
+        wanted = grown if depth * (grown[1] - grown[0]) * (grown[3] - grown[2]) <= self.region_max_pixels else (
+            top, bottom, left, right)
+        self._read(wanted)
+
+    def _read(self, bounds: tuple[int, int, int, int]) -> None:
+        self._reading = True
+        generation, volume = self._generation, self.volume
+
+        def done(region: Any) -> None:
+            self._reading = False
+            if generation == self._generation:
+                self.loaded = bounds
+                self.panel.set_detail(region, bounds[0], bounds[2], z=self.panels.z,
+                                      max_projection=self.panels.max_projection)
+                self._title()
+                self.regionLoaded.emit(bounds)
+            self._read_pending()
+
+        def failed(exc: BaseException) -> None:
+            self._reading = False
+            if generation == self._generation:
+                self.message.emit(str(exc))
+            self._read_pending()
+
+        call_in_thread(lambda: read_region(volume, *bounds), done, failed)
+
+    def _read_pending(self) -> None:
+        if self._pending or self.overview is not None:
+            self._pending = False
+            self.update_region()
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return outer[0] <= inner[0] and inner[1] <= outer[1] and outer[2] <= inner[2] and inner[3] <= outer[3]
