@@ -73,8 +73,8 @@ def image_facts(image: Any) -> InputFacts:
 def too_large_to_run(name: str, shape: Sequence[int]) -> str:
     """The sentence for Run on an image shown as an overview: the window predicts in memory."""
     return (f"{name} ({int(shape[-1])}×{int(shape[-2])} pixels) is too large to predict in the window, which "
-            "holds the whole image in memory; use File ▸ Batch export or `labelfree predict`, which stream it "
-            "to a file band by band.")
+            "holds the whole image in memory; use File ▸ Batch export or `labelfree predict` with a 2D U-Net "
+            "model, which stream it to a file band by band.")
 
 
 def channel_volume(image: Any, index: int) -> np.ndarray:

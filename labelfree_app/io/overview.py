@@ -59,18 +59,14 @@ def overview_factor(shape_zyx: tuple[int, int, int], max_side: int = OVERVIEW_MA
 
 
 def band_rows(volume: Any, factor: int, budget_bytes: int = OVERVIEW_BAND_BYTES) -> int:
-    """Rows read at once: a multiple of ``factor`` (no block straddles two bands), as many as the
-    budget allows, and a multiple of the source's row chunks too when that fits (each tile or strip
-    is then decoded once)."""
+    """Rows read at once: as many as the budget allows (at least ``factor``), rounded down to the
+    source's row chunks when it has them (each tile or strip is then decoded once) or else to
+    ``factor``; a band is never less than one row of chunks."""
     width = int(volume.shape[-1])
-    fitting = max(factor, (budget_bytes // max(1, 4 * width)) // factor * factor)
+    fitting = max(1, budget_bytes // max(1, 4 * width))
     chunks = getattr(volume, "chunks", None)
-    if chunks:
-        chunk_rows = int(chunks[-2][0])
-        both = factor * chunk_rows // math.gcd(factor, chunk_rows)
-        if both <= fitting:
-            return fitting // both * both
-    return fitting
+    step = int(chunks[-2][0]) if chunks else factor
+    return max(step, fitting // step * step, factor)
 
 
 def block_mean(band: np.ndarray, factor: int) -> np.ndarray:
@@ -97,7 +93,8 @@ def block_mean(band: np.ndarray, factor: int) -> np.ndarray:
 def build_overview(volume: Any, *, max_side: int | None = None, factor: int | None = None,
                    budget_bytes: int = OVERVIEW_BAND_BYTES,
                    should_stop: Callable[[], bool] = lambda: False) -> Overview:
-    """The block-mean overview of a (Z, Y, X) volume (lazy or not), read one band of rows at a time.
+    """The block-mean overview of a (Z, Y, X) volume (lazy or not), read one band of rows at a time
+    (``band_rows``; the rows of a block that a band cuts short are kept for the next band).
 
     ``should_stop`` is asked between bands; when it says yes, the overview built so far is returned
     (the rest stays NaN). ``max_side`` defaults to ``OVERVIEW_MAX_SIDE`` (read when called)."""
@@ -106,11 +103,18 @@ def build_overview(volume: Any, *, max_side: int | None = None, factor: int | No
     rows = band_rows(volume, factor, budget_bytes)
     pixels = np.full((depth, -(-height // factor), -(-width // factor)), np.nan, dtype=np.float32)
     for z in range(depth):
+        carry = np.empty((0, width), dtype=volume.dtype)  # rows of a block the last band cut short
         for y0 in range(0, height, rows):
             if should_stop():
                 return Overview(pixels, factor, (depth, height, width))
             band = np.asarray(volume[z, y0:y0 + rows, :])
-            pixels[z, y0 // factor:(y0 + band.shape[0] + factor - 1) // factor] = block_mean(band, factor)
+            if carry.shape[0]:
+                band = np.concatenate([carry, band])
+            first = y0 - carry.shape[0]  # a multiple of factor
+            whole = band.shape[0] if y0 + rows >= height else band.shape[0] // factor * factor
+            if whole:
+                pixels[z, first // factor:(first + whole + factor - 1) // factor] = block_mean(band[:whole], factor)
+            carry = band[whole:]
     return Overview(pixels, factor, (depth, height, width))
 
 

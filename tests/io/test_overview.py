@@ -73,14 +73,17 @@ def test_block_means_leave_out_non_finite_pixels():
     assert np.isnan(block_mean(plane, 3)[2, 3])
 
 
-def test_the_overview_is_read_in_bands_never_the_whole_plane(lazy_volume):
-    budget = 64 * 500 * 4  # room for 64 rows of float32
+@pytest.mark.parametrize("factor", [8, 5])
+def test_the_overview_is_read_in_tile_aligned_bands_never_the_whole_plane(tiled_tiff, lazy_volume, factor):
+    budget = 100 * 500 * 4  # room for 100 rows of float32: bands of one row of 64² tiles
     recording = RecordingVolume(lazy_volume)
-    build_overview(recording, factor=8, budget_bytes=budget)
-    assert band_rows(recording, 8, budget) == 64  # a multiple of the block (8) and of the tile rows (64)
+    overview = build_overview(recording, factor=factor, budget_bytes=budget)
+    assert band_rows(recording, factor, budget) == 64
     assert len(recording.reads) == 2 * 5  # 300 rows in bands of 64, for each plane
     assert all(rows <= 64 and cols == 500 for rows, cols in recording.reads)
     assert sum(rows for rows, _ in recording.reads) == 2 * 300  # every row read once
+    # a block of 5 rows that straddles two bands is still the mean of its own pixels
+    np.testing.assert_allclose(overview.pixels[1], reference_block_mean(tiled_tiff[1][1], factor), rtol=1e-6)
 
 
 def test_the_overview_factor_keeps_the_longest_side_and_the_total_within_bounds():

@@ -81,7 +81,8 @@ class ImagePanel(QWidget):
         self.view_box.setMenuEnabled(False)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image_item)
-        self.detail_item = pg.ImageItem(axisOrder="row-major")  # full resolution over the overview
+        # Full resolution over the overview; both are averaged down to the screen's pixels when drawn.
+        self.detail_item = pg.ImageItem(axisOrder="row-major", autoDownsample=True)
         self.detail_item.setZValue(1)
         self.detail_item.setVisible(False)
         self.view_box.addItem(self.detail_item)
@@ -153,7 +154,7 @@ class ImagePanel(QWidget):
             self.levels = (float(levels[0]), float(levels[1]))
         elif auto_contrast or new_shape or self.levels is None:
             self.levels = auto_levels(plane)
-        self.image_item.setImage(plane, autoLevels=False, levels=self.levels)
+        self.image_item.setImage(plane, autoLevels=False, levels=self.levels, autoDownsample=self.scale > 1)
         if self.scale > 1:  # an overview pixel covers scale × scale full-resolution pixels
             self.image_item.setRect(QRectF(0, 0, plane.shape[1] * self.scale, plane.shape[0] * self.scale))
         else:

@@ -86,7 +86,7 @@ class InputView(QObject):
         depth, height, width = (int(n) for n in volume.shape[-3:])
         self.panels.clear_results()
         self.panel.clear(f"Building an overview of this {width}×{height} image…")
-        self.panel.set_title(f"Input — {record.name} — reading an overview")
+        self.panel.set_title("Input — reading an overview")
         generation = self._generation
 
         def built(overview: Any) -> None:
@@ -119,11 +119,11 @@ class InputView(QObject):
         self._timer.start()
 
     def _title(self) -> None:
+        # Short enough for a quarter of the window; the window title and the file list name the file.
         if self.loaded is not None:
-            note = "full resolution"
+            self.panel.set_title("Input — full resolution")
         else:
-            note = f"overview 1:{self.overview.factor} — zoom in for full resolution"
-        self.panel.set_title(f"Input — {self._name} — {note}")
+            self.panel.set_title(f"Input — overview 1:{self.overview.factor}, zoom in for full res.")
 
     # --- the visible region ---------------------------------------------------------------
     def update_region(self) -> None:
