@@ -36,6 +36,8 @@ BAND_BUDGET_BYTES = 48 * 1024 * 1024
 EMIT_BUDGET_BYTES = 4 * 1024 * 1024
 # Rows read at once by the statistics pass when the source has no row chunks of its own.
 STATS_BAND_ROWS = 512
+# A band is read into its buffer this many bytes (whole chunks) at a time.
+READ_BLOCK_BYTES = 4 * 1024 * 1024
 
 Emit = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
@@ -90,34 +92,70 @@ def read_band(source: Any, lo: int, hi: int) -> np.ndarray:
 
 def row_chunk(source: Any) -> int:
     """The row-chunk height of a lazy (C, Y, X) source (1 for numpy arrays and unknown layouts)."""
+    return _chunk(source, -2, 1)
+
+
+def _chunk(source: Any, axis: int, default: int) -> int:
     chunks = getattr(source, "chunks", None)
     try:
-        return max(1, int(chunks[-2][0]))
+        return max(1, int(chunks[axis][0]))
     except (TypeError, IndexError, ValueError):
-        return 1
+        return default
 
 
 class _RowReader:
-    """Rows of a (C, Y, X) source read once each, in chunk-aligned blocks, kept while still asked for."""
+    """Rows of a (C, Y, X) source read once each, in chunk-aligned blocks, kept while still asked for.
 
-    def __init__(self, source: Any) -> None:
+    The rows live in one buffer allocated once (``max_rows`` plus a row chunk of read-ahead): rows
+    still needed move to its top and new rows are read below them, a few MB at a time (whole chunks:
+    column blocks of the source's own chunks when they are narrower than the plane), so memory is
+    the same for every band and every plane of that width, however many there are."""
+
+    def __init__(self, source: Any, max_rows: int) -> None:
         self.source, self.height, self.align = source, int(source.shape[1]), row_chunk(source)
-        self.lo, self.block = 0, None
+        self.capacity = min(self.height, int(max_rows) + self.align - 1)
+        self.lo = self.hi = 0  # buffer[:, :hi - lo] holds rows lo:hi
+        self.buffer: np.ndarray | None = None
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``lo:hi`` (``lo`` never decreasing between calls) in the source's pixel type."""
-        held = self.block
-        held_hi = self.lo + held.shape[1] if held is not None else lo
-        if held is None or not self.lo <= lo <= held_hi or hi > held_hi:
-            continuing = held is not None and self.lo <= lo <= held_hi
-            start = held_hi if continuing else lo
+        """Rows ``lo:hi`` (``lo`` never decreasing between calls) in the source's pixel type: a view of
+        the reused buffer, valid until the next call."""
+        if self.buffer is None or not (self.lo <= lo and hi <= self.hi):
+            if self.buffer is None or not self.lo <= lo <= self.hi:
+                self.lo = self.hi = lo  # nothing held is wanted any more
             stop = min(self.height, max(hi, -(-hi // self.align) * self.align))
-            new = read_band(self.source, start, stop)
-            kept = held[:, lo - self.lo:] if continuing and held is not None else None
-            self.block = new if kept is None or not kept.shape[1] else np.concatenate([kept, new], axis=1)
-            self.lo = lo
-        assert self.block is not None
-        return self.block[:, lo - self.lo:hi - self.lo]
+            buffer = self._room(stop - lo)
+            kept = self.hi - lo
+            if kept and lo > self.lo:  # the rows still wanted move to the top of the buffer
+                buffer[:, :kept] = buffer[:, lo - self.lo:self.hi - self.lo]
+            self._fill(buffer[:, kept:stop - lo], self.hi, stop)
+            self.lo, self.hi = lo, stop
+        assert self.buffer is not None
+        return self.buffer[:, lo - self.lo:hi - self.lo]
+
+    def _room(self, rows: int) -> np.ndarray:
+        """The buffer, allocated on first use (or grown, for a caller asking more rows than promised)."""
+        if self.buffer is None or self.buffer.shape[1] < rows:
+            shape = (int(self.source.shape[0]), max(rows, self.capacity), int(self.source.shape[2]))
+            old, self.buffer = self.buffer, np.empty(shape, dtype=np.dtype(self.source.dtype))
+            if old is not None and self.hi > self.lo:
+                self.buffer[:, :self.hi - self.lo] = old[:, :self.hi - self.lo]
+        return self.buffer
+
+    def _fill(self, out: np.ndarray, lo: int, hi: int) -> None:
+        """Read rows ``lo:hi`` into ``out``: straight from a numpy source, else in blocks of whole
+        chunks of at most ~``READ_BLOCK_BYTES`` (row chunks across the width when they are that small)."""
+        if hi <= lo:
+            return
+        if isinstance(self.source, np.ndarray):
+            out[...] = self.source[:, lo:hi, :]
+            return
+        width = int(self.source.shape[2])
+        column = _chunk(self.source, -1, width)
+        row_bytes = max(1, int(self.source.shape[0]) * (hi - lo) * np.dtype(self.source.dtype).itemsize)
+        step = width if column >= width else max(1, READ_BLOCK_BYTES // (row_bytes * column)) * column
+        for x0 in range(0, width, step):
+            out[:, :, x0:x0 + step] = np.asarray(self.source[:, lo:hi, x0:min(width, x0 + step)])
 
 
 def fit_streaming(source: Any, normalizer: Normalizer, *, sample_limit: int = DEFAULT_SAMPLE_LIMIT) -> Normalizer:
@@ -126,25 +164,49 @@ def fit_streaming(source: Any, normalizer: Normalizer, *, sample_limit: int = DE
     Choice: every s-th row and column, s the smallest stride that keeps at most ~``sample_limit``
     values (s = 1, i.e. exact whole-image statistics, for planes up to that size); mean/std
     (float64), min/max and percentiles all come from that sample. The read goes band by band in
-    the source's row chunks, so each chunk is decoded once and memory is one band plus the sample."""
+    the source's row chunks, so each chunk is decoded once, into one sample array of the source's
+    pixel type (integers are exact in float64, so only float samples are converted); mean and std
+    are summed in float64 a block at a time. Memory is one band plus the sample, whatever the plane."""
     channels, height, width = (int(n) for n in source.shape)
     step = max(1, math.ceil(math.sqrt(channels * height * width / sample_limit)))
-    band = max(row_chunk(source), STATS_BAND_ROWS if step == 1 else step * max(1, STATS_BAND_ROWS // step))
-    band = -(-band // step) * step
-    parts = [np.asarray(source[:, lo:min(height, lo + band):step, ::step]).reshape(-1)
-             for lo in range(0, height, band)]
-    sample = np.concatenate(parts).astype(np.float64)
-    if sample.dtype.kind == "f":
-        sample = sample[np.isfinite(sample)]
-    if sample.size == 0:
+    band = max(row_chunk(source), STATS_BAND_ROWS)
+    sample = np.empty((channels, len(range(0, height, step)), len(range(0, width, step))),
+                      dtype=np.dtype(source.dtype).newbyteorder("="))
+    for lo in range(0, height, band):  # rows lo + first, lo + first + step, ...: every s-th row of the plane
+        first = -lo % step
+        if lo + first < min(height, lo + band):
+            sample[:, (lo + first) // step:-(-min(height, lo + band) // step)] = np.asarray(
+                source[:, lo + first:min(height, lo + band):step, ::step])
+    flat = sample.reshape(-1)
+    if flat.dtype.kind == "f":
+        flat = flat[np.isfinite(flat)].astype(np.float64)
+    elif flat.dtype.kind not in "iu":
+        flat = flat.astype(np.float64)
+    if flat.size == 0:
         raise _no_finite_values()
     if normalizer.method == "zscore":
-        return Normalizer("zscore", {"mean": float(sample.mean()), "std": float(sample.std())})
+        mean, std = _mean_std(flat)
+        return Normalizer("zscore", {"mean": mean, "std": std})
     if normalizer.method == "minmax":
-        return Normalizer("minmax", {"low_value": float(sample.min()), "high_value": float(sample.max())})
+        return Normalizer("minmax", {"low_value": float(flat.min()), "high_value": float(flat.max())})
     low, high = normalizer.percentiles
-    lo_p, hi_p = np.percentile(sample, [low, high])
+    lo_p, hi_p = np.percentile(flat, [low, high])
     return Normalizer("percentile", {"low": low, "high": high, "low_value": float(lo_p), "high_value": float(hi_p)})
+
+
+def _mean_std(values: np.ndarray, block: int = 1 << 18) -> tuple[float, float]:
+    """Mean and (population) standard deviation in float64, two passes over ``block``-value pieces so
+    no float64 copy of a large integer sample is made."""
+    total = 0.0
+    for i in range(0, values.size, block):
+        total += float(values[i:i + block].sum(dtype=np.float64))
+    mean = total / values.size
+    squares = 0.0
+    for i in range(0, values.size, block):
+        d = values[i:i + block].astype(np.float64)
+        d -= mean
+        squares += float(np.dot(d, d))
+    return mean, math.sqrt(squares / values.size)
 
 
 def band_tile_shape(tile: Sequence[int], width: int, bytes_per_row_pixel: int, multiple: int,
@@ -186,7 +248,7 @@ def stream_plane(
     rows_tiles, cols_tiles = grid.counts
     total = grid.n_tiles
     x_index = _reflect_indices(np.arange(grid.padded_shape[1]) - grid.pad_before[1], width)
-    reader = _RowReader(source)
+    reader = _RowReader(source, grid.tile_shape[0])
     capacity = grid.tile_shape[0]  # a row of tiles writes at most this many image rows
     acc: np.ndarray | None = None  # (C_out, capacity, X) sum of w * mean from image row acc_lo on
     acc_var: np.ndarray | None = None

@@ -264,3 +264,62 @@ def test_band_reads_take_each_row_once_in_whole_chunks(rng):
             next(gen)
     except StopIteration as stop:
         np.testing.assert_allclose(streamed, stop.value, rtol=1e-5, atol=1e-5)
+
+
+class ChunkedTiles(ChunkedRows):
+    """A lazy-looking (C, Y, X) array stored in 32×16 chunks (a tiled TIFF's layout)."""
+
+    chunks = property(lambda self: ((self._array.shape[0],), (32,) * -(-self._array.shape[1] // 32),
+                                    (16,) * -(-self._array.shape[2] // 16)))
+
+    def __getitem__(self, key: Any) -> ChunkedTiles:
+        return ChunkedTiles(self._array[key], self.limit, self.reads)
+
+
+def test_the_band_buffer_is_allocated_once_and_reads_are_whole_chunks(rng, monkeypatch):
+    from labelfree_app.core import streaming
+
+    monkeypatch.setattr(streaming, "READ_BLOCK_BYTES", 32 * 48 * 4)  # three 32×16 float32 chunks per read
+    image = rng.normal(size=(1, 300, 70)).astype(np.float32)
+    source = ChunkedTiles(image, limit=32 * 48)  # a read of more than one block raises
+    reader = streaming._RowReader(source, 48)
+    buffers = set()
+    for lo in range(0, 300 - 48 + 1, 32):
+        rows = reader.rows(lo, lo + 48)
+        np.testing.assert_array_equal(rows, image[:, lo:lo + 48])
+        assert reader.buffer is not None and np.shares_memory(rows, reader.buffer)
+        buffers.add(id(reader.buffer))
+    assert len(buffers) == 1 and reader.buffer.shape[1] == 48 + 32 - 1  # a tile row plus one row chunk
+    assert sum(source.reads) == image[:, :reader.hi].size  # every row read once
+
+
+def test_every_tile_reaches_the_network_in_one_shape(rng):
+    """Edge tiles are reflect-padded to the full tile, so the runner (ONNX Runtime) sees one input shape."""
+    image = rng.normal(size=(1, 173, 251)).astype(np.float32)
+    grid = TileGrid.create((173, 251), (64, 96), (16, 16), multiple_of=8, margin=4)
+    shapes: set[tuple[int, ...]] = set()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        shapes.add(batch.shape)
+        return box_predict(batch)
+
+    emit = lambda *args: None  # noqa: E731
+    steps = stream_plane(image, predict, grid, fit_normalizer(image), emit, batch_size=1)
+    for _ in steps:
+        pass
+    assert grid.n_tiles > 4 and shapes == {(1, 1, 64, 96)}
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
+@pytest.mark.parametrize("method", ["zscore", "percentile", "minmax"])
+def test_integer_samples_give_the_float64_statistics(dtype, method, rng):
+    image = rng.gamma(2.0, 40.0, size=(1, 300, 257)).astype(dtype)
+    fitted = fit_streaming(ChunkedRows(image, limit=10**9), Normalizer.unfitted(method), sample_limit=20_000)
+    step = 2  # ceil(sqrt(300 * 257 / 20_000)): every other row and column
+    sample = image[:, ::step, ::step].astype(np.float64).reshape(-1)
+    expected = {"zscore": {"mean": sample.mean(), "std": sample.std()},
+                "minmax": {"low_value": sample.min(), "high_value": sample.max()},
+                "percentile": dict(zip(("low_value", "high_value"),
+                                       np.percentile(sample, Normalizer.unfitted(method).percentiles)))}[method]
+    for key, value in expected.items():
+        assert fitted.params[key] == pytest.approx(value, rel=1e-12)
