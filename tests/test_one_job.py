@@ -142,3 +142,36 @@ def test_predict_without_a_model_runs_the_default_for_each_input(tmp_path, field
     written = out / f"field.v2__{chosen.group(1)}.ome.tif"
     assert str(written) in captured.out.split()
     assert read_provenance(written)["model"]["id"] == chosen.group(1)
+
+
+def test_the_windows_run_on_a_huge_image_and_its_export_write_the_file_predict_writes(
+        tmp_path, field_file, installed_unet, monkeypatch, capsys):
+    """A plane the window calls huge is streamed by the same job into the cache; Export copies that file."""
+    pytest.importorskip("PySide6")
+    from labelfree_app.batch import process
+    from labelfree_app.gui.backend import CoreBackend
+    from labelfree_app.gui.predict.export import export_result
+    from labelfree_app.gui.streamed_run import SavedResult
+    from labelfree_app.io import regions
+
+    monkeypatch.setattr(process, "STREAM_MIN_PIXELS", 1000)  # this small field streams, as a huge one does
+    monkeypatch.setattr(regions, "LAZY_MIN_BYTES", 0)
+    backend = CoreBackend(large_plane_pixels=1000)
+    assert main(["predict", str(field_file), "-o", str(tmp_path / "predict"), "--model", installed_unet,
+                 "--device", "cpu", "-q"]) == 0
+    image = backend.read_image(field_file)
+    assert not isinstance(image.data, np.ndarray)  # lazy: the window shows it as an overview
+    saved = list(backend.predict_to_file(image, installed_unet, {"device": "cpu", "seed": 0}, [field_file]))[-1]
+    assert isinstance(saved, SavedResult)
+    folder = tmp_path / "gui"
+    folder.mkdir()
+    written = export_result(folder, [field_file], saved, backend, pixel_size_um=image.pixel_size_um)
+    predicted = tmp_path / "predict" / "field.v2__test-unet.ome.tif"
+    assert [p.name for p in written] == [predicted.name]
+
+    with tifffile.TiffFile(written[0]) as gui, tifffile.TiffFile(predicted) as cli:
+        assert gui.pages[0].is_tiled and cli.pages[0].is_tiled  # both streamed
+        assert gui.asarray().tobytes() == cli.asarray().tobytes()
+    assert _ome_pixel_sizes(written[0]) == _ome_pixel_sizes(predicted)
+    assert _without_timing(read_provenance(written[0])) == _without_timing(read_provenance(predicted))
+    assert written[0].read_bytes() == saved.prediction.read_bytes()  # copied, not written again

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from labelfree_app.gui.streamed_run import too_large_to_run
 from labelfree_app.io.overview import LARGE_PLANE_PIXELS
 from labelfree_app.models.fit import InputFacts
 
@@ -48,6 +49,9 @@ class Backend(Protocol):
 
     def run(self, image: Any, model_id: str, settings: dict[str, Any]) -> Iterator[Any]: ...
 
+    def predict_to_file(self, image: Any, model_id: str, settings: dict[str, Any], inputs: Sequence[Path],
+                        out_dir: Path | None = None) -> Iterator[Any]: ...
+
     def run_batch(self, inputs: Sequence[Path], models: Sequence[str], out_dir: Path, settings: dict[str, Any], *,
                   overwrite: bool, target_channel: int | str | None, should_stop: Any,
                   should_cancel: Any) -> Iterator[Any]: ...
@@ -68,13 +72,6 @@ def image_facts(image: Any) -> InputFacts:
     """Planes and channels of an image, for choosing a model that fits it (never reads pixels)."""
     shape = image.data.shape
     return InputFacts(planes=int(shape[-3]), channels=int(shape[-4]))
-
-
-def too_large_to_run(name: str, shape: Sequence[int]) -> str:
-    """The sentence for Run on an image shown as an overview: the window predicts in memory."""
-    return (f"{name} ({int(shape[-1])}×{int(shape[-2])} pixels) is too large to predict in the window, which "
-            "holds the whole image in memory; use File ▸ Batch export or `labelfree predict` with a 2D U-Net "
-            "model, which stream it to a file band by band.")
 
 
 def channel_volume(image: Any, index: int) -> np.ndarray:
@@ -167,6 +164,8 @@ class CoreBackend:
         self._registry: Any = None
         self._engines: dict[tuple[str, str], Any] = {}
         self._engine_lock = threading.Lock()
+        self._jobs: Any = None  # the batch job's EngineCache for ``predict_to_file``
+        self._jobs_key: tuple[str, str] | None = None
 
     # --- images ---------------------------------------------------------------------------
     def read_image(self, path: Path, channel: int | str | None = None) -> Any:
@@ -248,6 +247,7 @@ class CoreBackend:
             if engine is None:
                 # Keep one loaded network at a time: models can be large.
                 self._engines.clear()
+                self._jobs = self._jobs_key = None
                 engine = PredictionEngine(self.registry.get(model_id), device=device)
                 self._engines[(model_id, device)] = engine
             return engine
@@ -258,7 +258,7 @@ class CoreBackend:
         from labelfree_app.errors import ImageTooLargeError
         from labelfree_app.io.overview import is_large
 
-        if is_large(image.data.shape, self.large_plane_pixels):  # the window's Run holds whole arrays
+        if is_large(image.data.shape, self.large_plane_pixels):  # whole arrays: ``predict_to_file`` streams
             name = Path(image.path).name if image.path else "This image"
             raise ImageTooLargeError(too_large_to_run(name, image.data.shape), path=image.path)
         leave_a_core_for_the_window()
@@ -271,6 +271,27 @@ class CoreBackend:
             yield from events
         finally:
             events.close()
+
+    def predict_to_file(self, image: Any, model_id: str, settings: dict[str, Any], inputs: Sequence[Path],
+                        out_dir: Path | None = None) -> Iterator[Any]:
+        """A huge image's prediction streamed to a file by the batch job (``streamed_run.predict_to_file``)."""
+        from labelfree_app.gui.streamed_run import predict_to_file
+
+        package = self.registry.get(model_id)
+        leave_a_core_for_the_window()
+        yield from predict_to_file(image, package, settings, inputs, self._job_engines(model_id, settings),
+                                   out_dir=out_dir)
+
+    def _job_engines(self, model_id: str, settings: dict[str, Any]) -> Any:
+        """The batch job's engine cache; one loaded network at a time, as ``_engine`` keeps."""
+        from labelfree_app.batch.process import EngineCache
+
+        device = str(settings.get("device", "auto"))
+        with self._engine_lock:
+            if self._jobs_key != (model_id, device):
+                self._engines.clear()
+                self._jobs_key, self._jobs = (model_id, device), EngineCache()
+            return self._jobs
 
     def run_batch(self, inputs: Sequence[Path], models: Sequence[str], out_dir: Path, settings: dict[str, Any], *,
                   overwrite: bool, target_channel: int | str | None = None, should_stop: Any = lambda: False,

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.gui.backend import Backend, channel_count, expand_paths, image_facts, too_large_to_run
+from labelfree_app.gui.backend import Backend, channel_count, expand_paths, image_facts
 from labelfree_app.gui.batch.dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
 from labelfree_app.gui.files import plane_series
@@ -32,6 +32,7 @@ from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.runner import PredictionRunner
 from labelfree_app.gui.self_test import open_self_test_dialog
 from labelfree_app.gui.settings import GuiSettings
+from labelfree_app.gui.streamed_run import huge_run_refusal
 from labelfree_app.gui.train.page import open_train_dialog
 from labelfree_app.gui.viewer.large_image import InputView
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
@@ -81,7 +82,6 @@ class MainWindow(FileDrops, QMainWindow):
         self.controls.cardRequested.connect(self.show_model_card)
         self.runner.message.connect(self.show_message)
         self.runner.failed.connect(self.report_error)
-        self.runner.finished.connect(self._on_run_finished)
         self.input_view.message.connect(self.show_message)
 
         self._restore_settings()
@@ -296,8 +296,10 @@ class MainWindow(FileDrops, QMainWindow):
         if not model_id:
             self.show_message("No model is installed; add one in Models ▸ Manage models.")
             return False
-        if self.input_view.is_large(record.image):  # Run predicts in memory; batch export streams
-            self.report_error(too_large_to_run(record.name, record.image.data.shape))
+        large = self.input_view.is_large(record.image)
+        refusal = huge_run_refusal(record.name, record.image.data.shape, self._model(model_id)) if large else ""
+        if refusal:  # only 2D U-Nets stream a huge image; the others predict the whole image in memory
+            self.report_error(refusal)
             return False
         settings = self.controls.settings()
         settings["channel"] = record.channel
@@ -306,11 +308,6 @@ class MainWindow(FileDrops, QMainWindow):
             return True
         self.show_message("A prediction is already running; wait for it or press Cancel.")
         return False
-
-    def _on_run_finished(self, record: OpenFile | None, status: str) -> None:
-        if status == "done" and record is not None and record.result is not None:
-            result = record.result
-            self.show_message(f"{record.name}: predicted in {result.seconds:.1f} s on {result.device}.")
 
     # --- models ---------------------------------------------------------------------------
     def refresh_models(self, select_id: str = "") -> None:

@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from labelfree_app.core.events import Preview, Progress, PredictionResult
 from labelfree_app.errors import LabelFreeError
+from labelfree_app.gui.streamed_run import SavedResult
 from labelfree_app.gui.generator_worker import CANCELLED, DONE, FAILED, GeneratorWorker
 
 _log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class EventWorker(GeneratorWorker):
 
     progress = Signal(object)  # Progress
     preview = Signal(object)  # Preview (a copy)
-    result = Signal(object)  # PredictionResult
+    result = Signal(object)  # PredictionResult, or SavedResult for a huge image streamed to a file
     what = "prediction"
 
     def __init__(
@@ -60,7 +61,7 @@ class EventWorker(GeneratorWorker):
             if event.done >= event.total or now - self._last_progress_at >= self._progress_interval_s:
                 self._last_progress_at = now
                 self.progress.emit(event)
-        elif isinstance(event, PredictionResult):
+        elif isinstance(event, (PredictionResult, SavedResult)):
             self.result.emit(event)
         else:
             _log.debug("ignoring unknown event %r", type(event).__name__)

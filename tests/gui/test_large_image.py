@@ -1,5 +1,5 @@
 """Huge images in the window: an overview at full-resolution coordinates, the visible region at full
-resolution once zoomed in (read off the GUI thread), and Run refused with a sentence."""
+resolution once zoomed in (read off the GUI thread), and Run with a diffusion model refused with a sentence."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ def test_the_backend_keeps_a_huge_image_lazy_and_reads_small_ones_whole(big_tiff
     np.testing.assert_array_equal(whole.data[0, 0], data)
 
 
-def test_the_backend_refuses_to_run_a_huge_image_in_the_window(big_tiff, small_thresholds):
-    image = small_thresholds.read_image(big_tiff[0])
-    with pytest.raises(ImageTooLargeError, match="Batch export"):
+def test_the_backends_whole_image_run_refuses_a_huge_image(big_tiff, small_thresholds):
+    image = small_thresholds.read_image(big_tiff[0])  # predict_to_file streams it (tests/gui/test_large_run.py)
+    with pytest.raises(ImageTooLargeError, match="choose a 2D U-Net model"):
         next(small_thresholds.run(image, "any-model", {}))
 
 
@@ -106,9 +106,10 @@ def test_zooming_in_reads_the_visible_region_at_full_resolution_off_the_gui_thre
     assert "overview 1:8" in panel.title_label.text
 
 
-def test_run_on_a_huge_image_says_to_use_batch_export_instead(qtbot, big_window, big_tiff):
+def test_run_on_a_huge_image_with_a_diffusion_model_says_to_choose_a_unet(qtbot, big_window, big_tiff):
     with qtbot.waitSignal(big_window.input_view.overviewShown, timeout=10000):
         big_window.open_paths([big_tiff[0]])
+    assert big_window.controls.current_model().kind == "diffusion"
     assert big_window.run_current() is False
-    assert "Batch export" in big_window.statusBar().currentMessage()
+    assert "choose a 2D U-Net model" in big_window.statusBar().currentMessage()
     assert big_window.backend.runs == 0 and not big_window.runner.is_running()

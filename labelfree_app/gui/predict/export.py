@@ -1,12 +1,14 @@
 """Export the current result: the very files `labelfree predict` writes for the same input and
 settings (``<stem>__<model>.ome.tif``, ``__variance``, ``__steps``, with provenance and pixel sizes,
-through ``batch.process.save_result``), plus the window's own extras: the denoising GIF and a PNG
-of the panels, written through ``io.atomic``.
+through ``batch.process.save_result``; a huge image's result, which that same job already streamed
+to the cache, is copied), plus the window's own extras: the denoising GIF and a PNG of the panels,
+written through ``io.atomic``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,8 +16,9 @@ import numpy as np
 
 from labelfree_app.errors import ImageWriteError, OutputNotWritableError
 from labelfree_app.gui.backend import Backend
+from labelfree_app.gui.streamed_run import SavedResult
 from labelfree_app.gui.viewer.image_panel import auto_levels
-from labelfree_app.io.atomic import atomic_path
+from labelfree_app.io.atomic import atomic_path, ensure_free_space
 
 GIF_FRAME_MS = 100
 
@@ -43,6 +46,26 @@ def write_gif(path: Path, frames: np.ndarray, *, protected_paths: Sequence[Path]
     return path
 
 
+def copy_saved_result(result: SavedResult, paths: Any, inputs: Sequence[Path]) -> list[Path]:
+    """Copy a streamed result's files (``SavedResult``) to ``paths`` (``export.OutputPaths``), each
+    through a temp file and a rename; all of them or none."""
+    pairs = [(result.prediction, paths.prediction)] + ([(result.variance, paths.variance)] if result.variance else [])
+    ensure_free_space(paths.prediction.parent, sum(Path(source).stat().st_size for source, _ in pairs))
+    written: list[Path] = []
+    try:
+        for source, target in pairs:
+            if Path(target).resolve() != Path(source).resolve():  # exporting into the cache itself
+                with atomic_path(target, protected_paths=inputs) as temp:
+                    shutil.copyfile(source, temp)
+            written.append(Path(target))
+    except BaseException:
+        for path in written:
+            if path.resolve() not in {Path(source).resolve() for source, _ in pairs}:
+                path.unlink(missing_ok=True)
+        raise
+    return written
+
+
 def export_result(
     folder: Path,
     inputs: Path | Sequence[Path],
@@ -66,15 +89,18 @@ def export_result(
         raise OutputNotWritableError(f"The export folder {folder} does not exist; choose another folder.", path=folder)
     files = [Path(inputs)] if isinstance(inputs, (str, Path)) else [Path(p) for p in inputs]
     frames = frames if frames is not None else getattr(result, "frames", None)
-    has_frames = frames is not None and len(frames) > 0
+    has_frames = frames is not None and len(frames) > 0 and not isinstance(result, SavedResult)
     if has_frames:
         stack = np.asarray(frames, dtype=np.float32)
         if stack.ndim == 4:  # (F, Z, Y, X): one channel
             stack = stack[:, np.newaxis]
         result = dataclasses.replace(result, frames=stack)
     paths = output_paths(files[0], result.model_id, folder)
-    written = save_result(result, backend.model_manifest(result.model_id), files, paths,
-                          pixel_size_um=pixel_size_um, save_steps=has_frames)
+    if isinstance(result, SavedResult):  # already written by the job, with its provenance
+        written = copy_saved_result(result, paths, files)
+    else:
+        written = save_result(result, backend.model_manifest(result.model_id), files, paths,
+                              pixel_size_um=pixel_size_um, save_steps=has_frames)
     base = paths.prediction.name[: -len(".ome.tif")]
     if has_frames:
         written.append(write_gif(folder / f"{base}__steps.gif", stack, protected_paths=files))

@@ -14,6 +14,7 @@ from labelfree_app.gui.backend import Backend, channel_count, channel_volume
 from labelfree_app.gui.files.file_list import FileList, OpenFile
 from labelfree_app.gui.predict.export import export_result
 from labelfree_app.gui.settings import GuiSettings
+from labelfree_app.gui.streamed_run import SavedResult
 from labelfree_app.gui.viewer.compare import CompareDialog, matching_channel
 from labelfree_app.gui.viewer.image_panel import plane_of
 from labelfree_app.gui.viewer.panel_grid import PanelGrid, first_channel
@@ -75,6 +76,11 @@ class ResultActions(QObject):
         record = self.files.current()
         if record is None or record.result is None:
             self.messages.show_message("Run a prediction first, then compare it with the ground truth.")
+            return None
+        if isinstance(record.result, SavedResult):  # the comparison holds both images in memory
+            self.messages.report_error(
+                f"{record.path.name} is too large to compare in the window; run `labelfree batch` on it with "
+                "--target-channel to score the prediction against its fluorescence channel.")
             return None
         observed, source = self.ground_truth_for(record)
         if observed is None:
@@ -158,7 +164,8 @@ class ResultActions(QObject):
             if folder is None:
                 return False
         result = record.result
-        frames = result.frames if result.frames is not None else record.extra.get("recorded_frames")
+        frames = getattr(result, "frames", None)
+        frames = frames if frames is not None else record.extra.get("recorded_frames")
         panels_image = self.panels.grab().toImage()  # QImage: safe to save from another thread
         self.messages.show_message(f"Exporting to {folder}…")
 

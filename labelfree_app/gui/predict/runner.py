@@ -7,15 +7,18 @@ failure the previous result of that file is left intact and shown again.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
 
 from labelfree_app.core.events import Preview, PredictionResult, Progress
-from labelfree_app.gui.backend import Backend
+from labelfree_app.gui.backend import Backend, is_large_image
 from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED, PREDICTING, FileList, OpenFile
 from labelfree_app.gui.predict.run_controls import RunControls
+from labelfree_app.gui.predict.saved_result import SavedResultView
+from labelfree_app.gui.streamed_run import SavedResult, discard
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import CANCELLED, EventWorker
 
@@ -67,6 +70,12 @@ class PredictionRunner(QObject):
         self.model_id = ""
         self._seen_kinds: set[str] = set()
         self._recorded: list[tuple[str, np.ndarray]] = []
+        self.saved_view = SavedResultView(panels, backend)  # results of huge images, streamed to files
+        self.saved_view.message.connect(self.message)
+        self._saved: list[SavedResult] = []  # their files live in the cache until replaced or the app quits
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.discard_saved_results)
 
     def show_clean_estimate(self, on: bool) -> None:
         """Whether the Denoising panel shows the predicted clean image (pred_x0) or the noisy sample (x_t)."""
@@ -84,7 +93,11 @@ class PredictionRunner(QObject):
         self._seen_kinds = set()
         self._recorded = []
         image = record.image
-        events = lambda: self.backend.run(image, model_id, dict(settings))  # noqa: E731
+        if is_large_image(image, self.backend.large_plane_pixels):  # streamed to a file by the batch job
+            inputs = [Path(p) for p in record.extra.get("plane_paths") or ()] or [record.path]
+            events = lambda: self.backend.predict_to_file(image, model_id, dict(settings), inputs)  # noqa: E731
+        else:
+            events = lambda: self.backend.run(image, model_id, dict(settings))  # noqa: E731
         self.worker = EventWorker(events)
         self.worker.progress.connect(self._on_progress)
         self.worker.preview.connect(self._on_preview)
@@ -140,9 +153,15 @@ class PredictionRunner(QObject):
     def _on_result(self, result: PredictionResult) -> None:
         if self.record is None:
             return
-        self.record.result = result
+        previous, self.record.result = self.record.result, result
+        if isinstance(result, SavedResult):
+            self._saved.append(result)
+        if previous is not result and previous in self._saved:  # a huge result's files go with it
+            self._saved.remove(previous)
+            discard(previous)
         self.record.extra["frame_labels"] = None
-        if result.frames is None and self._recorded:
+        self.record.extra.pop("saved_overviews", None)  # a new run may have rewritten the same file
+        if getattr(result, "frames", None) is None and self._recorded:
             self.record.extra["recorded_frames"] = np.stack([image for _, image in self._recorded])
             self.record.extra["frame_labels"] = [label for label, _ in self._recorded]
         else:
@@ -155,8 +174,13 @@ class PredictionRunner(QObject):
     def show_result(self, record: OpenFile) -> None:
         """Fill the result panels from ``record.result`` (or clear them when it has none)."""
         result = record.result
+        self.saved_view.stop()
         if result is None:
             self.panels.clear_results()
+            return
+        if isinstance(result, SavedResult):
+            units = UNIT_LABELS.get(result.settings.get("units"), "z-score")
+            self.saved_view.show(record, f"Prediction ({units})")
             return
         diffusion = self._is_diffusion(result.model_id) or result.frames is not None
         settings = result.settings or {}
@@ -193,6 +217,7 @@ class PredictionRunner(QObject):
         if record is not None:
             if status == DONE:
                 self.file_list.set_state(record, DONE)
+                self._say_done(record)
             elif status == CANCELLED:
                 self.file_list.set_state(record, DONE if record.result is not None else LOADED)
                 self.message.emit(f"Prediction of {record.path.name} cancelled; the previous result is kept.")
@@ -201,3 +226,19 @@ class PredictionRunner(QObject):
             if status != DONE and self._is_current(record):
                 self.show_result(record)
         self.finished.emit(record, status)
+
+    def discard_saved_results(self) -> None:
+        """Remove the cache files of every huge result this runner made (export keeps a copy)."""
+        for result in self._saved:
+            discard(result)
+        self._saved.clear()
+
+    def _say_done(self, record: OpenFile) -> None:
+        result = record.result
+        if result is None:
+            return
+        text = f"{record.name}: predicted in {result.seconds:.1f} s on {result.device}."
+        if isinstance(result, SavedResult):
+            text += (f" {result.prediction.name} stays in the cache until the window closes; "
+                     "File ▸ Export result saves it.")
+        self.message.emit(text)

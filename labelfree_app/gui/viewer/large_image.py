@@ -1,4 +1,4 @@
-"""The Input panel for any image, and what it does for huge ones: an overview, then full resolution.
+"""Huge planes in the panels: a block-mean overview first, the visible region at full resolution on zoom.
 
 A plane larger than the backend's ``large_plane_pixels`` is never shown whole: a block-mean
 overview (at most ``io.overview.OVERVIEW_MAX_SIDE`` on its longest side) is built band by band on
@@ -7,16 +7,20 @@ the linked panels read full-resolution pixels. When the user zooms in until the 
 holds at most ``region_max_pixels`` full-resolution pixels (all planes together), that region
 (plus a margin, for small pans) is read on the thread pool and drawn over the overview; zooming
 out again drops it. The panel title says which of the two the user is looking at.
+
+``OverviewView`` does this for one panel and one volume (the input, or a prediction streamed to a
+file); ``InputView`` is the Input panel's, for any image.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from labelfree_app.gui.backend import (LARGE_PLANE_PIXELS, build_overview, channel_volume, is_large_image, read_region,
                                        region_bounds)
+from labelfree_app.gui.viewer.image_panel import ImagePanel
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
 
@@ -27,28 +31,27 @@ REGION_MARGIN = 0.25  # read this fraction of the visible size more on every sid
 SETTLE_MS = 150  # wait for the zoom or pan to settle before reading
 
 
-class InputView(QObject):
-    """Shows a record's input channel in ``panels``; huge images as overview + full-resolution region.
+class OverviewView(QObject):
+    """One panel showing a huge lazy (Z, Y, X) volume as an overview plus a full-resolution region.
 
-    ``regionLoaded((y0, y1, x0, x1))`` when a full-resolution region is drawn, ``overviewShown()``
-    when an overview is, ``message(text)`` for the status bar.
+    ``draw(overview)`` puts an ``io.overview.Overview`` into the panel (the caller decides what else
+    changes with it); ``label`` starts the panel's title. ``regionLoaded((y0, y1, x0, x1))`` when a
+    full-resolution region is drawn, ``overviewShown()`` when an overview is, ``message(text)`` for
+    the status bar.
     """
 
     regionLoaded = Signal(tuple)
     overviewShown = Signal()
     message = Signal(str)
 
-    def __init__(self, panels: PanelGrid, backend: Any, *, region_max_pixels: int = REGION_MAX_PIXELS,
-                 settle_ms: int = SETTLE_MS) -> None:
+    def __init__(self, panels: PanelGrid, panel: ImagePanel, label: str, draw: Callable[[Any], None], *,
+                 region_max_pixels: int = REGION_MAX_PIXELS, settle_ms: int = SETTLE_MS) -> None:
         super().__init__()
-        self.panels = panels
-        self.panel = panels.input_panel
-        self.backend = backend  # its ``large_plane_pixels`` says which images are huge
+        self.panels, self.panel, self.label, self._draw = panels, panel, label, draw
         self.region_max_pixels = int(region_max_pixels)
-        self.volume: Any = None  # the shown huge (Z, Y, X) channel, lazy; None for ordinary images
+        self.volume: Any = None  # the shown huge (Z, Y, X) volume, lazy; None when none is shown
         self.overview: Any = None  # its io.overview.Overview once built
         self.loaded: tuple[int, int, int, int] | None = None  # the region drawn at full resolution
-        self._name = ""
         self._generation = 0  # bumped whenever what is shown changes: late reads are dropped
         self._reading = False
         self._pending = False
@@ -58,51 +61,38 @@ class InputView(QObject):
         self._timer.timeout.connect(self.update_region)
         self.panel.view_box.sigRangeChanged.connect(lambda *_: self._timer.start() if self.overview else None)
 
-    def is_large(self, image: Any) -> bool:
-        return is_large_image(image, int(getattr(self.backend, "large_plane_pixels", LARGE_PLANE_PIXELS)))
-
-    def show_channel(self, record: Any) -> None:
-        """Another channel of the shown record: its results stay (an ordinary image keeps its view too)."""
-        if self.overview is None and not self.is_large(record.image):
-            self.panel.set_volume(channel_volume(record.image, record.channel), self.panels.z,
-                                  self.panels.max_projection)
-        else:
-            self.show(record)
-
-    def show(self, record: Any) -> None:
-        """Show ``record``'s chosen channel: whole, or as an overview built in the background (once per
-        channel; kept in ``record.extra``)."""
+    def show_volume(self, open_volume: Callable[[], Any], cache: dict[Any, Any], key: Any, waiting: str) -> None:
+        """Show the volume ``open_volume()`` gives (called on the thread pool) as an overview built
+        there too; both are kept in ``cache[key]`` so showing it again is immediate. ``waiting`` is
+        the panel's note meanwhile."""
         self.stop()
-        volume = channel_volume(record.image, record.channel)
-        if not self.is_large(record.image):
-            self.panels.set_input(volume)
-            self.panel.set_title(f"Input — {record.name}")
+        if key in cache:
+            self.volume, overview = cache[key]
+            self._show_overview(overview)
             return
-        self.volume, self._name = volume, record.name
-        key = ("overview", record.channel)
-        if key in record.extra:
-            self._show_overview(record.extra[key])
-            return
-        depth, height, width = (int(n) for n in volume.shape[-3:])
-        self.panels.clear_results()
-        self.panel.clear(f"Building an overview of this {width}×{height} image…")
-        self.panel.set_title("Input — reading an overview")
+        self.panel.clear(waiting)
+        self.panel.set_title(f"{self.label} — reading an overview")
         generation = self._generation
 
-        def built(overview: Any) -> None:
+        def build() -> tuple[Any, Any]:
+            volume = open_volume()
+            return volume, build_overview(volume, lambda: generation != self._generation)
+
+        def built(found: tuple[Any, Any]) -> None:
             if generation == self._generation:
-                record.extra[key] = overview
-                self._show_overview(overview)
+                cache[key] = found
+                self.volume = found[0]
+                self._show_overview(found[1])
 
         def failed(exc: BaseException) -> None:
             if generation == self._generation:
                 self.panel.clear("The overview could not be read")
                 self.message.emit(str(exc))
 
-        call_in_thread(lambda: build_overview(volume, lambda: generation != self._generation), built, failed)
+        call_in_thread(build, built, failed)
 
     def stop(self) -> None:
-        """Forget the shown huge image: reads in flight are dropped when they come back."""
+        """Forget the shown volume: reads in flight are dropped when they come back."""
         self._generation += 1
         self._timer.stop()
         self.volume = self.overview = self.loaded = None
@@ -110,20 +100,17 @@ class InputView(QObject):
 
     def _show_overview(self, overview: Any) -> None:
         self.overview = overview
-        depth, height, width = overview.full_shape
-        self.panels.set_input(overview.pixels, scale=overview.factor, full_size=(height, width))
+        self._draw(overview)
         self._title()
-        self.message.emit(f"{self._name} is {width}×{height} pixels: shown as an overview (1:{overview.factor}); "
-                          "zoom in to see full resolution.")
         self.overviewShown.emit()
         self._timer.start()
 
     def _title(self) -> None:
         # Short enough for a quarter of the window; the window title and the file list name the file.
         if self.loaded is not None:
-            self.panel.set_title("Input — full resolution")
+            self.panel.set_title(f"{self.label} — full resolution")
         else:
-            self.panel.set_title(f"Input — overview 1:{self.overview.factor}, zoom in for full res.")
+            self.panel.set_title(f"{self.label} — overview 1:{self.overview.factor}, zoom in for full res.")
 
     # --- the visible region ---------------------------------------------------------------
     def update_region(self) -> None:
@@ -178,6 +165,48 @@ class InputView(QObject):
         if self._pending or self.overview is not None:
             self._pending = False
             self.update_region()
+
+
+class InputView(OverviewView):
+    """Shows a record's input channel in the Input panel; a huge one as overview + full-resolution region."""
+
+    def __init__(self, panels: PanelGrid, backend: Any, *, region_max_pixels: int = REGION_MAX_PIXELS,
+                 settle_ms: int = SETTLE_MS) -> None:
+        super().__init__(panels, panels.input_panel, "Input", self._draw_input, region_max_pixels=region_max_pixels,
+                         settle_ms=settle_ms)
+        self.backend = backend  # its ``large_plane_pixels`` says which images are huge
+        self._name = ""
+
+    def is_large(self, image: Any) -> bool:
+        return is_large_image(image, int(getattr(self.backend, "large_plane_pixels", LARGE_PLANE_PIXELS)))
+
+    def show_channel(self, record: Any) -> None:
+        """Another channel of the shown record: its results stay (an ordinary image keeps its view too)."""
+        if self.overview is None and not self.is_large(record.image):
+            self.panel.set_volume(channel_volume(record.image, record.channel), self.panels.z,
+                                  self.panels.max_projection)
+        else:
+            self.show(record)
+
+    def show(self, record: Any) -> None:
+        """Show ``record``'s chosen channel: whole, or as an overview built in the background (once per
+        channel; kept in ``record.extra``). The result panels are the runner's to fill."""
+        volume = channel_volume(record.image, record.channel)
+        if not self.is_large(record.image):
+            self.stop()
+            self.panels.set_input(volume)
+            self.panel.set_title(f"Input — {record.name}")
+            return
+        self._name = record.name
+        depth, height, width = (int(n) for n in volume.shape[-3:])
+        self.show_volume(lambda: volume, record.extra, ("overview", record.channel),
+                  f"Building an overview of this {width}×{height} image…")
+
+    def _draw_input(self, overview: Any) -> None:
+        depth, height, width = overview.full_shape
+        self.panels.set_input(overview.pixels, scale=overview.factor, full_size=(height, width), keep_results=True)
+        self.message.emit(f"{self._name} is {width}×{height} pixels: shown as an overview (1:{overview.factor}); "
+                          "zoom in to see full resolution.")
 
 
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:

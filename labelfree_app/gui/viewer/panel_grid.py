@@ -162,13 +162,16 @@ class PanelGrid(QWidget):
         self.input_panel.clear("Drop TIFF files or a folder here")
         self.clear_results()
 
-    def set_input(self, volume: np.ndarray, *, scale: int = 1, full_size: tuple[int, int] | None = None) -> None:
-        """Show a new input (Z, Y, X) and forget earlier results; an overview of a huge image passes
-        its ``scale`` and full-resolution (Y, X) ``full_size`` (see ``ImagePanel.set_volume``)."""
+    def set_input(self, volume: np.ndarray, *, scale: int = 1, full_size: tuple[int, int] | None = None,
+                  keep_results: bool = False) -> None:
+        """Show a new input (Z, Y, X) and forget earlier results (unless ``keep_results``: an overview
+        arriving after its record's result was shown); an overview of a huge image passes its
+        ``scale`` and full-resolution (Y, X) ``full_size`` (see ``ImagePanel.set_volume``)."""
         volume = first_channel(volume)
         self.set_depth(volume.shape[0] if volume.ndim == 3 else 1)
         self.input_panel.set_volume(volume, self.z, self.max_projection, scale=scale, full_size=full_size)
-        self.clear_results()
+        if not keep_results:
+            self.clear_results()
         if self.layout_columns is None:
             self._apply_layout()
 
