@@ -120,6 +120,8 @@ class _RowReader:
     def rows(self, lo: int, hi: int) -> np.ndarray:
         """Rows ``lo:hi`` (``lo`` never decreasing between calls) in the source's pixel type: a view of
         the reused buffer, valid until the next call."""
+        if isinstance(self.source, np.ndarray):  # already in memory: a view, no copy
+            return self.source[:, lo:hi]
         if self.buffer is None or not (self.lo <= lo and hi <= self.hi):
             if self.buffer is None or not self.lo <= lo <= self.hi:
                 self.lo = self.hi = lo  # nothing held is wanted any more
@@ -143,12 +145,9 @@ class _RowReader:
         return self.buffer
 
     def _fill(self, out: np.ndarray, lo: int, hi: int) -> None:
-        """Read rows ``lo:hi`` into ``out``: straight from a numpy source, else in blocks of whole
-        chunks of at most ~``READ_BLOCK_BYTES`` (row chunks across the width when they are that small)."""
+        """Read rows ``lo:hi`` into ``out`` in blocks of whole chunks of at most ~``READ_BLOCK_BYTES``
+        (row chunks across the width when they are that small)."""
         if hi <= lo:
-            return
-        if isinstance(self.source, np.ndarray):
-            out[...] = self.source[:, lo:hi, :]
             return
         width = int(self.source.shape[2])
         column = _chunk(self.source, -1, width)
@@ -205,7 +204,7 @@ def _mean_std(values: np.ndarray, block: int = 1 << 18) -> tuple[float, float]:
     for i in range(0, values.size, block):
         d = values[i:i + block].astype(np.float64)
         d -= mean
-        squares += float(np.dot(d, d))
+        squares += float(np.square(d, out=d).sum())  # not np.dot: BLAS threads would spin for this
     return mean, math.sqrt(squares / values.size)
 
 
