@@ -20,6 +20,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +57,8 @@ def make(path: Path, size: int) -> None:
     print(f"wrote {path} ({size}×{size} uint16, {TILE}² tiles) in {time.perf_counter() - start:.0f} s")
 
 
-def shot(path: Path, out_dir: Path) -> int:
-    from PySide6.QtCore import QTimer
+def _window(out_dir: Path) -> tuple[Any, Any]:
+    """The application and a shown 1600×900 main window over the real backend."""
     from PySide6.QtWidgets import QApplication
 
     import labelfree_app.gui  # noqa: F401 (the Qt binding work-arounds)
@@ -73,6 +74,13 @@ def shot(path: Path, out_dir: Path) -> int:
     window.resize(1600, 900)
     window.show()
     out_dir.mkdir(parents=True, exist_ok=True)
+    return app, window
+
+
+def shot(path: Path, out_dir: Path) -> int:
+    from PySide6.QtCore import QTimer
+
+    app, window = _window(out_dir)
     view, panel, times = window.input_view, window.panels.input_panel, {"start": time.perf_counter()}
 
     def grab(name: str) -> None:
@@ -120,21 +128,8 @@ def _rss_mib() -> float:
 def run(path: Path, out_dir: Path, model_id: str) -> int:
     """Open ``path``, Run ``model_id`` on it, screenshot the streamed result; print times and memory."""
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
 
-    import labelfree_app.gui  # noqa: F401 (the Qt binding work-arounds)
-    import pyqtgraph as pg
-
-    from labelfree_app.gui.backend import CoreBackend
-    from labelfree_app.gui.main_window import MainWindow
-    from labelfree_app.gui.settings import GuiSettings
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    pg.setConfigOptions(imageAxisOrder="row-major")
-    window = MainWindow(CoreBackend(), GuiSettings())
-    window.resize(1600, 900)
-    window.show()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    app, window = _window(out_dir)
     shown = window.runner.saved_view.prediction
     times: dict[str, float] = {"start": time.perf_counter()}
     rss = {"before": 0.0, "run": 0.0}
