@@ -89,11 +89,12 @@ def is_large_image(image: Any, large_plane_pixels: int) -> bool:
     return is_large(tuple(image.data.shape), large_plane_pixels)
 
 
-def build_overview(volume: Any, should_stop: Any = lambda: False) -> Any:
-    """The block-mean ``io.overview.Overview`` of a (Z, Y, X) volume, read band by band (a worker's job)."""
+def build_overview(volume: Any, should_stop: Any = lambda: False, progress: Any = None) -> Any:
+    """The block-mean ``io.overview.Overview`` of a (Z, Y, X) volume, read band by band (a worker's
+    job); ``progress(done, total)`` after each band."""
     from labelfree_app.io.overview import build_overview as build
 
-    return build(volume, should_stop=should_stop)
+    return build(volume, should_stop=should_stop, progress=progress)
 
 
 def read_region(volume: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -92,16 +92,19 @@ def block_mean(band: np.ndarray, factor: int) -> np.ndarray:
 
 def build_overview(volume: Any, *, max_side: int | None = None, factor: int | None = None,
                    budget_bytes: int = OVERVIEW_BAND_BYTES,
-                   should_stop: Callable[[], bool] = lambda: False) -> Overview:
+                   should_stop: Callable[[], bool] = lambda: False,
+                   progress: Callable[[int, int], None] | None = None) -> Overview:
     """The block-mean overview of a (Z, Y, X) volume (lazy or not), read one band of rows at a time
     (``band_rows``; the rows of a block that a band cuts short are kept for the next band).
 
     ``should_stop`` is asked between bands; when it says yes, the overview built so far is returned
-    (the rest stays NaN). ``max_side`` defaults to ``OVERVIEW_MAX_SIDE`` (read when called)."""
+    (the rest stays NaN). ``progress(done, total)`` is told after each band. ``max_side`` defaults
+    to ``OVERVIEW_MAX_SIDE`` (read when called)."""
     depth, height, width = (int(n) for n in volume.shape[-3:])
     factor = factor or overview_factor((depth, height, width), max_side or OVERVIEW_MAX_SIDE)
     rows = band_rows(volume, factor, budget_bytes)
     pixels = np.full((depth, -(-height // factor), -(-width // factor)), np.nan, dtype=np.float32)
+    total, done = depth * -(-height // rows), 0
     for z in range(depth):
         carry = np.empty((0, width), dtype=volume.dtype)  # rows of a block the last band cut short
         for y0 in range(0, height, rows):
@@ -115,6 +118,9 @@ def build_overview(volume: Any, *, max_side: int | None = None, factor: int | No
             if whole:
                 pixels[z, first // factor:(first + whole + factor - 1) // factor] = block_mean(band[:whole], factor)
             carry = band[whole:]
+            done += 1
+            if progress is not None:
+                progress(done, total)
     return Overview(pixels, factor, (depth, height, width))
 
 

@@ -63,9 +63,12 @@ def test_the_backends_whole_image_run_refuses_a_huge_image(big_tiff, small_thres
 
 def test_a_huge_image_opens_as_an_overview_in_full_resolution_coordinates(qtbot, big_window, big_tiff):
     path, data = big_tiff
+    told: list[tuple[int, int, int]] = []
+    big_window.input_view.building.connect(lambda *step: told.append(step))
     with qtbot.waitSignal(big_window.input_view.overviewShown, timeout=10000):
         big_window.open_paths([path])
     panel = big_window.panels.input_panel
+    assert told and told[-1][1] == told[-1][2]  # the build's progress reached the window, to the last band
     assert panel.plane.shape == (HEIGHT // FACTOR, WIDTH // FACTOR) and panel.scale == FACTOR
     assert "overview 1:8, zoom in for full res." in panel.title_label.text
     bounds = panel.image_item.mapRectToParent(panel.image_item.boundingRect())
@@ -113,3 +116,22 @@ def test_run_on_a_huge_image_with_a_diffusion_model_says_to_choose_a_unet(qtbot,
     assert big_window.run_current() is False
     assert "choose a 2D U-Net model" in big_window.statusBar().currentMessage()
     assert big_window.backend.runs == 0 and not big_window.runner.is_running()
+
+
+def test_the_window_keeps_only_the_last_few_overviews(qtbot, big_window, big_tiff, monkeypatch):
+    monkeypatch.setattr(large_image, "KEPT_OVERVIEWS", 2)
+    path, data = big_tiff
+    copies = []
+    for number in range(3):
+        copy = path.with_name(f"scan{number}.tif")
+        copy.write_bytes(path.read_bytes())
+        copies.append(copy)
+    records = []
+    for copy in copies:
+        with qtbot.waitSignal(big_window.input_view.overviewShown, timeout=10000):
+            records.append(big_window.open_paths([copy])[0])
+    held = [any(key[0] == "overview" for key in record.extra if isinstance(key, tuple)) for record in records]
+    assert held == [False, True, True]  # the oldest file's overview was let go
+    with qtbot.waitSignal(big_window.input_view.overviewShown, timeout=10000):
+        big_window.file_list.select(records[0])  # shown again: built again, in the background
+    assert records[0].extra and not any(key[0] == "overview" for key in records[1].extra if isinstance(key, tuple))

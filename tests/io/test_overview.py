@@ -86,6 +86,12 @@ def test_the_overview_is_read_in_tile_aligned_bands_never_the_whole_plane(tiled_
     np.testing.assert_allclose(overview.pixels[1], reference_block_mean(tiled_tiff[1][1], factor), rtol=1e-6)
 
 
+def test_the_overview_reports_its_progress_band_by_band(tiled_tiff, lazy_volume):
+    told: list[tuple[int, int]] = []
+    build_overview(lazy_volume, factor=8, budget_bytes=100 * 500 * 4, progress=lambda *step: told.append(step))
+    assert told == [(done, 10) for done in range(1, 11)]  # 5 bands of 64 rows in each of 2 planes
+
+
 def test_the_overview_factor_keeps_the_longest_side_and_the_total_within_bounds():
     assert overview_factor((1, 20000, 20000), 4096) == 5
     assert overview_factor((1, 30000, 1000), 4096) == 8

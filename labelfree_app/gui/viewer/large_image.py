@@ -29,6 +29,7 @@ from labelfree_app.gui.worker import call_in_thread
 REGION_MAX_PIXELS = 8 * 1024 * 1024
 REGION_MARGIN = 0.25  # read this fraction of the visible size more on every side
 SETTLE_MS = 150  # wait for the zoom or pan to settle before reading
+KEPT_OVERVIEWS = 3  # overviews kept per view for going back to a file or channel at once
 
 
 class OverviewView(QObject):
@@ -43,6 +44,7 @@ class OverviewView(QObject):
     regionLoaded = Signal(tuple)
     overviewShown = Signal()
     message = Signal(str)
+    building = Signal(int, int, int)  # generation, bands read, bands in all (from the worker thread)
 
     def __init__(self, panels: PanelGrid, panel: ImagePanel, label: str, draw: Callable[[Any], None], *,
                  region_max_pixels: int = REGION_MAX_PIXELS, settle_ms: int = SETTLE_MS) -> None:
@@ -60,6 +62,9 @@ class OverviewView(QObject):
         self._timer.setInterval(int(settle_ms))
         self._timer.timeout.connect(self.update_region)
         self.panel.view_box.sigRangeChanged.connect(lambda *_: self._timer.start() if self.overview else None)
+        self._waiting = ""
+        self.building.connect(self._on_building)
+        self._kept: list[tuple[dict[Any, Any], Any]] = []  # (cache, key) of the overviews kept, oldest first
 
     def show_volume(self, open_volume: Callable[[], Any], cache: dict[Any, Any], key: Any, waiting: str) -> None:
         """Show the volume ``open_volume()`` gives (called on the thread pool) as an overview built
@@ -68,19 +73,23 @@ class OverviewView(QObject):
         self.stop()
         if key in cache:
             self.volume, overview = cache[key]
+            self._keep(cache, key)
             self._show_overview(overview)
             return
         self.panel.clear(waiting)
         self.panel.set_title(f"{self.label} — reading an overview")
+        self._waiting = waiting
         generation = self._generation
 
         def build() -> tuple[Any, Any]:
             volume = open_volume()
-            return volume, build_overview(volume, lambda: generation != self._generation)
+            return volume, build_overview(volume, lambda: generation != self._generation,
+                                          lambda done, total: self.building.emit(generation, done, total))
 
         def built(found: tuple[Any, Any]) -> None:
             if generation == self._generation:
                 cache[key] = found
+                self._keep(cache, key)
                 self.volume = found[0]
                 self._show_overview(found[1])
 
@@ -90,6 +99,19 @@ class OverviewView(QObject):
                 self.message.emit(str(exc))
 
         call_in_thread(build, built, failed)
+
+    def _keep(self, cache: dict[Any, Any], key: Any) -> None:
+        """Mark ``cache[key]`` as just used; the least recently used beyond ``KEPT_OVERVIEWS`` are dropped
+        (each holds up to a 4096² float32 overview: 64 MiB)."""
+        self._kept = [(c, k) for c, k in self._kept if not (c is cache and k == key)] + [(cache, key)]
+        while len(self._kept) > KEPT_OVERVIEWS:
+            old_cache, old_key = self._kept.pop(0)
+            old_cache.pop(old_key, None)
+
+    def _on_building(self, generation: int, done: int, total: int) -> None:
+        """The panel's note counts the overview's progress while it is still the one wanted."""
+        if generation == self._generation and self.overview is None and total:
+            self.panel.set_message(f"{self._waiting} {100 * done // total} %")
 
     def stop(self) -> None:
         """Forget the shown volume: reads in flight are dropped when they come back."""
