@@ -181,6 +181,8 @@ class DiffusionRunner:
         device = self.device
         denoise = self._denoiser()
 
+        margin = edge_margin(cond.shape[1:], tile_shape, halo)
+
         def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             t_value = float(t.reshape(-1)[0])
             spatial = x_t.shape[2:]
@@ -214,10 +216,22 @@ class DiffusionRunner:
                 return out.reshape(b, group * c_out, *tile)
 
             y = predict_tiled(stacked, predict, tile_shape=tile_shape, overlap=tuple(2 * h for h in halo),
-                              margin=halo, multiple_of=self.required_multiple, batch_size=batch_size)
+                              margin=margin, multiple_of=self.required_multiple, batch_size=batch_size)
             return torch.from_numpy(y).reshape(group, c_out, *spatial).to(x_t.dtype)
 
         return model_fn
+
+
+def edge_margin(spatial: tuple[int, ...], tile_shape: tuple[int, ...], halo: tuple[int, ...]) -> tuple[int, ...]:
+    """The reflected context around the image's edges: ``halo``, or none when the image fits one tile.
+
+    One tile has no seams to blend, and the reflected rim only added work (a 512² image sampled as a
+    576² tile: 27 % more network work; a 256² one as 320²: 56 %). Without it, on 10 held-out crops ×
+    2 seeds (``benchmarks/bench_diffusion_edges.py``): r +0.006 ± 0.004, Spearman(std, error)
+    +0.013 ± 0.011, within-1σ −0.010 ± 0.003 (the samples spread a little less at the edges)."""
+    if all(n + 2 * h <= t for n, h, t in zip(spatial, halo, tile_shape)):
+        return tuple(0 for _ in halo)
+    return tuple(halo)
 
 
 def _export_denoiser(network: torch.nn.Module, manifest: dict[str, Any], residual: bool) -> Any:

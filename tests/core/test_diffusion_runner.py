@@ -112,3 +112,26 @@ def test_onnx_runtime_and_torch_sample_the_same_images(monkeypatch, residual):
     assert np.abs(mean).max() > 0.1  # the network's output reaches the samples
     np.testing.assert_allclose(mean, slow_mean, atol=1e-4)
     np.testing.assert_allclose(variance, slow_variance, rtol=1e-3, atol=1e-5)
+
+
+def test_an_image_that_fits_one_tile_is_sampled_without_a_reflected_rim(monkeypatch):
+    runner = _runner(residual=False)
+    seen: list[tuple[int, ...]] = []
+    real = runner._denoiser()
+    monkeypatch.setattr(runner, "_denoiser", lambda: lambda x, t, c: seen.append(tuple(x.shape[2:])) or real(x, t, c))
+    small = COND[:, :24, :22]  # fits one 32² tile, with or without a 4-pixel rim
+    drive(runner.sample_image(small, samples=2, steps=2, sampler="dpmpp2m", eta=0.0, seed=1, tile_shape=TILE,
+                              halo=HALO, batch_size=2, n_frames=0, preview_interval_s=1e9,
+                              to_output_units=lambda a: a), lambda event: None)
+    assert set(seen) == {(24, 22)}  # the image itself (a multiple of 2): not a 32×30 tile with a rim
+    seen.clear()
+    _sample(runner, samples=2, steps=2)  # 44×52 needs several tiles: each keeps its halo context
+    assert set(seen) == {TILE}
+
+
+def test_the_edge_margin_is_the_halo_exactly_when_the_image_needs_more_than_one_tile():
+    from labelfree_app.core.diffusion_runner import edge_margin
+
+    assert edge_margin((512, 512), (576, 576), (32, 32)) == (0, 0)
+    assert edge_margin((520, 512), (576, 576), (32, 32)) == (32, 32)  # 520 + 2·32 > 576: tiles overlap
+    assert edge_margin((512, 1024), (576, 576), (32, 32)) == (32, 32)
