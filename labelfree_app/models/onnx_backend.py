@@ -109,6 +109,9 @@ def session_options(
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
         options.inter_op_num_threads = 2
     options.enable_cpu_mem_arena = arena
+    # The memory-pattern planner keeps a second block per input shape (~100-200 MB at our tiles) for no
+    # measurable speed: 8192² U-Net peak 1,267 -> 1,061 MiB, 512² diffusion 947 -> 748 MiB, wall ±1 %.
+    options.enable_mem_pattern = False
     if spinning is not None:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options

@@ -126,3 +126,12 @@ def test_provenance_records_the_backend_that_ran(tmp_path, monkeypatch, backend_
     out.mkdir()
     (written, *_) = write_result(result, engine.manifest, [source], output_paths(source, "test-unet", out))
     assert read_provenance(written)["backend"] == expected
+
+
+def test_sessions_run_without_the_memory_pattern_planner():
+    """Its per-shape buffer cost 100-200 MB of peak memory for no measured speed (see session_options)."""
+    from labelfree_app.models.onnx_backend import session_options
+
+    options = session_options(1)
+    assert options.enable_mem_pattern is False
+    assert options.enable_cpu_mem_arena is True and session_options(1, arena=False).enable_cpu_mem_arena is False
