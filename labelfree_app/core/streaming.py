@@ -194,12 +194,9 @@ def fit_streaming(source: Any, normalizer: Normalizer, *, sample_limit: int = DE
 
 
 def _mean_std(values: np.ndarray, block: int = 1 << 18) -> tuple[float, float]:
-    """Mean and (population) standard deviation in float64, two passes over ``block``-value pieces so
-    no float64 copy of a large integer sample is made."""
-    total = 0.0
-    for i in range(0, values.size, block):
-        total += float(values[i:i + block].sum(dtype=np.float64))
-    mean = total / values.size
+    """Mean and (population) standard deviation in float64; the deviations are squared ``block``
+    values at a time, so no float64 copy of a large integer sample is made (``np.std`` would)."""
+    mean = float(values.mean(dtype=np.float64))  # a buffered reduction: no copy either
     squares = 0.0
     for i in range(0, values.size, block):
         d = values[i:i + block].astype(np.float64)

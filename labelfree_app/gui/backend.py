@@ -16,7 +16,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 
 from labelfree_app.gui.streamed_run import too_large_to_run
-from labelfree_app.io.overview import LARGE_PLANE_PIXELS
+from labelfree_app.io.overview import LARGE_PLANE_PIXELS, is_large
 from labelfree_app.models.fit import InputFacts
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
@@ -84,31 +84,7 @@ def channel_volume(image: Any, index: int) -> np.ndarray:
 
 def is_large_image(image: Any, large_plane_pixels: int) -> bool:
     """Whether a plane of ``image`` has more pixels than ``large_plane_pixels`` (shown as an overview)."""
-    from labelfree_app.io.overview import is_large
-
     return is_large(tuple(image.data.shape), large_plane_pixels)
-
-
-def build_overview(volume: Any, should_stop: Any = lambda: False, progress: Any = None) -> Any:
-    """The block-mean ``io.overview.Overview`` of a (Z, Y, X) volume, read band by band (a worker's
-    job); ``progress(done, total)`` after each band."""
-    from labelfree_app.io.overview import build_overview as build
-
-    return build(volume, should_stop=should_stop, progress=progress)
-
-
-def read_region(volume: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """Full-resolution float32 (Z, h, w) pixels of a region of a (Z, Y, X) volume (a worker's job)."""
-    from labelfree_app.io.overview import read_region as read
-
-    return read(volume, y0, y1, x0, x1)
-
-
-def region_bounds(shape_yx: tuple[int, int], y0: float, y1: float, x0: float, x1: float) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) in whole pixels, clamped to the image."""
-    from labelfree_app.io.overview import clamp_region
-
-    return clamp_region(shape_yx, y0, y1, x0, x1)
 
 
 def is_image_file(path: Path) -> bool:
@@ -173,7 +149,6 @@ class CoreBackend:
         """The image; its pixels stay lazy when a plane is larger than ``large_plane_pixels`` (the
         viewers then show an overview and read the visible region), else they are read whole."""
         from labelfree_app.io import read_image
-        from labelfree_app.io.overview import is_large
         from labelfree_app.io.pixels import check_fits_in_memory
 
         image = read_image(path, channel=channel, rgb="luminance", lazy=True)  # a colour camera's bright-field
@@ -257,9 +232,8 @@ class CoreBackend:
         from labelfree_app.core.engine import PredictSettings
 
         from labelfree_app.errors import ImageTooLargeError
-        from labelfree_app.io.overview import is_large
 
-        if is_large(image.data.shape, self.large_plane_pixels):  # whole arrays: ``predict_to_file`` streams
+        if is_large_image(image, self.large_plane_pixels):  # whole arrays: ``predict_to_file`` streams
             name = Path(image.path).name if image.path else "This image"
             raise ImageTooLargeError(too_large_to_run(name, image.data.shape), path=image.path)
         leave_a_core_for_the_window()

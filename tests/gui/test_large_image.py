@@ -11,7 +11,6 @@ import pytest
 import tifffile
 
 from labelfree_app.errors import ImageTooLargeError
-from labelfree_app.gui import backend as backend_module
 from labelfree_app.gui.backend import CoreBackend
 from labelfree_app.gui.viewer import large_image
 from labelfree_app.io import overview as overview_module
@@ -88,7 +87,7 @@ def test_zooming_in_reads_the_visible_region_at_full_resolution_off_the_gui_thre
 
     def recording_read(*args):
         threads.append(threading.current_thread())
-        return backend_module.read_region(*args)
+        return overview_module.read_region(*args)
 
     monkeypatch.setattr(large_image, "read_region", recording_read)
     with qtbot.waitSignal(big_window.input_view.overviewShown, timeout=10000):

@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from labelfree_app.gui.backend import (LARGE_PLANE_PIXELS, build_overview, channel_volume, is_large_image, read_region,
-                                       region_bounds)
+from labelfree_app.gui.backend import channel_volume, is_large_image
 from labelfree_app.gui.viewer.image_panel import ImagePanel
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
+from labelfree_app.io.overview import build_overview, clamp_region, read_region
 
 # Full-resolution pixels (all planes together) read for the visible region: 32 MiB as float32,
 # more than any panel shows on screen.
@@ -83,8 +83,8 @@ class OverviewView(QObject):
 
         def build() -> tuple[Any, Any]:
             volume = open_volume()
-            return volume, build_overview(volume, lambda: generation != self._generation,
-                                          lambda done, total: self.building.emit(generation, done, total))
+            return volume, build_overview(volume, should_stop=lambda: generation != self._generation,
+                                          progress=lambda done, total: self.building.emit(generation, done, total))
 
         def built(found: tuple[Any, Any]) -> None:
             if generation == self._generation:
@@ -141,7 +141,7 @@ class OverviewView(QObject):
             return
         depth, height, width = self.overview.full_shape
         (x_lo, x_hi), (y_lo, y_hi) = self.panel.view_box.viewRange()
-        top, bottom, left, right = region_bounds((height, width), y_lo, y_hi, x_lo, x_hi)
+        top, bottom, left, right = clamp_region((height, width), y_lo, y_hi, x_lo, x_hi)
         pixels = depth * (bottom - top) * (right - left)
         if pixels == 0 or pixels > self.region_max_pixels:
             if self.loaded is not None or self._reading:
@@ -156,7 +156,7 @@ class OverviewView(QObject):
             self._pending = True
             return
         grow_y, grow_x = int((bottom - top) * REGION_MARGIN), int((right - left) * REGION_MARGIN)
-        grown = region_bounds((height, width), top - grow_y, bottom + grow_y, left - grow_x, right + grow_x)
+        grown = clamp_region((height, width), top - grow_y, bottom + grow_y, left - grow_x, right + grow_x)
         wanted = grown if depth * (grown[1] - grown[0]) * (grown[3] - grown[2]) <= self.region_max_pixels else (
             top, bottom, left, right)
         self._read(wanted)
@@ -200,7 +200,7 @@ class InputView(OverviewView):
         self._name = ""
 
     def is_large(self, image: Any) -> bool:
-        return is_large_image(image, int(getattr(self.backend, "large_plane_pixels", LARGE_PLANE_PIXELS)))
+        return is_large_image(image, self.backend.large_plane_pixels)
 
     def show_channel(self, record: Any) -> None:
         """Another channel of the shown record: its results stay (an ordinary image keeps its view too)."""
@@ -222,7 +222,7 @@ class InputView(OverviewView):
         self._name = record.name
         depth, height, width = (int(n) for n in volume.shape[-3:])
         self.show_volume(lambda: volume, record.extra, ("overview", record.channel),
-                  f"Building an overview of this {width}×{height} image…")
+                         f"Building an overview of this {width}×{height} image…")
 
     def _draw_input(self, overview: Any) -> None:
         depth, height, width = overview.full_shape
