@@ -1,8 +1,9 @@
 """Streaming, flat-memory tiled prediction: read a band, predict its tiles, emit finished rows.
 
-A plane is a (C, Y, X) array that may be lazy (``io.ome_zarr.LazyArray``, a TIFF read through
+A plane is a (C, Y, X) array that may be lazy (``io.lazy.LazyArray``, a TIFF read through
 tifffile's zarr store or by ``pread``): only ``source[:, lo:hi, :]`` bands are ever converted, in
-the source's own pixel type and aligned to its row chunks so each chunk is decoded once; tiles are
+the source's own pixel type (a row chunk of the file that a band cuts across is decoded again by the
+next band, unless chunks are many bands tall); tiles are
 cut from the band and normalized one batch at a time. The tile grid is the one
 ``core.tiling.iter_predict_tiled`` uses, with the same blend weights, but the accumulator holds one
 row of tiles (a fixed buffer reused down the plane) instead of the whole output: rows no later tile
@@ -31,13 +32,15 @@ from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output
 from labelfree_app.core.welford import Welford
 
 # The input band (source pixel type) plus the accumulators (float32) of one row of tiles stay under this.
-BAND_BUDGET_BYTES = 48 * 1024 * 1024
+BAND_BUDGET_BYTES = 24 * 1024 * 1024
 # Finished rows are divided, converted and written this many bytes at a time.
 EMIT_BUDGET_BYTES = 4 * 1024 * 1024
 # Rows read at once by the statistics pass when the source has no row chunks of its own.
 STATS_BAND_ROWS = 512
 # A band is read into its buffer this many bytes (whole chunks) at a time.
 READ_BLOCK_BYTES = 4 * 1024 * 1024
+# Row chunks up to this many bands tall are decoded again by each band they cross, not kept.
+REDECODE_MAX_RATIO = 4
 
 Emit = Callable[[int, np.ndarray, "np.ndarray | None", "np.ndarray | None"], None]
 
@@ -104,15 +107,20 @@ def _chunk(source: Any, axis: int, default: int) -> int:
 
 
 class _RowReader:
-    """Rows of a (C, Y, X) source read once each, in chunk-aligned blocks, kept while still asked for.
+    """Rows of a (C, Y, X) source read once each, kept while still asked for.
 
-    The rows live in one buffer allocated once (``max_rows`` plus a row chunk of read-ahead): rows
-    still needed move to its top and new rows are read below them, a few MB at a time (whole chunks:
-    column blocks of the source's own chunks when they are narrower than the plane), so memory is
-    the same for every band and every plane of that width, however many there are."""
+    The rows live in one buffer allocated once (``max_rows``): rows still needed move to its top
+    and new rows are read below them, a few MB at a time (column blocks of whole chunks of the
+    source when its chunks are narrower than the plane), so memory is the same for every band and
+    every plane of that width, however many there are. A stored chunk that a band cuts across is
+    decoded again by the next band (a tile or strip costs far less to decode than to predict) unless
+    it is more than ``REDECODE_MAX_RATIO`` bands tall (one strip for a whole image): then reads
+    go on to the end of the chunk and the buffer holds those rows too, so no chunk is decoded twice."""
 
     def __init__(self, source: Any, max_rows: int) -> None:
-        self.source, self.height, self.align = source, int(source.shape[1]), row_chunk(source)
+        self.source, self.height = source, int(source.shape[1])
+        chunk = row_chunk(source)
+        self.align = chunk if chunk > REDECODE_MAX_RATIO * int(max_rows) else 1
         self.capacity = min(self.height, int(max_rows) + self.align - 1)
         self.lo = self.hi = 0  # buffer[:, :hi - lo] holds rows lo:hi
         self.buffer: np.ndarray | None = None
@@ -248,7 +256,7 @@ def stream_plane(
     capacity = grid.tile_shape[0]  # a row of tiles writes at most this many image rows
     acc: np.ndarray | None = None  # (C_out, capacity, X) sum of w * mean from image row acc_lo on
     acc_var: np.ndarray | None = None
-    missing = np.zeros((capacity, width), dtype=bool)
+    missing: np.ndarray | None = None  # (capacity, X) pixels with a non-finite input, once there is one
     acc_lo = counted_to = non_finite = done = 0
     for i in range(rows_tiles):
         row_tiles = [grid._tile(i * cols_tiles + j, (i, j)) for j in range(cols_tiles)]
@@ -263,6 +271,8 @@ def stream_plane(
                 if counted_to < hi:
                     non_finite += int((~finite[:, max(counted_to, lo) - lo:]).sum())
                 bad = ~finite.all(axis=0)  # (rows, X)
+                if missing is None:
+                    missing = np.zeros((capacity, width), dtype=bool)
                 missing[dest_y.start - acc_lo:dest_y.stop - acc_lo] |= bad[dest_y.start - lo:dest_y.stop - lo]
             del finite
         counted_to = max(counted_to, hi)
@@ -306,14 +316,15 @@ def stream_plane(
                 if buffer is not None:
                     buffer[:, :used - n] = buffer[:, n:used]
                     buffer[:, used - n:] = 0
-            missing[:used - n] = missing[n:used]
-            missing[used - n:] = False
+            if missing is not None:
+                missing[:used - n] = missing[n:used]
+                missing[used - n:] = False
             acc_lo = final_to
     return non_finite
 
 
-def _emit_rows(emit: Emit, acc: np.ndarray, acc_var: np.ndarray | None, missing: np.ndarray, acc_lo: int, n: int,
-               y_sums: np.ndarray, x_sums: np.ndarray) -> None:
+def _emit_rows(emit: Emit, acc: np.ndarray, acc_var: np.ndarray | None, missing: np.ndarray | None, acc_lo: int,
+               n: int, y_sums: np.ndarray, x_sums: np.ndarray) -> None:
     """Divide the first ``n`` accumulated rows by the weight sums in place and emit them in small blocks."""
     step = max(1, EMIT_BUDGET_BYTES // max(1, acc.shape[0] * acc.shape[2] * 4))
     for r0 in range(0, n, step):
@@ -322,8 +333,9 @@ def _emit_rows(emit: Emit, acc: np.ndarray, acc_var: np.ndarray | None, missing:
         for part in parts:
             part /= y_sums[acc_lo + r0:acc_lo + r1, None]
             part /= x_sums[None, None, :]
-        mask = missing[r0:r1]
-        emit(acc_lo + r0, parts[0], parts[1] if acc_var is not None else None, mask if mask.any() else None)
+        mask = None if missing is None else missing[r0:r1]
+        emit(acc_lo + r0, parts[0], parts[1] if acc_var is not None else None,
+             mask if mask is not None and mask.any() else None)
 
 
 def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: StreamSpec,

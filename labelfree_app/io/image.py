@@ -116,10 +116,10 @@ def to_canonical(data: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
     if "Y" not in axes or "X" not in axes:
         raise ValueError(f"axes must include Y and X, not {axes!r}")
     present = [axis for axis in CANONICAL_AXES_WITH_TIME if axis in axes]
-    ordered = np.transpose(data, [axes.index(axis) for axis in present])
+    ordered = data.transpose([axes.index(axis) for axis in present])  # a method: lazy arrays stay lazy
     for position, axis in enumerate(CANONICAL_AXES_WITH_TIME):
         if axis not in present:
-            ordered = np.expand_dims(ordered, position)
+            ordered = ordered[(slice(None),) * position + (None,)]
     if ordered.shape[0] == 1:
         return ordered[0], CANONICAL_AXES
     return ordered, CANONICAL_AXES_WITH_TIME

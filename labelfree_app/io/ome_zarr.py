@@ -23,6 +23,7 @@ from labelfree_app.errors import FileAccessError, ImageReadError, UnsupportedFor
 from labelfree_app.io.atomic import check_not_input, check_writable_folder, ensure_free_space, write_error
 from labelfree_app.io.channels import default_channel_names
 from labelfree_app.io.image import Image, to_canonical
+from labelfree_app.io.lazy import LazyArray
 
 OME_ZARR_SUFFIX = ".ome.zarr"
 PROVENANCE_KEY = "labelfree"  # group attribute holding {"provenance": {...}}
@@ -50,64 +51,6 @@ def is_ome_zarr(path: Path) -> bool:
 
 
 # --- reading ----------------------------------------------------------------------------------
-class LazyArray:
-    """A read-only view of an OME-Zarr array: indexing stays lazy, ``np.asarray`` reads the pixels.
-
-    Reading fills one preallocated array chunk by chunk (``dask.array.store``), so converting a
-    region needs that region's memory only; a damaged chunk becomes an ``OmeZarrError``.
-    """
-
-    def __init__(self, array: Any, path: Path) -> None:
-        self._array = array  # a dask array over the zarr store
-        self.path = path
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(int(n) for n in self._array.shape)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(self._array.dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def chunks(self) -> tuple[tuple[int, ...], ...]:
-        """The block sizes along each axis (reading whole blocks decodes each stored chunk once)."""
-        return tuple(tuple(int(n) for n in axis) for axis in self._array.chunks)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> LazyArray:
-        return LazyArray(self._array[key], self.path)
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        import dask.array as da
-
-        out = np.empty(self.shape, dtype=self.dtype)
-        try:
-            da.store(self._array, out, lock=False)
-        except Exception as exc:  # noqa: BLE001 - zarr, numcodecs and the store raise many types
-            raise OmeZarrError(f"{self.path} has a damaged or missing chunk ({type(exc).__name__}: {exc}); "
-                               f"copy or export {'the OME-Zarr' if self.path.is_dir() else 'the file'} again.",
-                               path=self.path) from exc
-        return out if dtype is None else out.astype(dtype, copy=False)
-
-    def __repr__(self) -> str:
-        return f"LazyArray(shape={self.shape}, dtype={self.dtype}, path={str(self.path)!r})"
-
-
 def _ome_attrs(group: Any) -> dict[str, Any]:
     attrs = dict(group.attrs)
     return dict(attrs.get("ome", attrs))  # NGFF 0.5 nests under "ome"; 0.4 and older do not
@@ -184,19 +127,19 @@ def _image_node(image_path: Path, source: Path) -> Any:
 
 def _read_multiscale(image_path: Path, *, channel: int | str | None, source: Path) -> Image:
     node = _image_node(image_path, source)
-    array = node.data[0]  # full resolution, a dask array over the zarr chunks
+    array = _full_resolution(node, image_path, source)
     axes_meta = node.metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
     names = [(a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta]
     if len(names) != array.ndim or not set(names) <= set("tczyx"):
         raise OmeZarrError(f"{image_path} has axes {names}, which LabelFree cannot map to T, C, Z, Y, X.",
                            path=source)
     sizes = _pixel_sizes(node.metadata, axes_meta)
-    data, axes = to_canonical(array, "".join(names).upper())  # dask: transposes stay lazy
+    data, axes = to_canonical(array, "".join(names).upper())  # transposes stay lazy
     n_channels = data.shape[axes.index("C")]
     labels = node.metadata.get("channel_names")
     channel_names = tuple(str(n) for n in labels) if labels and len(labels) == n_channels else \
         default_channel_names(n_channels)
-    image = Image(data=LazyArray(data, source), axes=axes, channel_names=channel_names,  # type: ignore[arg-type]
+    image = Image(data=data, axes=axes, channel_names=channel_names,  # type: ignore[arg-type]
                   pixel_size_um=sizes, path=source,
                   metadata={"format": "ome-zarr", "source_axes": "".join(names).upper(),
                             "source_shape": tuple(int(n) for n in array.shape),
@@ -207,6 +150,21 @@ def _read_multiscale(image_path: Path, *, channel: int | str | None, source: Pat
     picked = image.data[:, index:index + 1] if image.has_time else image.data[index:index + 1]
     return Image(data=picked, axes=image.axes, channel_names=(channel_names[index],), pixel_size_um=sizes,
                  path=source, metadata=image.metadata)
+
+
+def _full_resolution(node: Any, image_path: Path, source: Path) -> LazyArray:
+    """The first (full-resolution) dataset as a lazy array over its zarr chunks (no dask graph)."""
+    import zarr
+
+    from ome_zarr.reader import Multiscales
+
+    spec = next(spec for spec in node.specs if isinstance(spec, Multiscales))
+    try:
+        array = zarr.open_array(str(image_path / spec.datasets[0]), mode="r")
+    except Exception as exc:  # noqa: BLE001 - zarr raises several types for a missing array
+        raise OmeZarrError(f"{image_path} has no readable full-resolution array ({exc}); copy or export it again.",
+                           path=source) from exc
+    return LazyArray(array, source, error=OmeZarrError)
 
 
 def _pixel_sizes(metadata: Mapping[str, Any], axes_meta: Sequence[Any]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Huge planes for a viewer: a block-mean overview read band by band, and full-resolution regions.
 
-A (Z, Y, X) volume may be lazy (``io.ome_zarr.LazyArray``, a TIFF opened with ``lazy=True``) or a
+A (Z, Y, X) volume may be lazy (``io.lazy.LazyArray``, a TIFF opened with ``lazy=True``) or a
 numpy array; only ``volume[z, y0:y1, :]`` bands and ``volume[:, y0:y1, x0:x1]`` regions are ever
 converted, so memory stays at one band plus the overview however large the image is.
 

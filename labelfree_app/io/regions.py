@@ -4,8 +4,7 @@ Uncompressed contiguous series are read row range by row range with ``os.pread``
 not a memory map, whose pages would stay in this process's resident memory as a long time series
 is read); tiled TIFFs and compressed strip TIFFs go through tifffile's zarr store (``aszarr``), whose
 chunks are the file's tiles or strips, so reading a band of rows decodes only the tiles or strips
-that band touches. The result is
-wrapped in ``io.ome_zarr.LazyArray`` (dask underneath): slicing and transposing stay lazy and
+that band touches. The result is an ``io.lazy.LazyArray``: slicing and transposing stay lazy and
 ``np.asarray`` reads just that region.
 """
 
@@ -19,23 +18,22 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from labelfree_app.io.lazy import LazyArray
+
 # Files with more pixel bytes than this are opened lazily by ``read_image(..., lazy=True)``.
 LAZY_MIN_BYTES = 64 * 1024 * 1024
+# Rows of an uncompressed series are read at least this many bytes at a time (its "chunks").
+CONTIGUOUS_CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def lazy_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> Any:
-    """A dask array over the pixels of ``series`` (the first of the file; its own shape and axes)."""
-    import dask.array as da
-
+def lazy_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> LazyArray:
+    """A lazy array over the pixels of ``series`` (the first of the file; its own shape and axes)."""
     if series.dataoffset is not None and len(series.shape) >= 2:
         pixels = ContiguousPixels(path, int(series.dataoffset), series.shape, series.dtype.newbyteorder(tif.byteorder))
-        rows = max(1, (8 * 1024 * 1024) // max(1, pixels.shape[-1] * pixels.dtype.itemsize))
-        chunks = (1,) * (pixels.ndim - 2) + (min(rows, pixels.shape[-2]), pixels.shape[-1])
-        return da.from_array(pixels, chunks=chunks, lock=False, asarray=True, name=False)
+        return LazyArray(pixels, path)
     import zarr
 
-    store = series.aszarr()
-    return da.from_zarr(zarr.open(store, mode="r"))
+    return LazyArray(zarr.open_array(series.aszarr(), mode="r"), path)
 
 
 def is_lazy(array: Any) -> bool:
@@ -50,6 +48,8 @@ class ContiguousPixels:
         self.path, self.offset = Path(path), int(offset)
         self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
         self.ndim = len(self.shape)
+        rows = max(1, CONTIGUOUS_CHUNK_BYTES // max(1, self.shape[-1] * self.dtype.itemsize))
+        self.chunks = (1,) * (self.ndim - 2) + (min(rows, self.shape[-2]), self.shape[-1])
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)

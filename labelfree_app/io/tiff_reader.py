@@ -228,11 +228,7 @@ def _read_series(
         pixels = reduce_rgb(pixels, targets.index("S"), rgb, path)
         targets = targets.replace("S", "")
     data, axes = to_canonical(pixels, targets)
-    if lazy:
-        from labelfree_app.io.ome_zarr import LazyArray
-
-        data = LazyArray(data, path)  # float images with no finite value are refused when normalized
-    else:
+    if not lazy:  # a lazy float image with no finite value is refused when normalized
         check_has_pixels(data, path)
 
     metadata: dict[str, object] = {
@@ -266,7 +262,7 @@ def _read_series(
 
 def _lazy_pixels(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, layout: AxisLayout,
                  picked: int | None, path: Path, open_lazy: Any) -> Any:
-    """The series as a lazy (dask) array, only ``picked`` kept on the C axis; extents checked first."""
+    """The series as a lazy array, only ``picked`` kept on the C axis; extents checked first."""
     _check_series_extent(tif, series, path)
     pixels = open_lazy(tif, series, path)
     if picked is not None and "C" in layout.targets:

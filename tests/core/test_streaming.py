@@ -186,7 +186,7 @@ def test_streamed_tta_and_stacks_equal_the_whole_image_path(tmp_path, rng):
 @pytest.mark.parametrize("layout", ["tiled", "zlib strips", "plain"])
 def test_big_tiffs_are_read_lazily_with_the_same_pixels(tmp_path, rng, monkeypatch, layout):
     from labelfree_app.io import regions
-    from labelfree_app.io.ome_zarr import LazyArray
+    from labelfree_app.io.lazy import LazyArray
 
     monkeypatch.setattr(regions, "LAZY_MIN_BYTES", 0)
     monkeypatch.setattr(tifffile, "memmap", None)  # plain files are read by pread: no map to keep in memory
@@ -243,20 +243,20 @@ def test_a_time_series_streams_one_plane_at_a_time_and_equals_run(tmp_path, rng)
 class ChunkedRows(GuardedArray):
     """A lazy-looking (C, Y, X) array stored in row chunks; records the rows each read covers."""
 
-    chunks = property(lambda self: ((self._array.shape[0],), (32,) * -(-self._array.shape[1] // 32),
+    chunk_rows = 32
+    chunks = property(lambda self: ((self._array.shape[0],),
+                                    (self.chunk_rows,) * -(-self._array.shape[1] // self.chunk_rows),
                                     (self._array.shape[2],)))
 
     def __getitem__(self, key: Any) -> ChunkedRows:
-        return ChunkedRows(self._array[key], self.limit, self.reads)
+        view = type(self)(self._array[key], self.limit, self.reads)
+        view.chunk_rows = self.chunk_rows
+        return view
 
 
-def test_band_reads_take_each_row_once_in_whole_chunks(rng):
-    image = rng.normal(size=(1, 300, 70)).astype(np.float32)
-    source = ChunkedRows(image, limit=10**9)
-    grid = TileGrid.create((300, 70), 48, 16, multiple_of=8, margin=4)  # tile rows overlap by 16 rows
+def _streamed_equals_tiled(image: np.ndarray, source: Any) -> None:
+    grid = TileGrid.create(image.shape[1:], 48, 16, multiple_of=8, margin=4)  # tile rows overlap by 16 rows
     streamed, _, _ = _stream(source, grid, fit_normalizer(image))
-    assert sum(source.reads) == image.size  # overlapping tile rows reuse the rows already read
-    assert all(n % (32 * 70) == 0 for n in source.reads[:-1])  # whole row chunks, the last one may be short
     gen = iter_predict_tiled(fit_normalizer(image).apply(image), box_predict, tile_shape=48, overlap=16,
                              multiple_of=8, margin=4)
     try:
@@ -266,22 +266,35 @@ def test_band_reads_take_each_row_once_in_whole_chunks(rng):
         np.testing.assert_allclose(streamed, stop.value, rtol=1e-5, atol=1e-5)
 
 
+def test_band_reads_take_each_row_once(rng):
+    image = rng.normal(size=(1, 300, 70)).astype(np.float32)
+    source = ChunkedRows(image, limit=10**9)  # 32-row chunks, 48-row bands: a cut chunk is decoded again
+    _streamed_equals_tiled(image, source)
+    assert sum(source.reads) == image.size  # overlapping tile rows reuse the rows already read
+    assert max(source.reads) <= 48 * 70  # never more than a band at once
+
+
+def test_chunks_many_bands_tall_are_read_whole_once(rng):
+    image = rng.normal(size=(1, 300, 70)).astype(np.float32)
+    source = ChunkedRows(image, limit=10**9)
+    source.chunk_rows = 256  # more than REDECODE_MAX_RATIO bands of 48 rows: one strip for most of the image
+    _streamed_equals_tiled(image, source)
+    assert source.reads == [256 * 70, 44 * 70]  # each chunk read whole, once
+
+
 class ChunkedTiles(ChunkedRows):
     """A lazy-looking (C, Y, X) array stored in 32×16 chunks (a tiled TIFF's layout)."""
 
     chunks = property(lambda self: ((self._array.shape[0],), (32,) * -(-self._array.shape[1] // 32),
                                     (16,) * -(-self._array.shape[2] // 16)))
 
-    def __getitem__(self, key: Any) -> ChunkedTiles:
-        return ChunkedTiles(self._array[key], self.limit, self.reads)
 
-
-def test_the_band_buffer_is_allocated_once_and_reads_are_whole_chunks(rng, monkeypatch):
+def test_the_band_buffer_is_allocated_once_and_holds_one_band(rng, monkeypatch):
     from labelfree_app.core import streaming
 
-    monkeypatch.setattr(streaming, "READ_BLOCK_BYTES", 32 * 48 * 4)  # three 32×16 float32 chunks per read
+    monkeypatch.setattr(streaming, "READ_BLOCK_BYTES", 32 * 48 * 4)  # about three 32×16 float32 chunks per read
     image = rng.normal(size=(1, 300, 70)).astype(np.float32)
-    source = ChunkedTiles(image, limit=32 * 48)  # a read of more than one block raises
+    source = ChunkedTiles(image, limit=32 * 48)  # a read of more than that raises
     reader = streaming._RowReader(source, 48)
     buffers = set()
     for lo in range(0, 300 - 48 + 1, 32):
@@ -289,7 +302,7 @@ def test_the_band_buffer_is_allocated_once_and_reads_are_whole_chunks(rng, monke
         np.testing.assert_array_equal(rows, image[:, lo:lo + 48])
         assert reader.buffer is not None and np.shares_memory(rows, reader.buffer)
         buffers.add(id(reader.buffer))
-    assert len(buffers) == 1 and reader.buffer.shape[1] == 48 + 32 - 1  # a tile row plus one row chunk
+    assert len(buffers) == 1 and reader.buffer.shape[1] == 48  # one band of rows, no read-ahead
     assert sum(source.reads) == image[:, :reader.hi].size  # every row read once
 
 

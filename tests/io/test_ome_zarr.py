@@ -19,7 +19,8 @@ from labelfree_app.batch.verify import check_output
 from labelfree_app.cli.main import main
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.io import read_image
-from labelfree_app.io.ome_zarr import LazyArray, OmeZarrError, read_ome_zarr_provenance
+from labelfree_app.io.lazy import LazyArray
+from labelfree_app.io.ome_zarr import OmeZarrError, read_ome_zarr_provenance
 from tests.factories import make_unet_package
 
 WINDOW = {"min": 0, "max": 65535, "start": 0, "end": 4000}
