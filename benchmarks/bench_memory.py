@@ -90,7 +90,7 @@ def make_model(folder: Path) -> Path:
 
 
 def measure(repo: Path, image: Path, model: Path, out: Path, extra: list[str]) -> tuple[float, int, str]:
-    """(peak RSS GB from the kernel, exit code, last stderr line) of one `labelfree predict`."""
+    """(peak RSS MiB from the kernel, exit code, last stderr line) of one `labelfree predict`."""
     env = {**os.environ, "PYTHONPATH": str(repo)}
     cmd = [sys.executable, "-c", CLI, "predict", str(image), "-o", str(out), "--model", str(model), "-q", *extra]
     proc = subprocess.Popen(cmd, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -98,7 +98,7 @@ def measure(repo: Path, image: Path, model: Path, out: Path, extra: list[str]) -
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     last = (err.strip().splitlines() or [""])[-1]
-    return usage.ru_maxrss * 1024 / 1e9, proc.returncode, last
+    return usage.ru_maxrss / 1024, proc.returncode, last
 
 
 def main() -> None:
@@ -125,7 +125,8 @@ def main() -> None:
             cases.append(("13×8192² z-stack, isl-dapi-unet", work / "c13_8192.ome.tif",
                           REPO_ROOT / "resources" / "models" / "isl-dapi-unet", []))
         print(f"repo: {args.repo}  model: {model.name}")
-        print(f"{'input':42s} {'input MB':>9s} {'peak RSS GB':>12s} {'s':>7s}")
+        print(f"{'input':42s} {'input MB':>9s} {'peak RSS MiB':>13s} {'s':>7s}")
+        tiled_peaks: list[float] = []
         for label, path, case_model, extra in cases:
             name = path.name
             if name.startswith("tiled_"):
@@ -141,9 +142,13 @@ def main() -> None:
             start = time.perf_counter()
             peak, code, last = measure(args.repo, path, case_model, out, extra)
             status = "" if code == 0 else f"  (exit {code}: {last})"
-            print(f"{label:42s} {size_mb:9.0f} {peak:12.2f} {time.perf_counter() - start:7.1f}{status}", flush=True)
+            print(f"{label:42s} {size_mb:9.0f} {peak:13.0f} {time.perf_counter() - start:7.1f}{status}", flush=True)
+            if name.startswith("tiled_") and code == 0:
+                tiled_peaks.append(peak)
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        if len(tiled_peaks) > 1:
+            print(f"tiled TIFF sizes: largest/smallest peak {max(tiled_peaks) / min(tiled_peaks):.3f} (target ≤ 1.10)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

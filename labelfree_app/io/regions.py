@@ -24,6 +24,8 @@ from labelfree_app.io.lazy import LazyArray
 LAZY_MIN_BYTES = 64 * 1024 * 1024
 # Rows of an uncompressed series are read at least this many bytes at a time (its "chunks").
 CONTIGUOUS_CHUNK_BYTES = 8 * 1024 * 1024
+# Series with more tiles and strips than this (16 bytes each to remember) go through tifffile's zarr store.
+MAX_INDEXED_SEGMENTS = 1 << 20
 
 
 def lazy_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: Path) -> LazyArray:
@@ -31,7 +33,9 @@ def lazy_series(tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, path: P
     if series.dataoffset is not None and len(series.shape) >= 2:
         pixels = ContiguousPixels(path, int(series.dataoffset), series.shape, series.dtype.newbyteorder(tif.byteorder))
         return LazyArray(pixels, path)
-    import zarr
+    if TiffSegments.handles(series):
+        return LazyArray(TiffSegments(series, path), path)
+    import zarr  # planar samples, volumetric tiles, vendor layouts: tifffile's zarr store knows them all
 
     return LazyArray(zarr.open_array(series.aszarr(), mode="r"), path)
 
@@ -73,3 +77,84 @@ class ContiguousPixels:
             finally:
                 os.close(fd)
         return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
+
+
+class TiffSegments:
+    """A tiled or strip TIFF series of one-sample 2-D pages, read segment by segment.
+
+    Each region decodes just the tiles or strips it touches with tifffile's own decoder
+    (``TiffPage.decode``, every compression and predictor tifffile knows), reading their bytes with
+    ``os.pread``, so reads are thread-safe and hold nothing between calls. The segment offsets of
+    every page are noted when the file is opened. A tile that a region cuts across is decoded whole
+    and cropped; an empty tile reads as the file's no-data value."""
+
+    def __init__(self, series: tifffile.TiffPageSeries, path: Path) -> None:
+        key = series.keyframe
+        self.path = Path(path)
+        self.shape = tuple(int(n) for n in series.shape)
+        self.dtype = np.dtype(series.dtype)
+        self.ndim = len(self.shape)
+        height, width = self.shape[-2:]
+        self._tile = (int(key.tilelength), int(key.tilewidth)) if key.is_tiled else \
+            (min(int(key.rowsperstrip or height), height), width)
+        self.chunks = (1,) * (self.ndim - 2) + self._tile
+        self._across = -(-width // self._tile[1])
+        self._decode, self._jpegtables, self._nodata = key.decode, key.jpegtables, key.nodata
+        pages = [series[i] for i in range(len(series))]
+        self._offsets = np.array([page.dataoffsets for page in pages], dtype=np.int64)
+        self._counts = np.array([page.databytecounts for page in pages], dtype=np.int64)
+
+    @staticmethod
+    def handles(series: tifffile.TiffPageSeries) -> bool:
+        """Whether this reader fits the series (else tifffile's zarr store is used)."""
+        key = series.keyframe
+        simple = (key.samplesperpixel == 1 and getattr(key, "imagedepth", 1) == 1 and len(key.shape) == 2
+                  and series.transform is None and not series.is_multifile and tuple(series.shape[-2:]) == key.shape)
+        segments = len(key.dataoffsets) * len(series)
+        return bool(simple and len(series) == int(np.prod(series.shape[:-2], dtype=np.int64))
+                    and segments <= MAX_INDEXED_SEGMENTS)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        ranges = [range(*(k if isinstance(k, slice) else slice(int(k), int(k) + 1)).indices(n))
+                  for k, n in zip(key, self.shape)]
+        out = np.zeros(tuple(len(r) for r in ranges), dtype=self.dtype.newbyteorder("="))
+        rows, columns = ranges[-2], ranges[-1]
+        if out.size:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
+                                        itertools.product(*ranges[:-2])):
+                    page = int(np.ravel_multi_index(index, self.shape[:-2])) if index else 0
+                    self._read_page(fd, page, rows, columns, out[where])
+            finally:
+                os.close(fd)
+        return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
+
+    def _read_page(self, fd: int, page: int, rows: range, columns: range, out: np.ndarray) -> None:
+        """Decode the segments of one page that ``rows`` × ``columns`` touch into ``out``."""
+        tile_h, tile_w = self._tile
+        for ty in np.unique(np.arange(rows.start, rows.stop, rows.step) // tile_h):
+            for tx in np.unique(np.arange(columns.start, columns.stop, columns.step) // tile_w):
+                index = int(ty) * self._across + int(tx)
+                offset, count = int(self._offsets[page, index]), int(self._counts[page, index])
+                data = os.pread(fd, count, offset) if offset and count else None
+                segment, position, _ = self._decode(data, index, jpegtables=self._jpegtables)
+                y0, x0 = int(position[2]), int(position[3])
+                r0, r1 = _run(rows, y0, y0 + tile_h)
+                c0, c1 = _run(columns, x0, x0 + tile_w)
+                target = out[r0:r1, c0:c1]
+                if segment is None:
+                    target[...] = self._nodata
+                    continue
+                plane = segment[0, :, :, 0]
+                target[...] = plane[rows.start + r0 * rows.step - y0::rows.step][:r1 - r0,
+                                    columns.start + c0 * columns.step - x0::columns.step][:, :c1 - c0]
+
+
+def _run(selected: range, lo: int, hi: int) -> tuple[int, int]:
+    """Positions k0:k1 in ``selected`` (a forward range) of the values in [lo, hi)."""
+    k0 = max(0, -(-(lo - selected.start) // selected.step))
+    k1 = min(len(selected), max(0, -(-(hi - selected.start) // selected.step)))
+    return k0, max(k0, k1)

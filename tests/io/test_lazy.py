@@ -106,16 +106,71 @@ def test_a_read_failure_is_one_sentence(tmp_path: Path) -> None:
         np.asarray(lazy[1:3])
 
 
-def test_a_big_tiled_tiff_opens_lazily_without_dask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_big_tiled_tiff_opens_lazily_without_dask_or_zarr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("labelfree_app.io.regions.LAZY_MIN_BYTES", 1024)
     pixels = np.random.default_rng(0).integers(0, 4000, (3, 300, 260), dtype=np.uint16)
     path = tmp_path / "stack.ome.tif"
     tifffile.imwrite(path, pixels, tile=(64, 64), bigtiff=True, ome=True, metadata={"axes": "ZYX"},
                      compression="zlib")
-    modules_before = {name for name in sys.modules if name.startswith("dask")}
+    modules_before = {name for name in sys.modules if name.startswith(("dask", "zarr"))}
     image = read_image(path, lazy=True)
     assert isinstance(image.data, LazyArray)
     assert image.data.chunks[-2][0] == 64 and image.data.chunks[-1][0] == 64
     np.testing.assert_array_equal(np.asarray(image.data[0, 1, 100:200, 7:250]), pixels[1, 100:200, 7:250])
     np.testing.assert_array_equal(np.asarray(image.data[0, :, ::5, ::3]), pixels[:, ::5, ::3])
-    assert {name for name in sys.modules if name.startswith("dask")} == modules_before
+    assert {name for name in sys.modules if name.startswith(("dask", "zarr"))} == modules_before
+
+
+LAYOUTS = {
+    "tiles": dict(tile=(64, 32)),
+    "zlib strips": dict(rowsperstrip=7, compression="zlib"),
+    "lzw tiles with predictor": dict(tile=(32, 48), compression="lzw", predictor=True),
+    "one zlib strip": dict(rowsperstrip=1000, compression="zlib"),
+    "big-endian zlib tiles": dict(tile=(64, 64), byteorder=">", compression="zlib"),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_tiff_segments_read_regions_as_tifffile_does(tmp_path: Path, layout: str) -> None:
+    from labelfree_app.io.regions import TiffSegments
+
+    pixels = np.random.default_rng(1).integers(0, 60000, (3, 301, 257), dtype=np.uint16)
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, pixels, photometric="minisblack", **LAYOUTS[layout])
+    with tifffile.TiffFile(path) as tif:
+        assert TiffSegments.handles(tif.series[0])
+        reader = TiffSegments(tif.series[0], path)
+    # the file is closed: every read opens it again
+    for key in [(slice(None),), (1, slice(10, 200, 3), slice(5, 250, 7)), (slice(0, 3, 2), slice(300, 301)),
+                (2,), (0, 5, slice(None, None, 100))]:
+        np.testing.assert_array_equal(reader[key], pixels[key])
+
+
+def test_empty_tiles_read_as_zero(tmp_path: Path) -> None:
+    from labelfree_app.io.regions import TiffSegments
+
+    pixels = np.full((2, 100, 100), 7, np.uint16)
+    path = tmp_path / "sparse.tif"
+    tifffile.imwrite(path, pixels, tile=(32, 32), photometric="minisblack")
+    with tifffile.TiffFile(path, mode="r+b") as tif:  # the second page's tiles become empty (never written)
+        counts = tif.pages[1].tags["TileByteCounts"]
+        counts.overwrite([0] * len(counts.value))
+    with tifffile.TiffFile(path) as tif:
+        reader = TiffSegments(tif.series[0], path)
+    np.testing.assert_array_equal(reader[:, 20:90], np.stack([pixels[0, 20:90], np.zeros((70, 100), np.uint16)]))
+
+
+def test_a_damaged_tile_is_one_sentence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("labelfree_app.io.regions.LAZY_MIN_BYTES", 1024)
+    pixels = np.random.default_rng(2).integers(0, 4000, (200, 200), dtype=np.uint16)
+    path = tmp_path / "scan.tif"
+    tifffile.imwrite(path, pixels, tile=(64, 64), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].dataoffsets[5]
+    with open(path, "r+b") as handle:  # garble the zlib stream of tile 5
+        handle.seek(offset)
+        handle.write(b"\xff" * 16)
+    image = read_image(path, lazy=True)
+    np.testing.assert_array_equal(np.asarray(image.data[0, 0, :64]), pixels[:64])  # tiles 0-3 are fine
+    with pytest.raises(CorruptImageError, match="damaged or missing chunk"):
+        np.asarray(image.data[0, 0, 64:128])
