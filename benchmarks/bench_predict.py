@@ -93,7 +93,6 @@ def engine_settings():
 
 def backend_ratios(tile: int = 512) -> dict:
     """One fnet-sized forward on a tile: eager, channels_last, bf16, torch.compile, ONNX Runtime."""
-    import numpy as np
     import torch
 
     from labelfree_app.models.onnx_backend import OnnxModule

@@ -5,7 +5,8 @@
 #   bash packaging/smoke_test.sh           test what packaging/build holds
 #   bash packaging/smoke_test.sh --build   build the bundle and both installers first
 #
-# 1. the frozen `labelfree --self-test` passes (every bundled model on the demo input);
+# 1. the frozen `labelfree --self-test` passes (every bundled model on the demo input), and the
+#    frozen `labelfree predict` reads a TIFF too big to read whole and an OME-Zarr (lazy readers);
 # 2. the frozen GUI shows its main window under Xvfb (seconds to the window, a screenshot);
 # 3. `dpkg -i` then `dpkg -r` of the .deb leaves no file behind in /opt, /usr, /etc;
 # 4. the .run installs into a normal user's ~/.local, `labelfree self-test` passes there, and
@@ -44,6 +45,40 @@ else
     fail "frozen --self-test: $(cat "$RESULTS/selftest.log")"
 fi
 rm -rf "$home"
+
+# --- 1b. lazy inputs: a 6144² tiled zlib TIFF (72 MiB of pixels: read region by region) and an OME-Zarr
+if [ -x "$ROOT/.venv/bin/python" ]; then
+    inputs="$RESULTS/inputs"
+    mkdir -p "$inputs"
+    "$ROOT/.venv/bin/python" - "$DEMO" "$inputs" <<'PY'
+import sys
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from labelfree_app.io import read_image
+from labelfree_app.io.ome_zarr import write_ome_zarr
+
+demo, folder = read_image(sys.argv[1]), Path(sys.argv[2])
+phase = np.asarray(demo.data[0, 0])
+tifffile.imwrite(folder / "big_phase.tif", np.tile(phase, (12, 12)), tile=(512, 512), compression="zlib")
+write_ome_zarr(folder / "demo.ome.zarr", np.asarray(demo.data), "CZYX", channel_names=demo.channel_names)
+PY
+    for input in big_phase.tif demo.ome.zarr; do
+        home="$(mktemp -d)"
+        if LABELFREE_HOME="$home" "$BUNDLE/labelfree" predict "$inputs/$input" -m lf-nuclei-2d --channel 0 --device cpu \
+                -o "$RESULTS/lazy" -q > "$RESULTS/lazy-$input.log" 2>&1; then
+            ok "frozen predict read $input: $(tail -1 "$RESULTS/lazy-$input.log")"
+        else
+            fail "frozen predict of $input: $(tail -3 "$RESULTS/lazy-$input.log")"
+        fi
+        rm -rf "$home"
+    done
+    rm -rf "$inputs" "$RESULTS/lazy"
+else
+    skip "lazy-input predictions (no .venv to write the inputs with)"
+fi
 
 # Debian packages named in the .deb's Depends that are not installed (the Qt xcb plugin needs most).
 missing_depends() {

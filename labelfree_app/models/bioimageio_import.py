@@ -232,7 +232,6 @@ def build_manifest(source: Path, descr: Any, model_id: str | None) -> tuple[dict
 def reproduce_test(source: Path, descr: Any, package: ModelPackage) -> float:
     """Run the model's own test input through LabelFree (normalize the whole input, one pass of the
     network) and compare with its test output; returns the largest error, refuses beyond tolerance."""
-    from bioimageio.spec.utils import get_reader
 
     from labelfree_app.core.normalize import Normalizer
 
