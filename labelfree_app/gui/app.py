@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -121,6 +122,20 @@ def process_age_s() -> float:
     return time.time() - psutil.Process().create_time()
 
 
+def _sweep_stale_runs() -> None:
+    """Remove huge-image predictions a crashed or killed window left in the cache (off the GUI thread)."""
+    from labelfree_app.gui.streamed_run import sweep_stale_runs
+
+    try:
+        removed = sweep_stale_runs()
+    except OSError as exc:  # a cache the user cannot list: nothing to clean, nothing to tell
+        logging.getLogger(__name__).info("could not clean the prediction cache: %s", exc)
+        return
+    if removed:
+        logging.getLogger(__name__).info("removed %d prediction folder(s) left by a window that did not close: %s",
+                                         len(removed), ", ".join(str(p) for p in removed))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the GUI; returns the exit code."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -148,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     if splash is not None:
         splash.finish(window)
+    threading.Thread(target=_sweep_stale_runs, name="sweep-stale-runs", daemon=True).start()
     if args.files:
         window.open_paths(args.files)
     if args.startup_time:

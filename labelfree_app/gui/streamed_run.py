@@ -6,20 +6,29 @@ into a tiled OME-TIFF with its provenance), into a fresh run folder under
 ``saved_results_folder(input)`` in the cache. The window shows that file as an overview and
 Export copies it, so the file is the one `labelfree predict` writes for the same input and model.
 A cancelled or failed run leaves nothing; the window removes a result's folder when the result is
-replaced or the window closes (``discard``). Diffusion and 3D models predict whole images in
-memory and are refused with one sentence.
+replaced or the window closes (``discard``). A window that never got to close (a crash, a kill, a
+power cut) leaves its run folder behind: each run folder names its owner process (``OWNER_FILE``),
+and the next window to start removes the folders whose owner no longer runs (``sweep_stale_runs``).
+Diffusion and 3D models predict whole images in memory and are refused with one sentence.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 RUN_PREFIX = "run-"
+OWNER_FILE = "owner.json"  # {"pid": ..., "started": the process's start time}
+# A run folder without an owner note (an older version's, or one a crash cut off before the note)
+# is left alone this long after its last change.
+UNOWNED_GRACE_S = 24 * 3600
 
 
 def too_large_to_run(name: str, shape: Sequence[int]) -> str:
@@ -65,6 +74,51 @@ def saved_results_folder(input_path: Path) -> Path:
     return user_cache_dir() / "predictions" / digest
 
 
+def mark_owner(run_dir: Path) -> None:
+    """Note in ``run_dir`` that this process owns it (so a later window can tell it from a crash's)."""
+    import psutil
+
+    note = {"pid": os.getpid(), "started": psutil.Process().create_time()}
+    (Path(run_dir) / OWNER_FILE).write_text(json.dumps(note), encoding="utf-8")
+
+
+def _owner_alive(run_dir: Path) -> bool:
+    import psutil
+
+    try:
+        note = json.loads((run_dir / OWNER_FILE).read_text(encoding="utf-8"))
+        pid, started = int(note["pid"]), float(note["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return time.time() - run_dir.stat().st_mtime < UNOWNED_GRACE_S
+        except OSError:
+            return True
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 1.0  # the same process, not a reused pid
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+
+
+def sweep_stale_runs(root: Path | None = None) -> list[Path]:
+    """Remove the run folders (and then empty input folders) under ``root`` (default: the cache's
+    ``predictions`` folder) whose owner process no longer runs; returns the folders removed."""
+    from labelfree_app.paths import user_cache_dir
+
+    root = Path(root) if root is not None else user_cache_dir() / "predictions"
+    removed: list[Path] = []
+    for run_dir in sorted(root.glob(f"*/{RUN_PREFIX}*")) if root.is_dir() else []:
+        if run_dir.is_dir() and not _owner_alive(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not run_dir.exists():
+                removed.append(run_dir)
+    for folder in {run_dir.parent for run_dir in removed}:
+        try:
+            folder.rmdir()  # only when empty: another input's runs or a live run stay
+        except OSError:
+            pass
+    return removed
+
+
 def discard(result: Any) -> None:
     """Remove the run folder of a ``SavedResult`` (only a run folder this module made; else nothing)."""
     if isinstance(result, SavedResult) and result.prediction.parent.name.startswith(RUN_PREFIX):
@@ -96,6 +150,7 @@ def predict_to_file(image: Any, package: Any, settings: dict[str, Any], inputs: 
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=folder))
     entry = BatchInput(files[0], planes=tuple(files) if len(files) > 1 else ())
     try:
+        mark_owner(run_dir)
         row = yield from run_job(BatchJob(0, entry, model_ref(package)), run_dir, options, engines)
         if row.status != "done":
             raise LabelFreeError(row.error or f"Predicting {files[0].name} failed.", path=files[0])

@@ -197,3 +197,38 @@ def test_run_on_a_huge_image_with_a_diffusion_or_3d_model_is_refused_in_one_sent
     assert not huge_window.runner.is_running() and not saved_results_folder(scan).exists()
     with pytest.raises(SettingsError, match="choose a 2D U-Net model"):  # the backend refuses as well
         next(huge_window.backend.predict_to_file(huge_window.file_list.current().image, model_id, {}, [scan]))
+
+
+def test_a_run_folder_names_its_owner_and_a_crashed_windows_folders_are_swept(qtbot, huge_window, scan, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from labelfree_app.gui.streamed_run import OWNER_FILE, RUN_PREFIX, UNOWNED_GRACE_S, sweep_stale_runs
+
+    _open(qtbot, huge_window, scan)
+    assert _run(qtbot, huge_window) == "done"
+    live = huge_window.file_list.current().result.prediction.parent
+    assert json.loads((live / OWNER_FILE).read_text())["pid"] == os.getpid()
+
+    root = saved_results_folder(scan).parent
+    crashed = root / "0123456789abcdef" / f"{RUN_PREFIX}crashed"  # a window that was killed mid-session
+    crashed.mkdir(parents=True)
+    (crashed / "big__model.ome.tif").write_bytes(b"x" * 1000)
+    child = subprocess.run([sys.executable, "-c", "import os, psutil, json; print(json.dumps({'pid': os.getpid(), "
+                            "'started': psutil.Process().create_time()}))"], capture_output=True, text=True, check=True)
+    (crashed / OWNER_FILE).write_text(child.stdout)  # its owner has exited since
+    reused = root / "0123456789abcdef" / f"{RUN_PREFIX}reused-pid"  # a live pid, but not the process that wrote it
+    reused.mkdir()
+    (reused / OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "started": 12.0}))
+    old, recent = (root / "fedcba9876543210" / f"{RUN_PREFIX}{name}" for name in ("old", "recent"))
+    for folder in (old, recent):  # folders without a note (an older version's) go after a grace period
+        folder.mkdir(parents=True)
+    os.utime(old, (time.time() - UNOWNED_GRACE_S - 60,) * 2)
+
+    removed = sweep_stale_runs(root)
+    assert sorted(removed) == sorted([crashed, reused, old])
+    assert live.is_dir() and recent.is_dir()  # this window's run and a fresh unowned one stay
+    assert not (root / "0123456789abcdef").exists()  # an input folder left empty goes too
+    assert sweep_stale_runs(tmp_path / "no-cache-yet") == []
