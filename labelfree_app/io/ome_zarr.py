@@ -1,8 +1,9 @@
 """OME-Zarr in and out: lazy reading (one image, or one position of a plate) and pyramid writing.
 
-Reading uses ``ome-zarr``'s reader (any NGFF version it knows, Zarr v2 or v3); ``Image.data`` is a
-``LazyArray`` whose pixels are read only when indexed and converted (``np.asarray``), so picking one
-channel of one time point reads only that. Writing builds an NGFF 0.5 multiscale image with
+Reading takes the NGFF metadata (0.1 to 0.5, Zarr v2 or v3) from the group attributes and opens the
+full-resolution array with ``zarr`` (not ``ome-zarr``, whose import alone costs dask's ~70 MB);
+``Image.data`` is a ``LazyArray`` whose pixels are read only when indexed and converted
+(``np.asarray``), so picking one channel of one time point reads only that. Writing builds an NGFF 0.5 multiscale image with
 ``zarr`` chunk row by chunk row into a temp folder next to the target, renamed when complete;
 the provenance goes into the group attributes under ``labelfree``.
 """
@@ -107,36 +108,43 @@ def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str
     return _read_multiscale(image_path, channel=channel, source=path)
 
 
-def _image_node(image_path: Path, source: Path) -> Any:
-    from ome_zarr.io import parse_url
-    from ome_zarr.reader import Multiscales, Reader
-
-    location = parse_url(str(image_path), mode="r")
-    if location is None:
-        raise UnsupportedFormatError(f"{image_path} is not an OME-Zarr image; export it as OME-Zarr.", path=source)
+def _image_metadata(image_path: Path, source: Path) -> tuple[str, dict[str, Any]]:
+    """(full-resolution dataset path, metadata) of an NGFF image group: its axes (names, with type and
+    unit from NGFF 0.4 on; none before 0.3, meaning t, c, z, y, x), the datasets' coordinate
+    transforms and the OMERO channel labels, read from the group attributes with zarr. Not with
+    ome-zarr: importing it imports dask (~70 MB), and its ``Reader`` opens every pyramid level."""
+    attrs = _ome_attrs(_open_group(image_path))
     try:
-        for node in Reader(location)():
-            if any(isinstance(spec, Multiscales) for spec in node.specs) and node.data:
-                return node
-    except Exception as exc:  # noqa: BLE001 - ome-zarr raises KeyError/ValueError/FileNotFound for gaps
-        raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (an array or its metadata is "
-                           f"missing: {exc}); copy or export it again.", path=source) from exc
-    raise OmeZarrError(f"{image_path} holds no image array (its multiscales array is missing); copy or "
-                       "export it again.", path=source)
+        first = attrs["multiscales"][0]
+        datasets = first["datasets"]
+        path = str(datasets[0]["path"])
+    except (KeyError, IndexError, TypeError) as exc:
+        raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (its multiscales metadata is missing "
+                           f"{exc}); copy or export it again.", path=source) from exc
+    axes = first.get("axes") or []
+    metadata: dict[str, Any] = {"axes": [a if isinstance(a, dict) else {"name": str(a)} for a in axes]}
+    transforms = [d.get("coordinateTransformations") for d in datasets if isinstance(d, dict)]
+    if any(t is not None for t in transforms):
+        metadata["coordinateTransformations"] = transforms
+    channels = (attrs.get("omero") or {}).get("channels")
+    if isinstance(channels, list):
+        metadata["channel_names"] = [str(ch.get("label")) if isinstance(ch, dict) and ch.get("label") is not None
+                                     else f"channel_{i}" for i, ch in enumerate(channels)]
+    return path, metadata
 
 
 def _read_multiscale(image_path: Path, *, channel: int | str | None, source: Path) -> Image:
-    node = _image_node(image_path, source)
-    array = _full_resolution(node, image_path, source)
-    axes_meta = node.metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
-    names = [(a["name"] if isinstance(a, dict) else str(a)).lower() for a in axes_meta]
-    if len(names) != array.ndim or not set(names) <= set("tczyx"):
+    dataset, metadata = _image_metadata(image_path, source)
+    array = _full_resolution(image_path / dataset, image_path, source)
+    axes_meta = metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
+    names = [str(a.get("name", "?")).lower() for a in axes_meta]
+    if len(names) != array.ndim or not set(names) <= set("tczyx") or len(set(names)) != len(names):
         raise OmeZarrError(f"{image_path} has axes {names}, which LabelFree cannot map to T, C, Z, Y, X.",
                            path=source)
-    sizes = _pixel_sizes(node.metadata, axes_meta)
+    sizes = _pixel_sizes(metadata, axes_meta)
     data, axes = to_canonical(array, "".join(names).upper())  # transposes stay lazy
     n_channels = data.shape[axes.index("C")]
-    labels = node.metadata.get("channel_names")
+    labels = metadata.get("channel_names")
     channel_names = tuple(str(n) for n in labels) if labels and len(labels) == n_channels else \
         default_channel_names(n_channels)
     image = Image(data=data, axes=axes, channel_names=channel_names,  # type: ignore[arg-type]
@@ -152,18 +160,15 @@ def _read_multiscale(image_path: Path, *, channel: int | str | None, source: Pat
                  path=source, metadata=image.metadata)
 
 
-def _full_resolution(node: Any, image_path: Path, source: Path) -> LazyArray:
-    """The first (full-resolution) dataset as a lazy array over its zarr chunks (no dask graph)."""
+def _full_resolution(array_path: Path, image_path: Path, source: Path) -> LazyArray:
+    """The full-resolution dataset as a lazy array over its zarr chunks (no dask graph)."""
     import zarr
 
-    from ome_zarr.reader import Multiscales
-
-    spec = next(spec for spec in node.specs if isinstance(spec, Multiscales))
     try:
-        array = zarr.open_array(str(image_path / spec.datasets[0]), mode="r")
+        array = zarr.open_array(str(array_path), mode="r")
     except Exception as exc:  # noqa: BLE001 - zarr raises several types for a missing array
-        raise OmeZarrError(f"{image_path} has no readable full-resolution array ({exc}); copy or export it again.",
-                           path=source) from exc
+        raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (its full-resolution array is missing: "
+                           f"{exc}); copy or export it again.", path=source) from exc
     return LazyArray(array, source, error=OmeZarrError)
 
 

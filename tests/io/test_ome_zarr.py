@@ -54,6 +54,28 @@ def test_an_image_written_by_ome_zarr_reads_back_with_names_and_pixel_sizes(tmp_
     assert np.array_equal(np.asarray(image.channel("DAPI")), pixels[1])
 
 
+def test_ngff_04_on_zarr_v2_reads_back_the_same_without_importing_dask(tmp_path, pixels):
+    import subprocess
+    import sys
+
+    from ome_zarr.format import FormatV04
+
+    path = tmp_path / "old.ome.zarr"
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    write_image(pixels, group, axes="czyx", scale_factors=[2], fmt=FormatV04(),
+                scale={"c": 1.0, "z": 2.0, "y": 0.5, "x": 250.0},
+                axes_units={"z": "micrometer", "y": "micrometer", "x": "nanometer"}, omero=_omero("BF", "DAPI"))
+    assert (path / ".zattrs").is_file()  # Zarr v2 layout, NGFF 0.4 metadata
+    image = read_image(path, channel="DAPI")
+    assert image.channel_names == ("DAPI",) and image.pixel_size_um == pytest.approx({"Z": 2.0, "Y": 0.5, "X": 0.25})
+    assert np.array_equal(np.asarray(image.data)[0], pixels[1])
+
+    probe = ("import sys; from labelfree_app.io import read_image; import numpy as np; "
+             f"np.asarray(read_image({str(path)!r}).data); print(sorted(m for m in sys.modules if m.startswith('dask')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # metadata from the group attributes, pixels through zarr: no dask
+
+
 def test_a_time_series_keeps_its_time_axis(tmp_path):
     data = np.arange(2 * 1 * 32 * 48, dtype=np.float32).reshape(2, 1, 32, 48)  # t, c, y, x
     write_image(data, zarr.open_group(str(tmp_path / "t.ome.zarr"), mode="w"), axes="tcyx", scale_factors=[])
@@ -104,6 +126,8 @@ def test_an_ome_zarr_folder_is_one_input_never_walked_into(tmp_path, pixels):
     ("no_multiscales", "not an OME-Zarr image"),
     ("missing_array", "missing"),
     ("damaged_chunk", "damaged or missing chunk"),
+    ("no_datasets", "multiscales metadata is missing"),
+    ("twice_the_same_axis", "cannot map to T, C, Z, Y, X"),
 ])
 def test_bad_folders_are_one_sentence_naming_the_folder(tmp_path, pixels, damage, expected):
     path = tmp_path / "bad.ome.zarr"
@@ -117,6 +141,14 @@ def test_bad_folders_are_one_sentence_naming_the_folder(tmp_path, pixels, damage
         level = path / zarr.open_group(str(path), mode="r").attrs["ome"]["multiscales"][0]["datasets"][0]["path"]
         if damage == "missing_array":
             shutil.rmtree(level)
+        elif damage in ("no_datasets", "twice_the_same_axis"):
+            group = zarr.open_group(str(path), mode="r+")
+            ome = dict(group.attrs["ome"])
+            if damage == "no_datasets":
+                ome["multiscales"] = [{**ome["multiscales"][0], "datasets": []}]
+            else:
+                ome["multiscales"] = [{**ome["multiscales"][0], "axes": [{"name": n} for n in "cyyx"]}]
+            group.attrs["ome"] = ome
         else:
             chunks = [p for p in level.rglob("*") if p.is_file() and p.name != "zarr.json"]
             for chunk in chunks:
