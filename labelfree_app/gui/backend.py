@@ -82,6 +82,21 @@ def channel_volume(image: Any, index: int) -> np.ndarray:
     return data[index]
 
 
+def time_points(image: Any) -> int:
+    """How many time points ``image`` has (1 without a T axis)."""
+    shape = tuple(image.data.shape)
+    return int(shape[0]) if len(shape) == 5 else 1
+
+
+def time_point_note(image: Any, name: str) -> str:
+    """'' without time points, else the sentence saying the window shows and predicts only the first."""
+    count = time_points(image)
+    if count < 2:
+        return ""
+    return (f"{name} has {count} time points: the window shows and predicts the first; File ▸ Batch export… "
+            "(or `labelfree predict`) predicts every one.")
+
+
 def is_large_image(image: Any, large_plane_pixels: int) -> bool:
     """Whether a plane of ``image`` has more pixels than ``large_plane_pixels`` (shown as an overview)."""
     return is_large(tuple(image.data.shape), large_plane_pixels)

@@ -232,3 +232,26 @@ def test_a_run_folder_names_its_owner_and_a_crashed_windows_folders_are_swept(qt
     assert live.is_dir() and recent.is_dir()  # this window's run and a fresh unowned one stay
     assert not (root / "0123456789abcdef").exists()  # an input folder left empty goes too
     assert sweep_stale_runs(tmp_path / "no-cache-yet") == []
+
+
+def test_a_time_series_says_the_window_shows_and_predicts_its_first_time_point(qtbot, tmp_path):
+    from labelfree_app.gui.main_window import MainWindow
+    from labelfree_app.gui.settings import GuiSettings
+
+    frames = np.stack([np.full((40, 56), 100 * (t + 1), np.uint16) for t in range(3)])
+    path = tmp_path / "timelapse.ome.tif"
+    tifffile.imwrite(path, frames, ome=True, metadata={"axes": "TYX"})
+    model_id = ModelRegistry().install(make_unet_package(tmp_path / "packages").path).id
+    win = MainWindow(CoreBackend(), GuiSettings())
+    qtbot.addWidget(win)
+    win.show()
+    win.open_paths([path])
+    qtbot.waitUntil(lambda: win.panels.input_panel.plane is not None, timeout=20000)
+    assert win.panels.input_panel.title_label.text.endswith("timelapse.ome.tif (time point 1 of 3)")
+    assert np.all(win.panels.input_panel.plane == 100)  # the first time point is what is shown
+    message = win.statusBar().currentMessage()
+    assert "3 time points" in message and "predicts the first" in message and "Batch export" in message
+    qtbot.waitUntil(lambda: model_id in [m.id for m in win.models], timeout=20000)
+    win.controls.set_models(win.models, model_id)
+    assert _run(qtbot, win) == "done"
+    assert "(time point 1 of 3; Batch export predicts every one): predicted in" in win.statusBar().currentMessage()

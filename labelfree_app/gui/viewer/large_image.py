@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from labelfree_app.gui.backend import channel_volume, is_large_image
+from labelfree_app.gui.backend import channel_volume, is_large_image, time_point_note, time_points
 from labelfree_app.gui.viewer.image_panel import ImagePanel
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
@@ -197,7 +197,7 @@ class InputView(OverviewView):
         super().__init__(panels, panels.input_panel, "Input", self._draw_input, region_max_pixels=region_max_pixels,
                          settle_ms=settle_ms)
         self.backend = backend  # its ``large_plane_pixels`` says which images are huge
-        self._name = ""
+        self._name = self._time_note = ""
 
     def is_large(self, image: Any) -> bool:
         return is_large_image(image, self.backend.large_plane_pixels)
@@ -214,12 +214,15 @@ class InputView(OverviewView):
         """Show ``record``'s chosen channel: whole, or as an overview built in the background (once per
         channel; kept in ``record.extra``). The result panels are the runner's to fill."""
         volume = channel_volume(record.image, record.channel)
+        count, note = time_points(record.image), time_point_note(record.image, record.name)
+        if note:
+            self.message.emit(note)
         if not self.is_large(record.image):
             self.stop()
             self.panels.set_input(volume)
-            self.panel.set_title(f"Input — {record.name}")
+            self.panel.set_title(f"Input — {record.name}" + (f" (time point 1 of {count})" if count > 1 else ""))
             return
-        self._name = record.name
+        self._name, self._time_note = record.name, note
         depth, height, width = (int(n) for n in volume.shape[-3:])
         self.show_volume(lambda: volume, record.extra, ("overview", record.channel),
                          f"Building an overview of this {width}×{height} image…")
@@ -228,7 +231,7 @@ class InputView(OverviewView):
         depth, height, width = overview.full_shape
         self.panels.set_input(overview.pixels, scale=overview.factor, full_size=(height, width), keep_results=True)
         self.message.emit(f"{self._name} is {width}×{height} pixels: shown as an overview (1:{overview.factor}); "
-                          "zoom in to see full resolution.")
+                          "zoom in to see full resolution." + (f" {self._time_note}" if self._time_note else ""))
 
 
 def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
