@@ -1,17 +1,17 @@
 """Lazy TIFF pixels: a series opened so that only the regions asked for are read and decoded.
 
-Uncompressed contiguous series are read row range by row range with ``os.pread`` (``ContiguousPixels``;
+Uncompressed contiguous series are read row range by row range from the file (``ContiguousPixels``;
 not a memory map, whose pages would stay in this process's resident memory as a long time series
-is read); tiled TIFFs and compressed strip TIFFs go through tifffile's zarr store (``aszarr``), whose
-chunks are the file's tiles or strips, so reading a band of rows decodes only the tiles or strips
-that band touches. The result is an ``io.lazy.LazyArray``: slicing and transposing stay lazy and
+is read); tiled TIFFs and compressed strip TIFFs are read tile by tile or strip by strip with
+tifffile's decoder (``TiffSegments``), so reading a band of rows decodes only the tiles or strips
+that band touches; layouts it does not take (planar samples, volumetric tiles, vendor transforms,
+multi-file series) go through tifffile's zarr store (``aszarr``). The result is an ``io.lazy.LazyArray``: slicing and transposing stay lazy and
 ``np.asarray`` reads just that region.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def is_lazy(array: Any) -> bool:
 
 
 class ContiguousPixels:
-    """An uncompressed contiguous (..., Y, X) array in a file, read with ``os.pread`` where sliced."""
+    """An uncompressed contiguous (..., Y, X) array in a file, read where sliced (``read_at``)."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: Any) -> None:
         self.path, self.offset = Path(path), int(offset)
@@ -66,16 +66,13 @@ class ContiguousPixels:
         if out.size:
             row_bytes = width * self.dtype.itemsize
             first, count = rows[0], rows[-1] - rows[0] + 1
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
+            with open(self.path, "rb", buffering=0) as handle:  # this call's own handle: thread-safe
                 for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
                                         itertools.product(*ranges[:-2])):
                     plane = int(np.ravel_multi_index(index, self.shape[:-2])) if index else 0
-                    data = os.pread(fd, count * row_bytes, self.offset + (plane * height + first) * row_bytes)
+                    data = read_at(handle, self.offset + (plane * height + first) * row_bytes, count * row_bytes)
                     block = np.frombuffer(data, dtype=self.dtype).reshape(count, width)
                     out[where] = block[::rows.step, columns.start:columns.stop:columns.step]
-            finally:
-                os.close(fd)
         return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
 
 
@@ -84,7 +81,7 @@ class TiffSegments:
 
     Each region decodes just the tiles or strips it touches with tifffile's own decoder
     (``TiffPage.decode``, every compression and predictor tifffile knows), reading their bytes with
-    ``os.pread``, so reads are thread-safe and hold nothing between calls. The segment offsets of
+    ``read_at`` on a handle of their own, so reads are thread-safe and hold nothing between calls. The segment offsets of
     every page are noted when the file is opened. A tile that a region cuts across is decoded whole
     and cropped; an empty tile reads as the file's no-data value."""
 
@@ -122,24 +119,21 @@ class TiffSegments:
         out = np.zeros(tuple(len(r) for r in ranges), dtype=self.dtype.newbyteorder("="))
         rows, columns = ranges[-2], ranges[-1]
         if out.size:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
+            with open(self.path, "rb", buffering=0) as handle:  # this call's own handle: thread-safe
                 for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
                                         itertools.product(*ranges[:-2])):
                     page = int(np.ravel_multi_index(index, self.shape[:-2])) if index else 0
-                    self._read_page(fd, page, rows, columns, out[where])
-            finally:
-                os.close(fd)
+                    self._read_page(handle, page, rows, columns, out[where])
         return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
 
-    def _read_page(self, fd: int, page: int, rows: range, columns: range, out: np.ndarray) -> None:
+    def _read_page(self, handle: Any, page: int, rows: range, columns: range, out: np.ndarray) -> None:
         """Decode the segments of one page that ``rows`` × ``columns`` touch into ``out``."""
         tile_h, tile_w = self._tile
         for ty in np.unique(np.arange(rows.start, rows.stop, rows.step) // tile_h):
             for tx in np.unique(np.arange(columns.start, columns.stop, columns.step) // tile_w):
                 index = int(ty) * self._across + int(tx)
                 offset, count = int(self._offsets[page, index]), int(self._counts[page, index])
-                data = os.pread(fd, count, offset) if offset and count else None
+                data = read_at(handle, offset, count) if offset and count else None
                 segment, position, _ = self._decode(data, index, jpegtables=self._jpegtables)
                 y0, x0 = int(position[2]), int(position[3])
                 r0, r1 = _run(rows, y0, y0 + tile_h)
@@ -151,6 +145,24 @@ class TiffSegments:
                 plane = segment[0, :, :, 0]
                 target[...] = plane[rows.start + r0 * rows.step - y0::rows.step][:r1 - r0,
                                     columns.start + c0 * columns.step - x0::columns.step][:, :c1 - c0]
+
+
+def read_at(handle: Any, offset: int, count: int) -> bytearray:
+    """``count`` bytes from ``offset`` of an unbuffered binary file (fewer only at the end of the file).
+
+    Not ``os.pread``, which Windows lacks; every read opens its own handle, so seeking is safe
+    across threads."""
+    handle.seek(offset)
+    buffer = bytearray(count)
+    view, done = memoryview(buffer), 0
+    while done < count:
+        n = handle.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    view.release()
+    del buffer[done:]
+    return buffer
 
 
 def _run(selected: range, lo: int, hi: int) -> tuple[int, int]:

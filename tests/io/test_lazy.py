@@ -174,3 +174,28 @@ def test_a_damaged_tile_is_one_sentence(tmp_path: Path, monkeypatch: pytest.Monk
     np.testing.assert_array_equal(np.asarray(image.data[0, 0, :64]), pixels[:64])  # tiles 0-3 are fine
     with pytest.raises(CorruptImageError, match="damaged or missing chunk"):
         np.asarray(image.data[0, 0, 64:128])
+
+
+def test_lazy_tiff_reads_need_no_pread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no ``os.pread``: the lazy readers seek and read on a handle of their own."""
+    import os
+
+    monkeypatch.delattr(os, "pread", raising=False)
+    monkeypatch.setattr("labelfree_app.io.regions.LAZY_MIN_BYTES", 1024)
+    pixels = np.random.default_rng(4).integers(0, 4000, (2, 150, 130), dtype=np.uint16)
+    for name, options in (("contiguous.tif", {}), ("tiled.tif", {"tile": (32, 32), "compression": "zlib"})):
+        path = tmp_path / name
+        tifffile.imwrite(path, pixels, photometric="minisblack", **options)
+        image = read_image(path, lazy=True)
+        assert isinstance(image.data, LazyArray)
+        np.testing.assert_array_equal(np.asarray(image.data[0, 1, 20:140:3, 5:]), pixels[1, 20:140:3, 5:])
+
+
+def test_read_at_returns_what_is_there_at_the_end_of_a_file(tmp_path: Path) -> None:
+    from labelfree_app.io.regions import read_at
+
+    path = tmp_path / "bytes.bin"
+    path.write_bytes(bytes(range(100)))
+    with open(path, "rb", buffering=0) as handle:
+        assert bytes(read_at(handle, 10, 5)) == bytes(range(10, 15))
+        assert bytes(read_at(handle, 95, 20)) == bytes(range(95, 100))  # short: the file ends
