@@ -95,8 +95,10 @@ def _owner_alive(run_dir: Path) -> bool:
             return True
     try:
         return abs(psutil.Process(pid).create_time() - started) < 1.0  # the same process, not a reused pid
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
+    except psutil.AccessDenied:  # cannot tell: keep it
+        return True
 
 
 def sweep_stale_runs(root: Path | None = None) -> list[Path]:
