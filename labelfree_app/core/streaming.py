@@ -1,7 +1,7 @@
 """Streaming, flat-memory tiled prediction: read a band, predict its tiles, emit finished rows.
 
-A plane is a (C, Y, X) array that may be lazy (``io.lazy.LazyArray``, a TIFF read through
-tifffile's zarr store or by ``pread``): only ``source[:, lo:hi, :]`` bands are ever converted, in
+A plane is a (C, Y, X) array that may be lazy (``io.lazy.LazyArray`` over a TIFF's tiles, strips or
+rows, or an OME-Zarr's chunks): only ``source[:, lo:hi, :]`` bands are ever converted, in
 the source's own pixel type (a row chunk of the file that a band cuts across is decoded again by the
 next band, unless chunks are many bands tall); tiles are
 cut from the band and normalized one batch at a time. The tile grid is the one

@@ -82,15 +82,9 @@ def channel_volume(image: Any, index: int) -> np.ndarray:
     return data[index]
 
 
-def time_points(image: Any) -> int:
-    """How many time points ``image`` has (1 without a T axis)."""
-    shape = tuple(image.data.shape)
-    return int(shape[0]) if len(shape) == 5 else 1
-
-
 def time_point_note(image: Any, name: str) -> str:
     """'' without time points, else the sentence saying the window shows and predicts only the first."""
-    count = time_points(image)
+    count = int(getattr(image, "n_timepoints", 1))
     if count < 2:
         return ""
     return (f"{name} has {count} time points: the window shows and predicts the first; File ▸ Batch export… "

@@ -3,8 +3,8 @@
 Reading takes the NGFF metadata (0.1 to 0.5, Zarr v2 or v3) from the group attributes and opens the
 full-resolution array with ``zarr`` (not ``ome-zarr``, whose import alone costs dask's ~70 MB);
 ``Image.data`` is a ``LazyArray`` whose pixels are read only when indexed and converted
-(``np.asarray``), so picking one channel of one time point reads only that. Writing builds an NGFF 0.5 multiscale image with
-``zarr`` chunk row by chunk row into a temp folder next to the target, renamed when complete;
+(``np.asarray``), so picking one channel of one time point reads only that. Writing builds an NGFF
+0.5 multiscale image with ``zarr`` chunk row by chunk row into a temp folder next to the target, renamed when complete;
 the provenance goes into the group attributes under ``labelfree``.
 """
 
@@ -99,21 +99,21 @@ def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str
         if position.strip("/") not in positions:
             raise OmeZarrError(f"{path} has no position {position}; it has {', '.join(positions[:12])}.", path=path)
         image_path = path / position.strip("/")
+        attrs = _ome_attrs(_open_group(image_path))
     elif position is not None:
         raise OmeZarrError(f"{path} is a single image, not a plate, so it has no position {position}; "
                            "leave out --position.", path=path)
     elif "multiscales" not in attrs:
         raise UnsupportedFormatError(f"{path} is a Zarr folder but not an OME-Zarr image (no multiscales or plate "
                                      "metadata); export it as OME-Zarr.", path=path)
-    return _read_multiscale(image_path, channel=channel, source=path)
+    return _read_multiscale(image_path, attrs, channel=channel, source=path)
 
 
-def _image_metadata(image_path: Path, source: Path) -> tuple[str, dict[str, Any]]:
-    """(full-resolution dataset path, metadata) of an NGFF image group: its axes (names, with type and
+def _image_metadata(attrs: Mapping[str, Any], image_path: Path, source: Path) -> tuple[str, dict[str, Any]]:
+    """(full-resolution dataset path, metadata) of an NGFF image group from its attributes: its axes (names, with type and
     unit from NGFF 0.4 on; none before 0.3, meaning t, c, z, y, x), the datasets' coordinate
-    transforms and the OMERO channel labels, read from the group attributes with zarr. Not with
-    ome-zarr: importing it imports dask (~70 MB), and its ``Reader`` opens every pyramid level."""
-    attrs = _ome_attrs(_open_group(image_path))
+    transforms and the OMERO channel labels. Not read with ome-zarr: importing it imports dask
+    (~70 MB), and its ``Reader`` opens every pyramid level."""
     try:
         first = attrs["multiscales"][0]
         datasets = first["datasets"]
@@ -133,8 +133,9 @@ def _image_metadata(image_path: Path, source: Path) -> tuple[str, dict[str, Any]
     return path, metadata
 
 
-def _read_multiscale(image_path: Path, *, channel: int | str | None, source: Path) -> Image:
-    dataset, metadata = _image_metadata(image_path, source)
+def _read_multiscale(image_path: Path, attrs: Mapping[str, Any], *, channel: int | str | None,
+                     source: Path) -> Image:
+    dataset, metadata = _image_metadata(attrs, image_path, source)
     array = _full_resolution(image_path / dataset, image_path, source)
     axes_meta = metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
     names = [str(a.get("name", "?")).lower() for a in axes_meta]

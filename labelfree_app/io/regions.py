@@ -5,8 +5,8 @@ not a memory map, whose pages would stay in this process's resident memory as a 
 is read); tiled TIFFs and compressed strip TIFFs are read tile by tile or strip by strip with
 tifffile's decoder (``TiffSegments``), so reading a band of rows decodes only the tiles or strips
 that band touches; layouts it does not take (planar samples, volumetric tiles, vendor transforms,
-multi-file series) go through tifffile's zarr store (``aszarr``). The result is an ``io.lazy.LazyArray``: slicing and transposing stay lazy and
-``np.asarray`` reads just that region.
+multi-file series) go through tifffile's zarr store (``aszarr``). The result is an
+``io.lazy.LazyArray``: slicing and transposing stay lazy and ``np.asarray`` reads just that region.
 """
 
 from __future__ import annotations
@@ -56,24 +56,16 @@ class ContiguousPixels:
         self.chunks = (1,) * (self.ndim - 2) + (min(rows, self.shape[-2]), self.shape[-1])
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
-        ranges = [range(*(k if isinstance(k, slice) else slice(int(k), int(k) + 1)).indices(n))
-                  for k, n in zip(key, self.shape)]
+        return _read_region(self, key, self._read_page)
+
+    def _read_page(self, handle: Any, page: int, rows: range, columns: range, out: np.ndarray) -> None:
+        """Read the rows ``rows`` spans of one page in one go and keep ``rows`` × ``columns``."""
         height, width = self.shape[-2:]
-        rows, columns = ranges[-2], ranges[-1]
-        out = np.empty(tuple(len(r) for r in ranges), dtype=self.dtype.newbyteorder("="))
-        if out.size:
-            row_bytes = width * self.dtype.itemsize
-            first, count = rows[0], rows[-1] - rows[0] + 1
-            with open(self.path, "rb", buffering=0) as handle:  # this call's own handle: thread-safe
-                for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
-                                        itertools.product(*ranges[:-2])):
-                    plane = int(np.ravel_multi_index(index, self.shape[:-2])) if index else 0
-                    data = read_at(handle, self.offset + (plane * height + first) * row_bytes, count * row_bytes)
-                    block = np.frombuffer(data, dtype=self.dtype).reshape(count, width)
-                    out[where] = block[::rows.step, columns.start:columns.stop:columns.step]
-        return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
+        row_bytes = width * self.dtype.itemsize
+        first, count = rows[0], rows[-1] - rows[0] + 1
+        data = read_at(handle, self.offset + (page * height + first) * row_bytes, count * row_bytes)
+        block = np.frombuffer(data, dtype=self.dtype).reshape(count, width)
+        out[...] = block[::rows.step, columns.start:columns.stop:columns.step]
 
 
 class TiffSegments:
@@ -81,8 +73,8 @@ class TiffSegments:
 
     Each region decodes just the tiles or strips it touches with tifffile's own decoder
     (``TiffPage.decode``, every compression and predictor tifffile knows), reading their bytes with
-    ``read_at`` on a handle of their own, so reads are thread-safe and hold nothing between calls. The segment offsets of
-    every page are noted when the file is opened. A tile that a region cuts across is decoded whole
+    ``read_at`` on a handle of their own, so reads are thread-safe and hold nothing between calls.
+    The segment offsets of every page are noted when the file is opened. A tile that a region cuts across is decoded whole
     and cropped; an empty tile reads as the file's no-data value."""
 
     def __init__(self, series: tifffile.TiffPageSeries, path: Path) -> None:
@@ -112,19 +104,7 @@ class TiffSegments:
                     and segments <= MAX_INDEXED_SEGMENTS)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
-        ranges = [range(*(k if isinstance(k, slice) else slice(int(k), int(k) + 1)).indices(n))
-                  for k, n in zip(key, self.shape)]
-        out = np.zeros(tuple(len(r) for r in ranges), dtype=self.dtype.newbyteorder("="))
-        rows, columns = ranges[-2], ranges[-1]
-        if out.size:
-            with open(self.path, "rb", buffering=0) as handle:  # this call's own handle: thread-safe
-                for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
-                                        itertools.product(*ranges[:-2])):
-                    page = int(np.ravel_multi_index(index, self.shape[:-2])) if index else 0
-                    self._read_page(handle, page, rows, columns, out[where])
-        return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
+        return _read_region(self, key, self._read_page)
 
     def _read_page(self, handle: Any, page: int, rows: range, columns: range, out: np.ndarray) -> None:
         """Decode the segments of one page that ``rows`` × ``columns`` touch into ``out``."""
@@ -145,6 +125,24 @@ class TiffSegments:
                 plane = segment[0, :, :, 0]
                 target[...] = plane[rows.start + r0 * rows.step - y0::rows.step][:r1 - r0,
                                     columns.start + c0 * columns.step - x0::columns.step][:, :c1 - c0]
+
+
+def _read_region(source: Any, key: Any, read_page: Any) -> np.ndarray:
+    """``source[key]`` (ints and slices over a (..., Y, X) ``source``) as a native-order array: each page
+    the key picks is filled by ``read_page(handle, page index, rows, columns, out)`` on one file handle
+    of this call's own (so concurrent reads never share a file position)."""
+    key = key if isinstance(key, tuple) else (key,)
+    key = key + (slice(None),) * (source.ndim - len(key))
+    ranges = [range(*(k if isinstance(k, slice) else slice(int(k), int(k) + 1)).indices(n))
+              for k, n in zip(key, source.shape)]
+    out = np.empty(tuple(len(r) for r in ranges), dtype=source.dtype.newbyteorder("="))
+    if out.size:
+        with open(source.path, "rb", buffering=0) as handle:
+            for where, index in zip(itertools.product(*(range(len(r)) for r in ranges[:-2])),
+                                    itertools.product(*ranges[:-2])):
+                page = int(np.ravel_multi_index(index, source.shape[:-2])) if index else 0
+                read_page(handle, page, ranges[-2], ranges[-1], out[where])
+    return out[tuple(0 if not isinstance(k, slice) else slice(None) for k in key)]
 
 
 def read_at(handle: Any, offset: int, count: int) -> bytearray:

@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, Signal, Slot
 
 from labelfree_app.core.events import Preview, PredictionResult, Progress
-from labelfree_app.gui.backend import Backend, is_large_image, time_points
+from labelfree_app.gui.backend import Backend, is_large_image
 from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED, PREDICTING, FileList, OpenFile
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.saved_result import SavedResultView
@@ -237,7 +237,7 @@ class PredictionRunner(QObject):
         result = record.result
         if result is None:
             return
-        count = time_points(record.image) if record.image is not None else 1
+        count = int(getattr(record.image, "n_timepoints", 1))
         where = f" (time point 1 of {count}; Batch export predicts every one)" if count > 1 else ""
         text = f"{record.name}{where}: predicted in {result.seconds:.1f} s on {result.device}."
         if isinstance(result, SavedResult):

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from labelfree_app.gui.backend import channel_volume, is_large_image, time_point_note, time_points
+from labelfree_app.gui.backend import channel_volume, is_large_image, time_point_note
 from labelfree_app.gui.viewer.image_panel import ImagePanel
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
@@ -214,7 +214,7 @@ class InputView(OverviewView):
         """Show ``record``'s chosen channel: whole, or as an overview built in the background (once per
         channel; kept in ``record.extra``). The result panels are the runner's to fill."""
         volume = channel_volume(record.image, record.channel)
-        count, note = time_points(record.image), time_point_note(record.image, record.name)
+        count, note = int(getattr(record.image, "n_timepoints", 1)), time_point_note(record.image, record.name)
         if note:
             self.message.emit(note)
         if not self.is_large(record.image):
