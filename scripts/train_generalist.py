@@ -14,6 +14,12 @@ and held-out test fields (whole fields, or for a single field a part never train
 | sephace | bright-field 6-plane z-stack -> DAPI (every plane) | set1 | set2 |
 | celldetective | bright-field -> Hoechst | 31 fields | 10 fields |
 | mlcp | imaging-flow bright-field montage -> DNA | left half (450 cells) | right half (450 cells) |
+| aisegcell | bright-field (8-bit, vignetted) -> nuclear marker, 11 sessions | 9 sessions (28 fields) | sessions 170601SH11, 190905WW12 (6 fields) |
+
+celldetective's six regions from other experiments (DecExp, Jan23, NKratio) split 4 train / 2 test.
+aiSEGcell fields weigh by the signal of their nuclear channel (``field_weight``): a field whose
+nuclei stand less than 8 noise sigmas above the background weighs proportionally less, and one
+below 2 sigmas (fig3a_190905WW12_p0013: no nuclear signal) is neither trained on nor scored.
 
 E. coli (cytoplasm) and the embryo (unknown, very low-signal stain) are not nuclear and are left out.
 Every model is scored on test fields only; a leave-one-source-out model never saw its source at all.
@@ -35,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from labelfree_app.io import read_image, write_image  # noqa: E402
 from labelfree_app.training import PairSpec, TrainConfig, UNetSettings, evaluate, train  # noqa: E402
-from labelfree_app.training.config import MICROSCOPE_AUGMENT, DiffusionSettings  # noqa: E402
+from labelfree_app.training.config import GENERALIST_AUGMENT, DiffusionSettings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 PAIRED = DATA / "paired"
@@ -43,8 +49,12 @@ ISL = DATA / "isl_condition_b"
 WORK = ROOT / "build" / "generalist"
 ISL_TEST = "512:1024,512:1024"
 CANONICAL_UM = 0.3112  # the one pixel size a source states (celldetective); the others get scale jitter
-VAL_REGION = "384:512,384:512"  # of each training field: picks the best step
-SOURCES = ("isl", "sephace", "celldetective", "mlcp")
+VAL_REGION = "352:480,352:480"  # of each training field: picks the best step
+SOURCES = ("isl", "sephace", "celldetective", "mlcp", "aisegcell")
+AISEG_TEST_SESSIONS = ("170601SH11", "190905WW12")
+CELLDETECTIVE_NEW_TEST = ("DecExp_600", "NKratio_Exp_404")
+SNR_FULL_WEIGHT = 8.0
+SNR_MIN = 2.0
 LICENSES = {
     "isl": ("In silico labeling condition B (Christiansen et al., Cell 2018; Finkbeiner lab)", "Apache-2.0"),
     "sephace": ("sephaCe bright-field/DAPI sets (bobbyali/sephace @ 88ab4e3)",
@@ -52,6 +62,8 @@ LICENSES = {
     "celldetective": ("celldetective MCF-7 bright-field/Hoechst (remyeltorro/celldetective @ eaef61d, 727fe4d)",
                       "GPL-3.0"),
     "mlcp": ("MLCP Jurkat imaging flow cytometry (minh-doan/MLCP @ 4b4d936)", "BSD-3-Clause"),
+    "aisegcell": ("aiSEGcell HSPC bright-field/nuclear marker (bethcg/aiSEGcell @ c73c923; Schirmacher et al., "
+                  "aiSEGcell)", "CC-BY-4.0"),
 }
 MODEL_LICENSE = ("GPL-3.0-only; noncommercial research use only (training data: celldetective is GPL-3.0, "
                  "sephaCe carries a noncommercial note)")
@@ -66,8 +78,50 @@ class Eval:
     region: str | None = None
 
 
+NEW_MCF7_PREFIXES = ("DecExp_", "Jan23_", "NKratio_")
+
+
 def celldetective_fields() -> list[str]:
-    return sorted(p.name[: -len("_input.tif")] for p in (PAIRED / "celldetective_mcf7").glob("*_input.tif"))
+    """The 41 original fields (40 crops and the test sample), sorted; the 6 newer regions are apart."""
+    names = sorted(p.name[: -len("_input.tif")] for p in (PAIRED / "celldetective_mcf7").glob("*_input.tif"))
+    return [n for n in names if not n.startswith(NEW_MCF7_PREFIXES)]
+
+
+def celldetective_new_fields() -> list[str]:
+    names = sorted(p.name[: -len("_input.tif")] for p in (PAIRED / "celldetective_mcf7").glob("*_input.tif"))
+    return [n for n in names if n.startswith(NEW_MCF7_PREFIXES)]
+
+
+def celldetective_split() -> tuple[list[str], list[str]]:
+    old, new = celldetective_fields(), celldetective_new_fields()
+    test_new = [n for n in new if n.startswith(CELLDETECTIVE_NEW_TEST)]
+    return old[:31] + [n for n in new if n not in test_new], old[31:] + test_new
+
+
+def aisegcell_fields() -> list[str]:
+    return sorted(p.name[: -len("_input.tif")] for p in (PAIRED / "aisegcell_hspc").glob("*_input.tif"))
+
+
+def aisegcell_split() -> tuple[list[str], list[str]]:
+    fields = aisegcell_fields()
+    test = [f for f in fields if f.split("_")[1] in AISEG_TEST_SESSIONS]
+    return [f for f in fields if f not in test], test
+
+
+def nuclear_snr(target: np.ndarray) -> float:
+    """How far the brightest nuclei (99.5th percentile) stand above the median, in noise sigmas
+    (the noise from the median absolute deviation of the image minus its 2-px Gaussian blur)."""
+    from scipy.ndimage import gaussian_filter
+
+    t = target.astype(np.float32)
+    residual = t - gaussian_filter(t, 2.0)
+    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) or 1e-6
+    return float((np.percentile(t, 99.5) - np.median(t)) / sigma)
+
+
+def field_weight(target_path: str) -> float:
+    """A field's share of its source's patches: 1 from SNR_FULL_WEIGHT up, proportionally less below."""
+    return min(1.0, nuclear_snr(np.asarray(read_image(target_path).data[0, 0])) / SNR_FULL_WEIGHT)
 
 
 def prepare(work: Path) -> None:
@@ -103,10 +157,19 @@ def train_pairs(source: str, work: Path) -> list[PairSpec]:
     if source == "celldetective":
         folder = PAIRED / "celldetective_mcf7"
         return [PairSpec(input=str(folder / f"{f}_input.tif"), target=str(folder / f"{f}_target_hoechst.tif"),
-                         pixel_size_um=CANONICAL_UM) for f in celldetective_fields()[:31]]
+                         pixel_size_um=CANONICAL_UM) for f in celldetective_split()[0]]
     if source == "mlcp":
         return [PairSpec(input=str(crops / "mlcp_left_input.tif"), target=str(crops / "mlcp_left_target.tif"))]
+    if source == "aisegcell":
+        return aisegcell_pairs(aisegcell_split()[0])
     raise ValueError(source)
+
+
+def aisegcell_pairs(fields: list[str]) -> list[PairSpec]:
+    folder = PAIRED / "aisegcell_hspc"
+    pairs = [PairSpec(input=str(folder / f"{f}_input.tif"), target=str(folder / f"{f}_target_nuc.tif"),
+                      weight=field_weight(str(folder / f"{f}_target_nuc.tif"))) for f in fields]
+    return [p for p in pairs if p.weight * SNR_FULL_WEIGHT >= SNR_MIN]  # no nuclear signal: neither trained nor scored
 
 
 def test_items(source: str, work: Path) -> list[Eval]:
@@ -123,9 +186,11 @@ def test_items(source: str, work: Path) -> list[Eval]:
     if source == "celldetective":
         folder = PAIRED / "celldetective_mcf7"
         return [Eval(PairSpec(input=str(folder / f"{f}_input.tif"), target=str(folder / f"{f}_target_hoechst.tif")))
-                for f in celldetective_fields()[31:]]
+                for f in celldetective_split()[1]]
     if source == "mlcp":
         return [Eval(PairSpec(input=str(crops / "mlcp_right_input.tif"), target=str(crops / "mlcp_right_target.tif")))]
+    if source == "aisegcell":
+        return [Eval(p) for p in aisegcell_pairs(aisegcell_split()[1])]
     raise ValueError(source)
 
 
@@ -136,7 +201,8 @@ def weighted(sources: list[str], work: Path) -> tuple[PairSpec, ...]:
     pairs = []
     for source in sources:
         found = train_pairs(source, work)
-        pairs += [replace(p, weight=1.0 / len(found)) for p in found]
+        total = sum(p.weight for p in found)
+        pairs += [replace(p, weight=p.weight / total) for p in found]
     return tuple(pairs)
 
 
@@ -158,7 +224,7 @@ def unet_config(pairs: tuple[PairSpec, ...], out: Path, work_dir: Path, minutes:
     options: dict = dict(
         pairs=pairs, out_dir=out, work_dir=work_dir, model_type="unet", val_region=VAL_REGION,
         input_normalization="percentile", patch_shape=(128, 128), batch_size=8, buffer_size=len(pairs),
-        foreground_weight=0.5, intensity_jitter=0.15, augmentation=MICROSCOPE_AUGMENT, pixel_size_um=CANONICAL_UM,
+        foreground_weight=0.5, intensity_jitter=0.15, augmentation=GENERALIST_AUGMENT, pixel_size_um=CANONICAL_UM,
         max_steps=100_000, max_minutes=minutes, lr_schedule="constant", warmup_steps=100, val_every=200,
         checkpoint_every=1000, overwrite=True, unet=UNetSettings(depth=4, base_channels=16), target_name="DNA (nuclear stain)",
         input_modality="transmitted light (bright-field or phase contrast, one plane)")
@@ -178,6 +244,12 @@ def cmd_train(args: argparse.Namespace) -> None:
                      description=("Generalist fnet-style U-Net predicting a nuclear stain (DAPI/Hoechst) from one plane "
                                   "of bright-field or phase contrast, trained on four microscopes and cell types with "
                                   "augmentation for illumination, contrast, gamma, defocus, noise and pixel size."))
+    if args.resume:
+        extra["resume"] = True
+    if args.steps:
+        extra["max_steps"] = args.steps
+    if args.base_channels:
+        extra["unet"] = UNetSettings(depth=args.depth, base_channels=args.base_channels)
     config = unet_config(weighted(sources, work), out, work / "runs" / name, args.minutes, **extra)
     started = time.time()
     train(config, progress=report_progress)
@@ -415,6 +487,10 @@ def main() -> int:
     p = sub.add_parser("train")
     p.add_argument("--holdout", choices=[*SOURCES, "none"], required=True)
     p.add_argument("--minutes", type=float, default=15)
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (all runs resumed together)")
+    p.add_argument("--resume", action="store_true", help="go on from the run's last checkpoint (this many minutes more)")
+    p.add_argument("--base-channels", type=int, default=0, help="U-Net width (default 16)")
+    p.add_argument("--depth", type=int, default=4)
     p = sub.add_parser("curve")
     p.add_argument("--source", choices=SOURCES, required=True)
     p.add_argument("--start", choices=["loso", "scratch"], required=True)

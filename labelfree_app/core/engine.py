@@ -24,6 +24,7 @@ from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.settings import MIN_TILE, PredictSettings, is_diffusion
 from labelfree_app.core.streaming import StreamedResult, StreamSpec, stream_series
 from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
+from labelfree_app.core.trust_recorder import TrustRecorder
 from labelfree_app.core.tta import tta_transforms
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import InputShapeError, SettingsError
@@ -50,6 +51,7 @@ class PredictionEngine:
         self._resolved: dict[PredictSettings, dict[str, Any]] = {}
         self._tile_used: tuple[int, ...] | None = None
         self._units = "zscore"
+        self._trust = TrustRecorder(self.manifest)
 
     def resolve(self, settings: PredictSettings) -> dict[str, Any]:
         """The effective settings for this model on this engine's device (``PredictSettings.resolve``).
@@ -87,6 +89,7 @@ class PredictionEngine:
         times = time_points(image, settings)
         outputs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         non_finite = 0
+        self._trust = TrustRecorder(self.manifest, self._trust.calibration)
         for t in times:
             prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=image_name(image))
             missing, count = missing_mask(prepared, self.dims)
@@ -118,6 +121,8 @@ class PredictionEngine:
             device=str(self.device),
             backend=str(getattr(runner, "backend", "torch")),
             notes=tuple(notes),
+            trust=self._trust.estimate(),
+            trust_map=self._trust.trust_map(prediction.shape),
         )
         yield final
         return final
@@ -249,6 +254,14 @@ class PredictionEngine:
                 )
                 stats.update(inverse(y))
             outputs.append(self._to_output_units(stats.mean))
+            crop, again = self._trust.check_crop(x.shape, predictor.required_multiple), None
+            if crop is not None:  # a second, flipped look at the centre: how stable is the prediction?
+                flipped = np.ascontiguousarray(x[(slice(None), *crop)][..., ::-1, ::-1])
+                again = yield from self._tiled_with_retry(predictor.predict, flipped, tile, halo,
+                                                          predictor.required_multiple, batch, stage="tiles",
+                                                          label="checking the prediction", passes=(passes, passes + 1))
+                again = (again[..., ::-1, ::-1], crop)
+            self._trust.add(stats.mean, x, stats.variance if tta else None, again)
             if tta:
                 variances.append(self._scale_variance(stats.variance))
         prediction = _stack_planes(outputs, self.dims, prepared)
@@ -310,6 +323,7 @@ class PredictionEngine:
                 preview_interval_s=float(resolved["preview_interval_s"]),
                 to_output_units=lambda a: as_czyx(self._to_output_units(a), self.dims),
             )
+            self._trust.add(mean, cond, var)
             means.append(self._to_output_units(mean))
             variances.append(self._scale_variance(var))
             if frames is not None:

@@ -62,6 +62,8 @@ class PredictionResult:
     device: str = "cpu"
     backend: str = "torch"  # what ran the network: "torch" or "onnxruntime"
     notes: tuple[str, ...] = ()  # sentences the user should see next to the result (e.g. NaN input)
+    trust: Any = None  # core.trust.TrustEstimate: the expected r with a real stain (None: not estimated)
+    trust_map: np.ndarray | None = None  # familiarity 0-1 per pixel, the prediction's axes with C = 1
 
 
 Event = Union[Progress, Preview, PredictionResult]

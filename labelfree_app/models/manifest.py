@@ -125,6 +125,7 @@ class Manifest:
     diffusion: DiffusionSettings | None = None
     training: TrainingInfo | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    trust: dict[str, Any] = field(default_factory=dict)  # input_profile (core.trust), calibration figures
     license: str = ""
     attribution: str = ""
     demo: bool = False
@@ -145,7 +146,7 @@ class Manifest:
 _JSON_ORDER = (
     "format_version", "id", "name", "version", "description", "kind", "target", "input_modality",
     "architecture", "dims", "input", "output", "normalization", "tiling", "diffusion", "training",
-    "metrics", "license", "attribution", "demo", "tta", "weights",
+    "metrics", "trust", "license", "attribution", "demo", "tta", "weights",
 )
 
 
@@ -238,6 +239,7 @@ class _ManifestReader(FieldReader):
             diffusion=diffusion,
             training=self._training(data),
             metrics=copy.deepcopy(metrics),
+            trust=copy.deepcopy(self.get(data, "trust", dict, {})),
             license=self._text(data, "license"),
             attribution=self._text(data, "attribution"),
             demo=self.get(data, "demo", bool, False),

@@ -60,10 +60,46 @@ def augment_input(source: np.ndarray, rng: np.random.Generator, settings: Augmen
     if settings.blur_sigma > 0 and rng.random() < 0.5:
         sigma = float(rng.uniform(0.0, settings.blur_sigma))
         out = gaussian_filter(out, sigma=[0.0] * (out.ndim - 2) + [sigma, sigma]).astype(np.float32)
+    if settings.vignetting > 0 and rng.random() < 0.5:
+        out = out * smooth_field(out.shape[-2:], rng, settings.vignetting)
+    if settings.polarity > 0 and rng.random() < settings.polarity:
+        out = float(out.max()) + float(out.min()) - out
+    if settings.quantize > 0 and rng.random() < settings.quantize:
+        low, high = float(out.min()), float(out.max())
+        if high > low:
+            out = low + np.round((out - low) / (high - low) * 255.0) * ((high - low) / 255.0)
     if settings.noise > 0:
         std = float(rng.uniform(0.0, settings.noise)) * float(out.std())
         out = out + rng.normal(0.0, std, size=out.shape).astype(np.float32)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def smooth_field(shape: tuple[int, ...], rng: np.random.Generator, strength: float) -> np.ndarray:
+    """A smooth positive field (Y, X) around 1: a radial fall-off from a random centre plus a tilt,
+    as vignetting and uneven illumination of a transmitted-light field look."""
+    ny, nx = shape
+    yy, xx = np.meshgrid(np.linspace(-1, 1, ny, dtype=np.float32), np.linspace(-1, 1, nx, dtype=np.float32),
+                         indexing="ij")
+    cy, cx = rng.uniform(-1.5, 1.5, size=2)
+    radial = ((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0
+    tilt = rng.uniform(-1, 1) * yy + rng.uniform(-1, 1) * xx
+    field = 1.0 - strength * float(rng.uniform(0, 1)) * radial + 0.25 * strength * float(rng.uniform(0, 1)) * tilt
+    return np.clip(field, 0.2, None).astype(np.float32)
+
+
+def stretch_if_empty(source: np.ndarray, target: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """With probability ``share``, stretch a cell-free patch's input over its own 1-99.8 percentiles.
+
+    A patch is cell-free when 99 % of its target (z-scored over the whole field) lies below the
+    field's mean. A whole image of empty medium, normalized by its own percentiles at prediction
+    time, shows its noise at full contrast; this teaches the network that such texture is background.
+    """
+    if share <= 0 or rng.random() >= share or float(np.percentile(target, 99)) >= 0.0:
+        return source
+    low, high = np.percentile(source, (1.0, 99.8))
+    if high <= low:
+        return source
+    return ((source - low) / (high - low)).astype(np.float32)
 
 
 def zoom_window(window: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -72,7 +72,12 @@ class AugmentSettings:
     ``gamma``: log-gamma drawn from U(-g, g); ``blur_sigma``: Gaussian defocus blur with sigma
     from U(0, s) px on half the patches; ``noise``: additive Gaussian noise with std from U(0, n)
     times the patch's std; ``scale``: zoom drawn log-uniformly from (low, high) for pairs whose pixel
-    size is unknown; ``scale_known``: the same for pairs already rescaled to the canonical size.
+    size is unknown; ``scale_known``: the same for pairs already rescaled to the canonical size;
+    ``vignetting``: a smooth multiplicative illumination field of up to this relative strength on
+    half the patches; ``polarity``: the share of patches whose contrast is inverted (dark vs bright
+    halos); ``quantize``: the share of patches quantized to 8 bits over their range; ``empty_stretch``:
+    the share of cell-free patches (target below its mean) stretched over their own 1-99.8 percentile
+    range, as a whole empty field is at prediction time, so that stretched noise stays background.
     """
 
     gamma: float = 0.0
@@ -80,6 +85,10 @@ class AugmentSettings:
     noise: float = 0.0
     scale: tuple[float, float] | None = None
     scale_known: tuple[float, float] | None = None
+    vignetting: float = 0.0
+    polarity: float = 0.0
+    quantize: float = 0.0
+    empty_stretch: float = 0.0
 
     @property
     def max_scale(self) -> float:
@@ -87,6 +96,9 @@ class AugmentSettings:
 
 
 MICROSCOPE_AUGMENT = AugmentSettings(gamma=0.4, blur_sigma=1.5, noise=0.3, scale=(0.6, 1.6), scale_known=(0.9, 1.1))
+# The generalist's: wider zooms, uneven illumination, both halo polarities, 8-bit cameras, empty fields.
+GENERALIST_AUGMENT = AugmentSettings(gamma=0.4, blur_sigma=1.5, noise=0.3, scale=(0.4, 2.5), scale_known=(0.8, 1.25),
+                                     vignetting=0.5, polarity=0.25, quantize=0.2, empty_stretch=0.5)
 
 
 @dataclass(frozen=True)

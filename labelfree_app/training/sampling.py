@@ -14,7 +14,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from labelfree_app.errors import TrainingDataError
-from labelfree_app.training.augment import augment_input, augment_pair, jitter_intensity, zoom_window
+from labelfree_app.training.augment import (augment_input, augment_pair, jitter_intensity, stretch_if_empty,
+                                            zoom_window)
 from labelfree_app.training.config import AugmentSettings
 from labelfree_app.training.datasets import LoadedPair
 
@@ -284,6 +285,7 @@ class PatchSampler:
                 x, y = augment_pair(x, y, self.rng)
             if self.intensity_jitter > 0:
                 x = jitter_intensity(x, self.rng, self.intensity_jitter)
+            x = stretch_if_empty(x, y, self.rng, self.augmentation.empty_stretch)
             x = augment_input(x, self.rng, self.augmentation)
             inputs.append(x)
             targets.append(y)

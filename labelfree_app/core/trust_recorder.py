@@ -1,0 +1,131 @@
+"""Collect trust features while the engine predicts, and turn them into an estimate and a map.
+
+The engine hands each finished plane (z-score units, before conversion to the stain's) and the
+normalized input it came from to ``TrustRecorder.add``; ``finish`` gives the ``TrustEstimate`` of
+the whole image and the familiarity map in the prediction's axes with one channel.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from labelfree_app.core.trust import (InputProfile, TrustEstimate, TrustModel, load_calibration, mean_features,
+                                      prediction_features, upsample_map)
+
+CALIBRATION_FILE = "trust_calibration.json"
+CHECK_SHARE = 0.15  # the flipped second look covers at most this share of the image...
+CHECK_MIN = 256  # ...but at least this many pixels a side (all of a small image)
+CHECK_MARGIN = 32  # the crop's rim, where its own edges change the prediction, is not compared
+
+
+@functools.lru_cache(maxsize=4)
+def bundled_calibration(path: str | None = None) -> dict[str, TrustModel]:
+    """The calibrated trust models shipped in resources/ (empty when the file is missing)."""
+    from labelfree_app.paths import resources_dir
+
+    file = Path(path) if path else resources_dir() / CALIBRATION_FILE
+    if not file.is_file():
+        return {}
+    try:
+        return load_calibration(file)
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def calibration_key(kind: str, has_variance: bool, has_profile: bool) -> str:
+    """'unet', 'unet-tta' or 'diffusion', with '+profile' when the model knows its training inputs."""
+    family = "diffusion" if is_diffusion_kind(kind) else ("unet-tta" if has_variance else "unet")
+    return family + ("+profile" if has_profile else "")
+
+
+def is_diffusion_kind(kind: str) -> bool:
+    return kind.startswith("diffusion")
+
+
+def flip_agreement(prediction: np.ndarray, again: np.ndarray, crop: tuple[slice, slice]) -> float:
+    """Pearson r between the prediction and the flipped look at the same crop, inside its rim."""
+    ys, xs = crop
+    first = prediction[ys, xs]
+    second = np.asarray(again)[0] if np.asarray(again).ndim == 3 else np.asarray(again)
+    m = CHECK_MARGIN if min(first.shape) > 4 * CHECK_MARGIN else 0
+    a = first[m:first.shape[0] - m, m:first.shape[1] - m].astype(np.float64).ravel()
+    b = second[m:second.shape[0] - m, m:second.shape[1] - m].astype(np.float64).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    denom = float(np.sqrt((a @ a) * (b @ b)))
+    return float(a @ b / denom) if denom > 0 else 0.0
+
+
+class TrustRecorder:
+    """Features of each predicted plane; the estimate once all planes of the image are in."""
+
+    def __init__(self, manifest: Mapping[str, Any], calibration: Mapping[str, TrustModel] | None = None) -> None:
+        self.kind = str(manifest.get("kind", "unet"))
+        self.enabled = int(manifest.get("dims", 2)) == 2
+        self.profile: InputProfile | None = None
+        profile = (manifest.get("trust") or {}).get("input_profile")
+        if profile:
+            try:
+                self.profile = InputProfile.from_dict(profile)
+            except (ValueError, KeyError, TypeError):
+                self.profile = None
+        self.calibration = bundled_calibration() if calibration is None else calibration
+        self._features: list[dict[str, float]] = []
+        self._maps: list[np.ndarray] = []
+        self._has_variance = False
+
+    def check_crop(self, shape: tuple[int, ...], multiple: int = 16) -> tuple[slice, slice] | None:
+        """The central crop (Y, X slices) that a U-Net predicts a second time, flipped; None for 3D."""
+        if not self.enabled or is_diffusion_kind(self.kind):
+            return None
+        ny, nx = shape[-2:]
+        side = max(CHECK_MIN, int((CHECK_SHARE * ny * nx) ** 0.5))
+        side = max(multiple, side // multiple * multiple)
+        hy, hx = min(ny, side), min(nx, side)
+        y0, x0 = (ny - hy) // 2, (nx - hx) // 2
+        return slice(y0, y0 + hy), slice(x0, x0 + hx)
+
+    def add(self, prediction_z: np.ndarray, x: np.ndarray, variance_z: np.ndarray | None = None,
+            second_look: tuple[np.ndarray, tuple[slice, slice]] | None = None) -> None:
+        """One plane: prediction and variance (C, Y, X) in z-scores, the normalized input (C_in, Y, X),
+        and the prediction of the flipped check crop (flipped back) with its slices."""
+        if not self.enabled:
+            return
+        feats, familiar = prediction_features(prediction_z[0], x, self.profile,
+                                              None if variance_z is None else variance_z[0])
+        if second_look is not None:
+            feats["flip_r"] = flip_agreement(prediction_z[0], *second_look)
+        self._has_variance = variance_z is not None
+        self._features.append(feats)
+        if familiar is not None:
+            self._maps.append(upsample_map(familiar, tuple(prediction_z.shape[-2:])))
+
+    @property
+    def features(self) -> dict[str, float]:
+        return mean_features(self._features)
+
+    def estimate(self) -> TrustEstimate | None:
+        """The calibrated estimate, or None (a 3D model, or no calibration for this kind of model)."""
+        if not self._features:
+            return None
+        key = calibration_key(self.kind, self._has_variance, self.profile is not None)
+        model = self.calibration.get(key) or self.calibration.get(key.replace("+profile", ""))
+        if model is None:
+            return None
+        feats = self.features
+        if any(name not in feats for name in model.features):
+            return None
+        return model.estimate(feats)
+
+    def trust_map(self, prediction_shape: tuple[int, ...]) -> np.ndarray | None:
+        """Familiarity (0-1) per pixel, shaped like the prediction with one channel, or None."""
+        if not self._maps or len(self._maps) != len(self._features):
+            return None
+        stacked = np.stack(self._maps)  # one per plane, in the engine's order (time, then z)
+        shape = list(prediction_shape)
+        shape[-4] = 1
+        return stacked.reshape(shape).astype(np.float32)
