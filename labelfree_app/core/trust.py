@@ -142,6 +142,7 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
         v = np.asarray(variance_z, dtype=np.float32)
         spread = float(np.nanmean(v))
         feats["explained_share"] = sd * sd / (sd * sd + spread) if sd * sd + spread > 0 else 0.0
+        feats["explained_r"] = math.sqrt(feats["explained_share"])  # what r would be if the samples were calibrated
     return feats, familiar
 
 
