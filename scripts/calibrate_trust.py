@@ -246,38 +246,56 @@ def source_of(row: dict) -> str:
     return row["group"].split("-")[0]
 
 
-def judge(rows: list[dict], names: tuple[str, ...], flag_below: float) -> dict:
-    """Leave-one-source-out predictions and their figures, and the in-sample ones."""
-    held = {}
+def held_out_predictions(rows: list[dict], names: tuple[str, ...]) -> list[float]:
+    """Each item's expected r from a trust model fitted without its source."""
+    out = [0.0] * len(rows)
     for source in sorted({source_of(r) for r in rows}):
         train = [r for r in rows if source_of(r) != source]
         model = TrustModel.fit([r["features"] for r in train], [r["r"] for r in train], names)
-        for r in rows:
+        for i, r in enumerate(rows):
             if source_of(r) == source:
-                held[(r["model"], r["item"])] = model.expected_r(r["features"])
+                out[i] = model.expected_r(r["features"])
+    return out
+
+
+def judge(rows: list[dict], names: tuple[str, ...]) -> dict:
+    """Nested leave-one-source-out: for each source, the trust model AND its 'not trustworthy'
+    threshold come from the other sources alone (the threshold from their own leave-one-source-out
+    predictions); then the in-sample figures of the model fitted on everything."""
+    predicted, flags = [0.0] * len(rows), [0.5] * len(rows)
+    for source in sorted({source_of(r) for r in rows}):
+        others = [r for r in rows if source_of(r) != source]
+        flag = choose_flag(others, held_out_predictions(others, names)) if len({source_of(r) for r in others}) > 1 \
+            else 0.5
+        model = TrustModel.fit([r["features"] for r in others], [r["r"] for r in others], names)
+        for i, r in enumerate(rows):
+            if source_of(r) == source:
+                predicted[i], flags[i] = model.expected_r(r["features"]), flag
     whole = TrustModel.fit([r["features"] for r in rows], [r["r"] for r in rows], names)
-    return {"held_out": figures(rows, [held[(r["model"], r["item"])] for r in rows], flag_below),
-            "in_sample": figures(rows, [whole.expected_r(r["features"]) for r in rows], flag_below),
-            "predicted": [held[(r["model"], r["item"])] for r in rows]}
+    outer = held_out_predictions(rows, names)
+    final_flag = choose_flag(rows, outer)
+    return {"held_out": figures(rows, predicted, flags), "predicted": predicted, "flag": final_flag,
+            "in_sample": figures(rows, [whole.expected_r(r["features"]) for r in rows], [final_flag] * len(rows))}
 
 
-def figures(rows: list[dict], expected: list[float], flag_below: float) -> dict:
+def figures(rows: list[dict], expected: list[float], flags: list[float]) -> dict:
     actual = [r["r"] for r in rows]
-    low = [e for e, a in zip(expected, actual) if a < 0.5]
+    flagged = [e < f for e, f in zip(expected, flags)]
+    low = [g for g, a in zip(flagged, actual) if a < 0.5]
+    high = [g for g, a in zip(flagged, actual) if a >= 0.5]
     return {"fields": len(rows), "spearman": round(spearman(expected, actual), 3),
             "mean_abs_error": round(float(np.mean(np.abs(np.subtract(expected, actual)))), 3),
             "fields_below_0.5": len(low),
-            "flagged_of_below_0.5": round(float(np.mean([e < flag_below for e in low])) if low else float("nan"), 3),
-            "flagged_of_at_least_0.5": round(float(np.mean([e < flag_below for e, a in zip(expected, actual)
-                                                            if a >= 0.5])), 3)}
+            "flagged_of_below_0.5": round(float(np.mean(low)), 3) if low else None,
+            "flagged_of_at_least_0.5": round(float(np.mean(high)), 3) if high else None}
 
 
 def choose_flag(rows: list[dict], predicted: list[float], share: float = 0.9) -> float:
-    """The lowest threshold under which ``share`` of the held-out fields with r < 0.5 fall."""
+    """The lowest threshold (at least 0.5) under which ``share`` of the fields with r < 0.5 fall."""
     low = sorted(p for p, r in zip(predicted, rows) if r["r"] < 0.5)
     if not low:
         return 0.5
-    return float(max(0.5, np.quantile(low, share) + 1e-3))
+    return float(max(0.5, low[int(np.ceil(share * len(low))) - 1] + 1e-3))
 
 
 def derived(rows: list[dict]) -> list[dict]:
@@ -296,12 +314,11 @@ def cmd_fit(args: argparse.Namespace) -> None:
         chosen = [r for r in rows if r["family"] == family]
         if len(chosen) < 8:
             continue
-        for with_profile in (False, True):
+        for with_profile in ((False, True) if family == "unet" else (False,)):
             names = base + (PROFILE_FEATURES if with_profile else ())
             key = family + ("+profile" if with_profile else "")
-            first = judge(chosen, names, 0.5)
-            flag = choose_flag(chosen, first["predicted"])
-            report = judge(chosen, names, flag)
+            report = judge(chosen, names)
+            flag = report["flag"]
             residual = np.subtract([r["r"] for r in chosen], report["predicted"])
             model = TrustModel.fit([r["features"] for r in chosen], [r["r"] for r in chosen], names,
                                    fitted_on=f"{len(chosen)} predictions on unseen sources: "
@@ -321,12 +338,11 @@ def cmd_fit(args: argparse.Namespace) -> None:
                                    "flag_below": round(flag, 3), "interval_coverage_held_out": round(inside, 3),
                                    "per_source": per_group}
             print(key, json.dumps(out["figures"][key], indent=1), flush=True)
-            if with_profile:
+            if with_profile or family == "diffusion":
                 plot(chosen, report["predicted"], key, flag)
-    cost = [r["features"].get("flip_r") is not None for r in rows]
     out["figures"]["items"] = len(rows)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"written {OUT}" if any(cost) else f"written {OUT}")
+    print(f"written {OUT}")
 
 
 def plot(rows: list[dict], predicted: list[float], key: str, flag: float) -> None:
@@ -352,6 +368,7 @@ def plot(rows: list[dict], predicted: list[float], key: str, flag: float) -> Non
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     name = PLOT if key == "unet+profile" else PLOT.with_name(f"trust_calibration_{key.replace('+', '_')}.png")
+    ax.set_xlabel("expected r (fitted without this source)")
     fig.savefig(name, dpi=110)
     print(f"plot: {name}")
 
