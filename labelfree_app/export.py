@@ -16,6 +16,9 @@ from labelfree_app.models.package import sha256_of_file
 
 IMAGE_SUFFIXES = (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".ome.zarr")  # .ome.zarr: a folder
 OUTPUT_FORMATS = {"ome-tiff": ".ome.tif", "ome-zarr": ".ome.zarr"}
+# The trust map's one channel: per pixel, how familiar the input looks to the model (1: like its
+# training inputs, near 0: the model is extrapolating).
+TRUST_MAP_CHANNEL = "familiarity"
 
 
 @dataclass(frozen=True)
@@ -25,9 +28,10 @@ class OutputPaths:
     prediction: Path
     variance: Path
     steps: Path
+    trust: Path  # the trust map: how familiar each region of the input looks to the model
 
-    def all(self) -> tuple[Path, Path, Path]:
-        return (self.prediction, self.variance, self.steps)
+    def all(self) -> tuple[Path, Path, Path, Path]:
+        return (self.prediction, self.variance, self.steps, self.trust)
 
 
 def image_stem(path: Path) -> str:
@@ -41,21 +45,24 @@ def image_stem(path: Path) -> str:
 
 def output_paths(input_path: Path, model_id: str, out_dir: Path, stem: str | None = None,
                  fmt: str = "ome-tiff") -> OutputPaths:
-    """``<stem>__<model-id>.ome.tif`` (or ``.ome.zarr`` for ``fmt="ome-zarr"``) plus ``__variance`` and
-    ``__steps`` siblings."""
+    """``<stem>__<model-id>.ome.tif`` (or ``.ome.zarr`` for ``fmt="ome-zarr"``) plus ``__variance``,
+    ``__steps`` and ``__trust`` siblings."""
     base = f"{stem or image_stem(input_path)}__{model_id}"
     suffix = OUTPUT_FORMATS[fmt]
     return OutputPaths(
         prediction=out_dir / f"{base}{suffix}",
         variance=out_dir / f"{base}__variance{suffix}",
         steps=out_dir / f"{base}__steps{suffix}",
+        trust=out_dir / f"{base}__trust{suffix}",
     )
 
 
 def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Iterable[Path], *,
                hash_inputs: bool = True) -> dict[str, Any]:
-    """The provenance block stored in every output file."""
+    """The provenance block stored in every output file. ``trust`` is the reliability estimate
+    (``core.trust.TrustEstimate.to_dict()``: expected r, interval, level, method), None when not estimated."""
     paths = [Path(p) for p in inputs]
+    trust = getattr(result, "trust", None)  # None: not estimated (a 3D model, or no calibration)
     return {
         "software": "LabelFree",
         "app_version": __version__,
@@ -73,6 +80,7 @@ def provenance(result: PredictionResult, manifest: dict[str, Any], inputs: Itera
         "device": result.device,
         "backend": result.backend,
         **({"notes": list(result.notes)} if result.notes else {}),
+        "trust": trust.to_dict() if trust is not None else None,
         "seconds": round(result.seconds, 3),
         "inputs": [
             {"path": str(p.resolve()), **({"sha256": sha256_of_file(p)} if hash_inputs and p.is_file() else {})}
@@ -105,11 +113,13 @@ def write_result(
     *,
     pixel_size_um: dict[str, float] | None = None,
     save_steps: bool = False,
+    trust_map: bool = False,
     hash_inputs: bool = True,
 ) -> list[Path]:
-    """Write prediction (and variance, steps) atomically; returns the paths written.
+    """Write prediction (and variance, steps, trust map) atomically; returns the paths written.
 
     The format follows the paths' suffix: ``.ome.zarr`` paths get OME-Zarr pyramids (``io.ome_zarr``).
+    ``trust_map`` writes the result's familiarity map (one channel, 0-1) when the run made one.
     """
     from labelfree_app.io import write_image, write_ome_zarr
 
@@ -134,6 +144,10 @@ def write_result(
         frames = np.asarray(result.frames, dtype=np.float32)  # (F, C, Z, Y, X): frames as time
         written.append(write(paths.steps, frames, "TCZYX", channel_names=names,
                              provenance={**meta, "content": "denoising steps"}, **common))
+    if trust_map and result.trust_map is not None:
+        written.append(write(paths.trust, np.asarray(result.trust_map, dtype=np.float32), result.axes,
+                             channel_names=[TRUST_MAP_CHANNEL], provenance={**meta, "content": "trust map"},
+                             **common))
     return written
 
 

@@ -70,3 +70,27 @@ def stack_and_plane_entries(folder: Path) -> list[Any]:
     make_unet_package(folder, in_channels=13, z_as_channels=True, model_id="stack-model")
     make_unet_package(folder, model_id="plane-model")
     return ModelRegistry(bundled_dir=folder, user_dir=folder / "user").list()
+
+
+def trust_block(seed: int = 0, shape: tuple[int, int] = (64, 80)) -> dict[str, Any]:
+    """A manifest ``trust`` field whose input profile was fitted to normalized synthetic bright-field fields."""
+    import numpy as np
+
+    from labelfree_app.core.trust import METHOD, InputProfile
+    from tests.synthetic_cells import render_cells
+
+    planes = []
+    for k in range(3):
+        plane = render_cells(shape, seed=seed + k).brightfield.astype(np.float32)
+        planes.append((plane - plane.mean()) / (plane.std() + 1e-6))
+    return {"input_profile": InputProfile.fit(planes).to_dict(), "method": METHOD}
+
+
+def constant_calibration(expected_r: float, half_width: float = 0.1) -> dict[str, Any]:
+    """Trust models (for ``core.trust_recorder.bundled_calibration``) that expect ``expected_r`` for any
+    prediction of a U-Net or diffusion model, with or without an input profile."""
+    from labelfree_app.core.trust import TrustModel
+
+    model = TrustModel(("pred_sd",), (0.0,), (1.0,), (0.0,), expected_r, half_width, half_width)
+    return {key: model for key in ("unet", "unet+profile", "unet-tta", "unet-tta+profile", "diffusion",
+                                   "diffusion+profile")}

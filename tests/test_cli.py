@@ -11,7 +11,7 @@ import pytest
 from labelfree_app.cli.main import main
 from labelfree_app.io import read_image, read_provenance, write_image
 from tests.synthetic_cells import render_cells
-from tests.factories import make_diffusion_package, make_unet_package
+from tests.factories import constant_calibration, make_diffusion_package, make_unet_package, trust_block
 
 
 @pytest.fixture()
@@ -62,6 +62,47 @@ def test_predict_reports_bad_files_in_one_sentence_and_goes_on(tmp_path, bf_file
     assert code == 1
     assert "broken.tif" in captured.err and "Traceback" not in captured.err
     assert (tmp_path / "out" / "field__test-unet.ome.tif").exists()
+
+
+def test_predict_prints_the_trust_estimate_and_warns_when_not_trustworthy(tmp_path, bf_file, capsys, monkeypatch):
+    from labelfree_app.core import trust_recorder
+
+    package = make_unet_package(tmp_path / "models")
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.3))
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "low"), "--model", str(package.path), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "field.tif: expected r 0.30 (0.20-0.40): not trustworthy" in captured.err
+    (warning,) = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert warning.startswith("warning: field.tif: the prediction is not trustworthy. Why: ")
+    assert "fine-tune" in warning  # the advice
+    assert "expected r" not in captured.out  # stdout stays the list of written files
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.85))
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "high"), "--model", str(package.path), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "field.tif: expected r 0.85 (0.75-0.95): good" in captured.err and "warning:" not in captured.err
+
+
+def test_predict_trust_map_writes_the_familiarity_beside_the_prediction(tmp_path, bf_file, capsys):
+    package = make_unet_package(tmp_path / "models", model_id="trusty", trust=trust_block())
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "out"), "--model", str(package.path),
+                 "--trust-map", "-q"]) == 0
+    trust_file = tmp_path / "out" / "field__trusty__trust.ome.tif"
+    assert str(trust_file) in capsys.readouterr().out
+    familiar = read_image(trust_file)
+    assert familiar.data.shape == (1, 1, 96, 120)
+    assert 0.0 <= float(familiar.data.min()) <= float(familiar.data.max()) <= 1.0
+    assert read_provenance(trust_file)["settings"] == read_provenance(tmp_path / "out" / "field__trusty.ome.tif")[
+        "settings"]
+
+
+def test_models_info_adds_the_trust_part_of_the_card_on_stderr(tmp_path, capsys):
+    package = make_unet_package(tmp_path / "src", model_id="trusty", trust=trust_block())
+    assert main(["models", "install", str(package.path)]) == 0
+    capsys.readouterr()
+    assert main(["models", "info", "trusty"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["trust"]["method"] == "lf-trust-1"
+    assert captured.err.startswith("Trust\n") and "Input profile: yes" in captured.err
 
 
 def test_unknown_model_is_a_clear_error(tmp_path, bf_file, capsys):

@@ -53,6 +53,7 @@ class ModelRef:
     path: str
     sha256: str
     kind: str
+    trust_map: bool = False  # it draws a trust map: a 2D model whose manifest records its training inputs
 
 
 @dataclass(frozen=True)
@@ -255,4 +256,19 @@ def model_ref(package: Any) -> ModelRef:
     """The ModelRef of a loaded model package (its path and weights sha256 fixed from now on)."""
     manifest = package.manifest.to_dict()
     return ModelRef(id=manifest["id"], path=os.fspath(package.path),
-                    sha256=(manifest.get("weights") or {}).get("sha256", ""), kind=manifest["kind"])
+                    sha256=(manifest.get("weights") or {}).get("sha256", ""), kind=manifest["kind"],
+                    trust_map=draws_trust_map(manifest))
+
+
+def draws_trust_map(manifest: dict[str, Any]) -> bool:
+    """Whether the engine draws a trust map for this model: 2D, with a readable input profile."""
+    from labelfree_app.core.trust import InputProfile
+
+    profile = (manifest.get("trust") or {}).get("input_profile")
+    if int(manifest.get("dims", 2)) != 2 or not profile:
+        return False
+    try:
+        InputProfile.from_dict(profile)
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True

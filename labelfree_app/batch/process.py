@@ -20,6 +20,7 @@ import numpy as np
 
 from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
+from labelfree_app.batch.scoring import pearson_of_file, pearson_of_prediction
 from labelfree_app.batch.verify import check_output
 from labelfree_app.core.drive import drive
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
@@ -59,6 +60,7 @@ class BatchOptions:
     rgb: str | int = "error"  # what to do with RGB inputs, as ``io.read_image`` takes it
     format: str = "ome-tiff"  # "ome-tiff" or "ome-zarr" (``export.OUTPUT_FORMATS``)
     position: str | None = None  # the field of an OME-Zarr plate, such as "A/1/0"
+    trust_map: bool = False  # also write the trust map (``__trust``) where the model can draw one
 
 
 class EngineCache:
@@ -81,14 +83,19 @@ class EngineCache:
         return self._engines[key]
 
 
-def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions) -> list[Path]:
-    """The files a finished job leaves (all must exist for it to count as done)."""
+def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions, image: Any = None) -> list[Path]:
+    """The files a finished job leaves (all must exist for it to count as done). A trust map is
+    expected where asked for and the model draws one, unless ``image`` (the input, when read) is so
+    large that a U-Net streams it: the streaming engine draws none."""
     paths = job.outputs(out_dir, options.format)
     wanted = [paths.prediction]
     if is_diffusion(job.model) or options.settings.tta:
         wanted.append(paths.variance)
     if options.save_steps and is_diffusion(job.model):
         wanted.append(paths.steps)
+    streamed = image is not None and not is_diffusion(job.model) and _pixels(image) > STREAM_MIN_PIXELS
+    if options.trust_map and job.model.trust_map and not streamed:
+        wanted.append(paths.trust)
     return wanted
 
 
@@ -174,26 +181,13 @@ def verify_outputs(wanted: list[Path], out_dir: Path,
     return None, ("redone: " + "; ".join(problems)) if problems else ""
 
 
-def _estimate_bytes(result: PredictionResult, save_steps: bool) -> int:
+def _estimate_bytes(result: PredictionResult, save_steps: bool, trust_map: bool = False) -> int:
     total = result.prediction.nbytes + (result.variance.nbytes if result.variance is not None else 0)
     if save_steps and result.frames is not None:
         total += np.asarray(result.frames).size * 4
+    if trust_map and result.trust_map is not None:
+        total += result.trust_map.size * 4
     return int(total * 1.05) + 65536
-
-
-def _pearson(image: Any, target: int | str, prediction: np.ndarray) -> tuple[float | None, str]:
-    from labelfree_app.core.metrics import pearson_r
-
-    try:
-        observed = np.asarray(image.channel(target), dtype=np.float32)
-    except LabelFreeError as exc:
-        return None, f"no Pearson r: {exc}"
-    predicted = prediction[:, 0] if prediction.ndim == 5 else prediction[0]  # (T,) Z, Y, X
-    if observed.shape != predicted.shape and predicted.shape[-3] == 1:
-        observed = observed.max(axis=-3, keepdims=True)
-    if observed.shape != predicted.shape:
-        return None, f"no Pearson r: the target channel is {observed.shape}, the prediction {predicted.shape}"
-    return pearson_r(predicted, observed, mask=np.isfinite(predicted) & np.isfinite(observed)), ""
 
 
 def read_input(entry: BatchInput, rgb: str | int = "error", position: str | None = None) -> Any:
@@ -207,10 +201,23 @@ def read_input(entry: BatchInput, rgb: str | int = "error", position: str | None
 def streams(engine: PredictionEngine, image: Any, save_steps: bool = False,
             min_pixels: int | None = None) -> bool:
     """Whether this job streams: a 2D U-Net and an input above ``STREAM_MIN_PIXELS``."""
-    limit = STREAM_MIN_PIXELS if min_pixels is None else min_pixels
-    shape = tuple(image.data.shape)
-    pixels = int(np.prod(shape, dtype=np.int64)) // max(1, image.n_channels)
-    return engine.can_stream() and pixels > limit
+    return engine.can_stream() and _pixels(image) > (STREAM_MIN_PIXELS if min_pixels is None else min_pixels)
+
+
+def _pixels(image: Any) -> int:
+    """The pixels of one channel of ``image``: all its time points and planes."""
+    return int(np.prod(tuple(image.data.shape), dtype=np.int64)) // max(1, image.n_channels)
+
+
+def _read_for_trust_map(job: BatchJob, options: BatchOptions, image: Any) -> Any:
+    """The input, read when a trust map is asked for (``expected_outputs`` needs its size); else
+    ``image`` as given. None when it cannot be read: the job reports that."""
+    if image is not None or not (options.trust_map and job.model.trust_map):
+        return image
+    try:
+        return read_input(job.input, options.rgb, options.position)
+    except LabelFreeError:
+        return None
 
 
 def stream_result(engine: PredictionEngine, image: Any, settings: PredictSettings, inputs: list[Path],
@@ -233,55 +240,19 @@ def stream_result(engine: PredictionEngine, image: Any, settings: PredictSetting
     return result, written
 
 
-def _pearson_streamed(image: Any, target: int | str, prediction_path: Path) -> tuple[float | None, str]:
-    """Pearson r of a written prediction (channel 0) and the target channel, read band by band."""
-    import math
-
-    from labelfree_app.io import read_image
-
-    try:
-        observed = image.channel(target)
-    except LabelFreeError as exc:
-        return None, f"no Pearson r: {exc}"
-    data = read_image(prediction_path, lazy=True).data
-    predicted = data[:, 0] if data.ndim == 5 else data[0]
-    if tuple(observed.shape) != tuple(predicted.shape):
-        return None, f"no Pearson r: the target channel is {tuple(observed.shape)}, the prediction {tuple(predicted.shape)}"
-    sums = np.zeros(6)  # n, x, y, xx, yy, xy around a shift
-    shift: tuple[float, float] | None = None
-    height = observed.shape[-2]
-    for lo in range(0, height, 512):
-        x = np.asarray(predicted[..., lo:lo + 512, :], dtype=np.float64)
-        y = np.asarray(observed[..., lo:lo + 512, :], dtype=np.float64)
-        keep = np.isfinite(x) & np.isfinite(y)
-        x, y = x[keep], y[keep]
-        if not x.size:
-            continue
-        if shift is None:
-            shift = (float(x.mean()), float(y.mean()))
-        x, y = x - shift[0], y - shift[1]
-        sums += (x.size, x.sum(), y.sum(), np.dot(x, x), np.dot(y, y), np.dot(x, y))
-    n = sums[0]
-    if n < 2:
-        return math.nan, ""
-    vx, vy = sums[3] - sums[1] ** 2 / n, sums[4] - sums[2] ** 2 / n
-    if vx <= 0 or vy <= 0:
-        return math.nan, ""
-    return float((sums[5] - sums[1] * sums[2] / n) / math.sqrt(vx * vy)), ""
-
-
 def save_result(result: PredictionResult, manifest: dict[str, Any], inputs: list[Path], paths: OutputPaths, *,
                 pixel_size_um: dict[str, float] | None = None, save_steps: bool = False,
-                hash_inputs: bool = True) -> list[Path]:
-    """Check the destination and write one result (prediction, variance, steps) with provenance and
-    pixel sizes; written whole or not at all. The one writer behind `predict`, `batch` and the GUI."""
+                trust_map: bool = False, hash_inputs: bool = True) -> list[Path]:
+    """Check the destination and write one result (prediction, variance, steps, and with ``trust_map``
+    the trust map where the run drew one) with provenance and pixel sizes; written whole or not at
+    all. The one writer behind `predict`, `batch` and the GUI."""
     folder = paths.prediction.parent
     folder.mkdir(parents=True, exist_ok=True)
-    ensure_free_space(folder, _estimate_bytes(result, save_steps))
+    ensure_free_space(folder, _estimate_bytes(result, save_steps, trust_map))
     before = {path: _identity(path) for path in paths.all()}
     try:
         return write_result(result, manifest, inputs, paths, pixel_size_um=pixel_size_um,
-                            save_steps=save_steps, hash_inputs=hash_inputs)
+                            save_steps=save_steps, trust_map=trust_map, hash_inputs=hash_inputs)
     except BaseException:  # a full disk, Ctrl-C: no prediction left without its variance
         _remove_written(before)
         raise
@@ -300,7 +271,8 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     """
     start = time.perf_counter()
     row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id)
-    wanted = expected_outputs(job, out_dir, options)
+    image = _read_for_trust_map(job, options, image)
+    wanted = expected_outputs(job, out_dir, options, image)
     row.outputs = [str(p) for p in wanted]
     redo_note = ""
     if not options.overwrite:
@@ -309,14 +281,14 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             row.status, row.files = "skipped", facts
             row.note = "already done (use --overwrite to redo)"
             return row
-    remove_stale_temps(job.outputs(out_dir, options.format).all())
+    paths = job.outputs(out_dir, options.format)
+    remove_stale_temps(paths.all())
     try:
         image = image if image is not None else read_input(job.input, options.rgb, options.position)
         engine = engines.get(job.model, options.settings.device)
         result: Any = None
         if streams(engine, image, options.save_steps):
-            result, written = yield from stream_result(engine, image, options.settings, job.input.files,
-                                                       job.outputs(out_dir, options.format),
+            result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
                                                        hash_inputs=options.hash_inputs)
         else:
             run = engine.run(image, options.settings)
@@ -329,18 +301,21 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             finally:
                 run.close()
             assert result is not None
-            written = save_result(result, engine.manifest, job.input.files, job.outputs(out_dir, options.format),
+            written = save_result(result, engine.manifest, job.input.files, paths,
                                   pixel_size_um=getattr(image, "pixel_size_um", None),
-                                  save_steps=options.save_steps, hash_inputs=options.hash_inputs)
+                                  save_steps=options.save_steps, trust_map=options.trust_map,
+                                  hash_inputs=options.hash_inputs)
+        missing_map = _record_trust(row, result, job, options, expected=paths.trust in wanted,
+                                    wrote=paths.trust in written)
         row.outputs = [str(p) for p in written]
         row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
         row.device = result.device
         if options.target_channel is not None:
             if isinstance(result, PredictionResult):
-                row.pearson_r, row.note = _pearson(image, options.target_channel, result.prediction)
+                row.pearson_r, row.note = pearson_of_prediction(image, options.target_channel, result.prediction)
             else:
-                row.pearson_r, row.note = _pearson_streamed(image, options.target_channel, written[0])
-        row.note = " ".join([*result.notes, row.note]).strip()
+                row.pearson_r, row.note = pearson_of_file(image, options.target_channel, written[0])
+        row.note = " ".join([*result.notes, row.note, missing_map]).strip()
         row.note = "; ".join(note for note in (redo_note, row.note) if note)
         row.status = "done"
     except FATAL_ERRORS:
@@ -354,6 +329,23 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
                      f"with the log file {log_file_path()}.")
     row.seconds = round(time.perf_counter() - start, 3)
     return row
+
+
+def _record_trust(row: BatchRow, result: Any, job: BatchJob, options: BatchOptions, *, expected: bool,
+                  wrote: bool) -> str:
+    """Put the result's trust estimate in the report row; returns why a trust map that was asked for
+    was not written ("" when it was, or was not asked for)."""
+    trust = getattr(result, "trust", None)  # None: not estimated (a 3D model, or no calibration)
+    row.expected_r, row.expected_r_low, row.expected_r_high = (
+        (round(trust.expected_r, 4), round(trust.low, 4), round(trust.high, 4)) if trust else (None, None, None))
+    row.trust, row.trust_reason, row.trust_advice = (trust.level, trust.reason, trust.advice) if trust else ("", "", "")
+    if not options.trust_map or wrote:
+        return ""
+    if not job.model.trust_map:
+        return (f"No trust map: {job.model.id} draws none (only 2D models that recorded their training inputs "
+                "do; fine-tune it with this version to get one).")
+    why = "it could not be drawn for this image" if expected else "an image this large is predicted in bands"
+    return f"No trust map: {why}."
 
 
 def process_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,

@@ -16,7 +16,9 @@ from labelfree_app.errors import LabelFreeError
 from labelfree_app.io import atomic_write_bytes
 
 STATUSES = ("done", "skipped", "failed", "cancelled", "not run")
-CSV_COLUMNS = ("input", "model", "status", "seconds", "outputs", "error", "pearson_r", "note", "device")
+CSV_COLUMNS = ("input", "model", "status", "seconds", "outputs", "error", "pearson_r", "note", "device",
+               "expected_r", "expected_r_low", "expected_r_high", "trust")
+TRUST_FIELDS = ("expected_r", "expected_r_low", "expected_r_high", "trust", "trust_reason", "trust_advice")
 
 
 @dataclass
@@ -34,6 +36,15 @@ class BatchRow:
     pearson_r: float | None = None
     note: str = ""
     device: str = ""
+    # The reliability estimate (``core.trust.TrustEstimate``): the Pearson r with a real stain the
+    # prediction is likely to reach, its interval, the level ("good", "uncertain", "not trustworthy")
+    # and one sentence why and one what to do; None / "" when not estimated.
+    expected_r: float | None = None
+    expected_r_low: float | None = None
+    expected_r_high: float | None = None
+    trust: str = ""
+    trust_reason: str = ""
+    trust_advice: str = ""
     # What each output looked like when written or verified ({path relative to the output folder:
     # {"bytes", "shape", "dtype", "pages"}}), so the next resume can tell a replaced or cut file.
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -44,6 +55,16 @@ class BatchRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def trust_estimate(self) -> Any:
+        """The recorded estimate as a ``core.trust.TrustEstimate`` (without its features), or None."""
+        if self.expected_r is None or not self.trust:
+            return None
+        from labelfree_app.core.trust import TrustEstimate
+
+        low = self.expected_r if self.expected_r_low is None else self.expected_r_low
+        high = self.expected_r if self.expected_r_high is None else self.expected_r_high
+        return TrustEstimate(self.expected_r, low, high, self.trust, self.trust_reason, self.trust_advice)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "BatchRow":
@@ -58,14 +79,18 @@ def summarize(rows: Iterable[BatchRow]) -> dict[str, int]:
     return counts
 
 
+def _number(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
 def _csv_text(rows: list[BatchRow]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        r = "" if row.pearson_r is None or math.isnan(row.pearson_r) else f"{row.pearson_r:.4f}"
         writer.writerow([row.input, row.model, row.status, f"{row.seconds:.3f}", ";".join(row.outputs),
-                         row.error, r, row.note, row.device])
+                         row.error, _number(row.pearson_r), row.note, row.device, _number(row.expected_r),
+                         _number(row.expected_r_low), _number(row.expected_r_high), row.trust])
     return buffer.getvalue()
 
 
@@ -101,13 +126,17 @@ def _finished(previous: list[BatchRow]) -> dict[tuple[str, str], BatchRow]:
 
 
 def carry_forward(rows: list[BatchRow], previous: list[BatchRow]) -> None:
-    """Skipped rows keep the Pearson r and device measured when they were done (over any number of resumes)."""
+    """Skipped rows keep the Pearson r, device and trust estimate of when they were done (over any number
+    of resumes)."""
     finished = _finished(previous)
     for row in rows:
         before = finished.get((row.key, row.model))
         if row.status == "skipped" and before is not None:
             row.pearson_r = before.pearson_r if row.pearson_r is None else row.pearson_r
             row.device = row.device or before.device
+            if row.expected_r is None:
+                for name in TRUST_FIELDS:
+                    setattr(row, name, getattr(before, name))
 
 
 def recorded_files(previous: list[BatchRow]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:

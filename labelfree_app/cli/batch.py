@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from labelfree_app.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED
 from labelfree_app.cli.options import RGB_CHOICES, add_predict_options, io_options, predict_settings
+from labelfree_app.cli.trust_notes import trust_lines
 
 
 @contextmanager
@@ -110,6 +111,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
                     bar.update(1)
                     if event.row.status == "failed":
                         bar.write(f"failed: {event.row.input} × {event.row.model}: {event.row.error}", file=sys.stderr)
+                    elif event.row.status == "done":
+                        label = f"{Path(event.row.input).name} × {event.row.model}"
+                        for line in trust_lines(label, event.row):
+                            bar.write(line, file=sys.stderr)
                 elif isinstance(event, BatchDone):
                     done = event
         finally:

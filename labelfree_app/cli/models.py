@@ -35,7 +35,12 @@ def _remove(registry: Any, args: argparse.Namespace) -> None:
 
 
 def _info(registry: Any, args: argparse.Namespace) -> None:
-    print(json.dumps(registry.get(args.id).manifest.to_dict(), indent=2))
+    """The manifest as JSON on stdout (for tools), the card's trust part for people on stderr."""
+    from labelfree_app.training.model_card import trust_card_lines
+
+    manifest = registry.get(args.id).manifest.to_dict()
+    print(json.dumps(manifest, indent=2))
+    print("\n".join(trust_card_lines(manifest)), file=sys.stderr)
 
 
 def _default(registry: Any, args: argparse.Namespace) -> None:
@@ -94,7 +99,7 @@ def register(sub: Any) -> None:
     mi.add_argument("--overwrite", action="store_true")
     mr = msub.add_parser("remove", help="remove a user-installed model")
     mr.add_argument("id")
-    mn = msub.add_parser("info", help="print a model's manifest")
+    mn = msub.add_parser("info", help="print a model's manifest (and its trust part on stderr)")
     mn.add_argument("id")
     md = msub.add_parser("default", help="make a model the default for its target")
     md.add_argument("target")

@@ -43,6 +43,9 @@ def add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False
                    help="output format: OME-TIFF files or OME-Zarr folders with a pyramid (default ome-tiff)")
     p.add_argument("--position", help="an OME-Zarr plate input: the field to predict, as row/column/field "
                    "such as A/1/0")
+    p.add_argument("--trust-map", action="store_true", help="also write <name>__<model-id>__trust.ome.tif: how "
+                   "familiar each region of the input looks to the model (1: like its training images, near 0: "
+                   "the model is guessing); 2D models that record their training inputs")
 
 
 def predict_settings(args: argparse.Namespace) -> Any:
@@ -57,5 +60,5 @@ def predict_settings(args: argparse.Namespace) -> Any:
 
 
 def io_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The output format and the plate position (``BatchOptions`` fields) of `predict`/`batch`."""
-    return {"format": args.out_format, "position": args.position}
+    """The output format, the plate position and the trust map (``BatchOptions`` fields) of `predict`/`batch`."""
+    return {"format": args.out_format, "position": args.position, "trust_map": args.trust_map}

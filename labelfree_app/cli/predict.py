@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from labelfree_app.cli.exit_codes import EXIT_ERROR
 from labelfree_app.cli.options import RGB_CHOICES, add_predict_options, io_options, predict_settings
+from labelfree_app.cli.trust_notes import trust_lines
 from labelfree_app.errors import FileAccessError, LabelFreeError
 
 
@@ -90,6 +91,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         if row.note:
             print(f"warning: {row.note}", file=sys.stderr)
+        for line in trust_lines(entry.path.name, row):
+            print(line, file=sys.stderr)
         for path in row.outputs:
             print(path)
     return EXIT_ERROR if failures else 0

@@ -366,7 +366,8 @@ class PredictionEngine:
             predict=predictor.predict, normalizer=self._normalizer(), tile=(tile[0], tile[1]), halo=(halo[0], halo[1]),
             batch_size=batch, multiple=self._multiple(), out_channels=int(self.manifest["output"]["channels"]),
             channel_names=names, z_as_channels=self.input_spec.z_as_channels,
-            transforms=tta_transforms(self.dims) if resolved["tta"] else None, finish_rows=self._finish_rows)
+            transforms=tta_transforms(self.dims) if resolved["tta"] else None, finish_rows=self._finish_rows,
+            trust=TrustRecorder(self.manifest, self._trust.calibration))
         outcome = yield from stream_series(lambda t: self._select_lazy(image, settings, t), times, spec, sink)
         self._tile_used = outcome.tile
         return StreamedResult(
@@ -374,7 +375,8 @@ class PredictionEngine:
             model_id=self.manifest["id"], settings=self._effective_settings(settings),
             seconds=time.perf_counter() - start, device=str(self.device),
             backend=str(getattr(predictor, "backend", "torch")),
-            notes=tuple(input_notes(image, times, outcome.non_finite)), has_variance=spec.transforms is not None)
+            notes=tuple(input_notes(image, times, outcome.non_finite)), has_variance=spec.transforms is not None,
+            trust=spec.trust.estimate())
 
     def _finish_rows(self, mean: np.ndarray, var: np.ndarray | None,
                      missing: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -28,7 +28,7 @@ import numpy as np
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Progress
 from labelfree_app.core.normalize import DEFAULT_SAMPLE_LIMIT, Normalizer, _no_finite_values
-from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output, _reflect_indices
+from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output, _reflect_indices, predict_tiled
 from labelfree_app.core.welford import Welford
 
 # The input band (source pixel type) plus the accumulators (float32) of one row of tiles stay under this.
@@ -59,6 +59,7 @@ class StreamedResult:
     backend: str
     notes: tuple[str, ...]
     has_variance: bool
+    trust: Any = None  # core.trust.TrustEstimate (None: not estimated)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class StreamSpec:
     transforms: Sequence[tuple[Any, Any]] | None  # test-time augmentation, None without
     # (mean, variance or None, missing mask or None) in z-scores -> (prediction, variance) in output units
     finish_rows: Callable[[np.ndarray, "np.ndarray | None", "np.ndarray | None"], tuple[np.ndarray, "np.ndarray | None"]]
+    trust: Any = None  # core.trust_recorder.TrustRecorder: watches each plane (None: no estimate)
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ def stream_plane(
     *,
     batch_size: int = 1,
     transforms: Sequence[tuple[Any, Any]] | None = None,
+    on_band: Callable[[np.ndarray, int, int], None] | None = None,
 ) -> Generator[tuple[int, int], None, int]:
     """Predict a (C, Y, X) ``source`` on ``grid``; yields (tiles done, total), returns the number of
     non-finite input values.
@@ -242,7 +245,8 @@ def stream_plane(
     ``emit(y0, prediction, variance, missing)`` gets finished rows in order: (C_out, h, X) float32
     blended prediction (z-scores), the blended variance over ``transforms`` (None without TTA) and
     an (h, X) mask of pixels where any input channel was not finite (None when all were). The
-    arrays are views of buffers reused for the next rows: use them before returning."""
+    arrays are views of buffers reused for the next rows: use them before returning. ``on_band(band,
+    lo, hi)`` sees each raw band of input rows ``[lo, hi)`` as it is read."""
     if len(grid.spatial_shape) != 2:
         raise ValueError("stream_plane takes a 2D tile grid")
     height, width = grid.spatial_shape
@@ -264,6 +268,8 @@ def stream_plane(
         y_index = _reflect_indices(np.arange(src.start, src.stop) - grid.pad_before[0], height)
         lo, hi = int(y_index.min()), int(y_index.max()) + 1
         band = reader.rows(lo, hi)
+        if on_band is not None:
+            on_band(band, lo, hi)
         dest_y = row_tiles[0].destination[0]
         if band.dtype.kind == "f":
             finite = np.isfinite(band)
@@ -367,16 +373,27 @@ def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: Stre
             else:
                 source = selected[z:z + 1] if len(selected.shape) == 3 else selected[:, z]
 
+            watcher = spec.trust.watch_plane(height, width, spec.multiple) if spec.trust is not None else None
+            normalizer = fit_streaming(source, spec.normalizer)
+
             def emit(y0: int, mean: np.ndarray, var: np.ndarray | None, missing: np.ndarray | None,
-                     ti: int = ti, z: int = z) -> None:
+                     ti: int = ti, z: int = z, watcher: Any = watcher) -> None:
+                if watcher is not None:
+                    watcher.rows(y0, mean)
                 sink.write(ti, z, y0, *spec.finish_rows(mean, var, missing))
 
             index = ti * n_planes + z
             label = f"plane {index + 1}/{passes}" if passes > 1 else ""
-            steps = stream_plane(source, spec.predict, grid, fit_streaming(source, spec.normalizer), emit,
-                                 batch_size=spec.batch_size, transforms=spec.transforms)
+            steps = stream_plane(source, spec.predict, grid, normalizer, emit, batch_size=spec.batch_size,
+                                 transforms=spec.transforms, on_band=None if watcher is None else (
+                                     lambda band, lo, hi, w=watcher, n=normalizer: w.band(band, lo, hi, n)))
             non_finite += yield from relay(
                 steps, lambda step, index=index, label=label: Progress(
                     "tiles", index * step[1] + step[0], passes * step[1], label))
+            if watcher is not None:
+                watcher.second_look(normalizer, lambda x: predict_tiled(
+                    x, spec.predict, tile_shape=spec.tile, overlap=tuple(2 * h for h in spec.halo),
+                    multiple_of=spec.multiple, batch_size=spec.batch_size, margin=spec.halo))
+                spec.trust.add_watched(watcher)
         del selected
     return StreamOutcome(shape, (int(grid.tile_shape[0]), int(grid.tile_shape[1])), non_finite)

@@ -80,7 +80,11 @@ class InputProfile:
 
     def familiarity(self, x: np.ndarray) -> np.ndarray:
         """Per patch (n_y, n_x): the share of training patches at least as far from their centre."""
-        stats = patch_statistics(x).astype(np.float64)
+        return self.familiarity_of(patch_statistics(x))
+
+    def familiarity_of(self, stats: np.ndarray) -> np.ndarray:
+        """``familiarity`` from patch statistics (n_y, n_x, 3) already computed."""
+        stats = np.asarray(stats, dtype=np.float64)
         d = _mahalanobis(stats.reshape(-1, 3), np.asarray(self.mean), np.asarray(self.inv_cov))
         levels = np.linspace(0, 1, len(self.distance_quantiles))
         share_closer = np.interp(d, np.asarray(self.distance_quantiles), levels, left=0.0, right=1.0)
@@ -217,7 +221,7 @@ class TrustModel:
 
     def estimate(self, feats: Mapping[str, float]) -> TrustEstimate:
         r = self.expected_r(feats)
-        level = "good" if r >= max(GOOD_R, self.flag_below) else (
+        level = "good" if r >= max(GOOD_R, self.flag_below + 0.1) else (
             "uncertain" if r >= self.flag_below else "not trustworthy")
         reason, advice = explain(level, feats)
         used = {k: float(v) for k, v in feats.items()}

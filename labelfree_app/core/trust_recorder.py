@@ -19,7 +19,17 @@ from labelfree_app.core.trust import (InputProfile, TrustEstimate, TrustModel, l
 CALIBRATION_FILE = "trust_calibration.json"
 CHECK_SHARE = 0.15  # the flipped second look covers at most this share of the image...
 CHECK_MIN = 256  # ...but at least this many pixels a side (all of a small image)
+CHECK_MAX = 1024  # ...and at most this many (a huge streamed plane)
 CHECK_MARGIN = 32  # the crop's rim, where its own edges change the prediction, is not compared
+
+
+def central_crop(height: int, width: int, multiple: int = 16) -> tuple[slice, slice]:
+    """The central crop a U-Net predicts a second time, flipped: ~15 % of the plane, 256-1024 px a side."""
+    side = min(CHECK_MAX, max(CHECK_MIN, int((CHECK_SHARE * height * width) ** 0.5)))
+    side = max(multiple, side // multiple * multiple)
+    hy, hx = min(height, side), min(width, side)
+    y0, x0 = (height - hy) // 2, (width - hx) // 2
+    return slice(y0, y0 + hy), slice(x0, x0 + hx)
 
 
 @functools.lru_cache(maxsize=4)
@@ -82,12 +92,7 @@ class TrustRecorder:
         """The central crop (Y, X slices) that a U-Net predicts a second time, flipped; None for 3D."""
         if not self.enabled or is_diffusion_kind(self.kind):
             return None
-        ny, nx = shape[-2:]
-        side = max(CHECK_MIN, int((CHECK_SHARE * ny * nx) ** 0.5))
-        side = max(multiple, side // multiple * multiple)
-        hy, hx = min(ny, side), min(nx, side)
-        y0, x0 = (ny - hy) // 2, (nx - hx) // 2
-        return slice(y0, y0 + hy), slice(x0, x0 + hx)
+        return central_crop(int(shape[-2]), int(shape[-1]), multiple)
 
     def add(self, prediction_z: np.ndarray, x: np.ndarray, variance_z: np.ndarray | None = None,
             second_look: tuple[np.ndarray, tuple[slice, slice]] | None = None) -> None:
@@ -99,10 +104,27 @@ class TrustRecorder:
                                               None if variance_z is None else variance_z[0])
         if second_look is not None:
             feats["flip_r"] = flip_agreement(prediction_z[0], *second_look)
-        self._has_variance = variance_z is not None
+        self.add_features(feats, familiar, tuple(prediction_z.shape[-2:]), variance_z is not None)
+
+    def add_features(self, feats: dict[str, float], familiar: np.ndarray | None, shape: tuple[int, int] | None,
+                     has_variance: bool = False) -> None:
+        """One plane's features and patch familiarity (a streamed plane gives no ``shape``: no map)."""
+        self._has_variance = has_variance
         self._features.append(feats)
-        if familiar is not None:
-            self._maps.append(upsample_map(familiar, tuple(prediction_z.shape[-2:])))
+        if familiar is not None and shape is not None:
+            self._maps.append(upsample_map(familiar, shape))
+
+    def watch_plane(self, height: int, width: int, multiple: int) -> Any:
+        """A ``trust_stream.PlaneWatcher`` for one streamed plane of a 2D U-Net (None otherwise)."""
+        if not self.enabled or is_diffusion_kind(self.kind):
+            return None
+        from labelfree_app.core.trust_stream import PlaneWatcher
+
+        return PlaneWatcher(height, width, multiple, self.profile)
+
+    def add_watched(self, watcher: Any) -> None:
+        feats, familiar = watcher.features()
+        self.add_features(feats, familiar, None)
 
     @property
     def features(self) -> dict[str, float]:

@@ -30,9 +30,11 @@ from labelfree_app.gui.models.manager import ModelManagerDialog
 from labelfree_app.gui.predict.results import ResultActions
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.runner import PredictionRunner
+from labelfree_app.gui.predict.trust_display import TrustDisplay
 from labelfree_app.gui.self_test import open_self_test_dialog
 from labelfree_app.gui.settings import GuiSettings
 from labelfree_app.gui.streamed_run import huge_run_refusal
+from labelfree_app.gui.train.improve import open_improve
 from labelfree_app.gui.train.page import open_train_dialog
 from labelfree_app.gui.viewer.large_image import InputView
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
@@ -69,6 +71,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.runner = PredictionRunner(backend, self.panels, self.controls, self.file_list, self._is_diffusion)
         self.results = ResultActions(self, backend, self.file_list, self.panels, settings, self,
                                      self._model_target, self.dialogs)
+        self.trust = TrustDisplay(self.panels, self.runner, self, self._model_target, self.improve_current)
         self.menus = build_menus(self, self.panels, self._menu_callbacks())
 
         self.panels.hoverText.connect(self.hover_label.setText)
@@ -103,10 +106,12 @@ class MainWindow(FileDrops, QMainWindow):
             manage_models=self.open_model_manager,
             model_card=lambda: self.show_model_card(self.controls.model_id() or ""),
             train=lambda: open_train_dialog(self, self.backend, self.dialogs, self.models, self.use_installed_model),
+            improve=self.improve_current,
             self_test=lambda: open_self_test_dialog(self, self.dialogs),
             about=self.show_about,
             run=self.run_current,
             cancel=self.runner.cancel,
+            view_actions=(self.trust.map_view.action,),
         )
 
     def _build_docks(self) -> None:
@@ -332,6 +337,11 @@ class MainWindow(FileDrops, QMainWindow):
         if record is not None and record.image is not None and self.run_current():
             return record.name
         return None
+
+    def improve_current(self) -> Any:
+        """Improve for my images…: the Train page set to fine-tune the shown result's model on its file."""
+        return open_improve(self, self.backend, self.dialogs, self.models, self.file_list,
+                            self.use_installed_model, self.show_message)
 
     def show_model_card(self, model_id: str) -> None:
         if not model_id:

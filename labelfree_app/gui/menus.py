@@ -30,10 +30,12 @@ class MenuCallbacks:
     manage_models: Slot
     model_card: Slot
     train: Slot
+    improve: Slot  # Improve for my images…: fine-tune the shown result's model on this image
     self_test: Slot
     about: Slot
     run: Slot
     cancel: Slot
+    view_actions: Sequence[QAction] = ()  # features' own View entries (e.g. the trust map toggle)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Menus:
     compare_action: QAction
     train_action: QAction
     self_test_action: QAction
+    improve_action: QAction
 
 
 def _action(window: QMainWindow, menu: Any, text: str, slot: Any, shortcut: Any = None,
@@ -92,6 +95,8 @@ def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
     _action(w, view, "&Auto-contrast all panels", panels.auto_contrast_all, "Ctrl+A")
     _action(w, view, "&Reset zoom", lambda: panels.input_panel.view_box.autoRange(padding=0.0), "Ctrl+0")
     show_x0_action = _action(w, view, "Denoising shows predicted clean image", do.show_x0, None, True)
+    for action in do.view_actions:
+        view.addAction(action)
 
     analysis = bar.addMenu("&Analysis")
     compare_action = _action(w, analysis, "&Compare with ground truth…", lambda: do.compare(), "Ctrl+G")
@@ -100,6 +105,9 @@ def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
     _action(w, models, "&Manage models…", do.manage_models)
     _action(w, models, "Model &card…", lambda: do.model_card())
     train_action = _action(w, models, "&Train a model…", lambda: do.train())
+    improve_action = _action(w, models, "&Improve for my images…", lambda: do.improve())
+    improve_action.setToolTip("Fine-tune the model of the shown result on this image (Quick fine-tune), "
+                              "then run the new model on it")
 
     help_menu = bar.addMenu("&Help")
     self_test_action = _action(w, help_menu, "&Self-test…", lambda: do.self_test())
@@ -116,7 +124,7 @@ def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
     toolbar.addAction(compare_action)
     toolbar.addAction(export_action)
     return Menus(recent_menu, export_action, batch_export_action, max_projection_action, overlay_action,
-                 show_x0_action, compare_action, train_action, self_test_action)
+                 show_x0_action, compare_action, train_action, self_test_action, improve_action)
 
 
 def fill_recent_menu(menu: QMenu, recent: Sequence[str], open_path: Callable[[Path], Any]) -> None:

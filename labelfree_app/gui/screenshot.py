@@ -30,12 +30,14 @@ class ScreenshotRun:
         settings: dict[str, Any] | None = None,
         timeout_s: float = 600.0,
         done: Callable[[int], None] | None = None,
+        before_save: Callable[[Any], None] | None = None,
     ) -> None:
         self.window = window
         self.out = out
         self.model_id = model_id
         self.settings = settings or {}
         self.done = done or (lambda code: QApplication.instance().exit(code))
+        self.before_save = before_save  # e.g. turn a view on; called with the window
         self.status = "waiting"
         self._elapsed_ms = 0
         self._limit_ms = int(timeout_s * 1000)
@@ -91,6 +93,8 @@ class ScreenshotRun:
             self._fail(f"the prediction ended with '{status}'")
             return
         self.status = "saving"
+        if self.before_save is not None:
+            self.before_save(self.window)
         # Let the panels repaint and the histogram settle before grabbing.
         QTimer.singleShot(500, self._save)
 

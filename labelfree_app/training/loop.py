@@ -33,6 +33,7 @@ from labelfree_app.training.datasets import LoadedPair, check_consistent, check_
 from labelfree_app.training.events import (CheckpointSaved, LoadingData, StepDone, TrainEvent, TrainFinished,
                                            TrainStarted, ValidationDone)
 from labelfree_app.training.finetune import Parent, finetune_config, initial_weights, parent_for
+from labelfree_app.training.input_profile import InputSample
 from labelfree_app.training.log import append_log, truncate_log
 from labelfree_app.training.model_card import TrainingRecord, build_manifest
 from labelfree_app.training.objectives import Objective, build, make_objective
@@ -84,7 +85,9 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
         check_pairs_exist(config.val_pairs)
     region = Region.parse(config.val_region) if config.val_region else None
     max_val = config.diffusion.val_max_shape if config.model_type == "diffusion" else None
-    train_loaded, summaries, val_items = yield from _load_all(config, region, max_val)
+    seen = InputSample(len(config.pairs), config.dims)  # the inputs' profile: trust maps of predictions
+    train_loaded, summaries, val_items = yield from _load_all(config, region, max_val, seen)
+    trust = seen.trust_block()
     val_loaded = [_load(config, spec) for spec in config.val_pairs]
     in_channels, z_as_channels = check_consistent([*summaries, *val_loaded])
     val_items += validation_items([], None, val_loaded, max_shape=max_val)
@@ -208,7 +211,7 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
         yield save()
     keep_final = _keeps_final_weights(config, stop_reason)
     package = _write_package(config, work, network, ema, objective, in_channels, z_as_channels,
-                             state, seconds(), str(device), stop_reason, parent, keep_final)
+                             state, seconds(), str(device), stop_reason, parent, keep_final, trust)
     best = state.best or {}
     kept = (state.last if keep_final else state.best) or {}
     yield TrainFinished(package, state.step, seconds(), stop_reason, best.get("val_r"), best.get("step"),
@@ -282,9 +285,9 @@ def _load(config: TrainConfig, spec: Any) -> LoadedPair:
                      pixel_size_um=config.pixel_size_um)
 
 
-def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ...] | None
+def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ...] | None, seen: InputSample
               ) -> Generator[LoadingData, None, tuple[dict[int, LoadedPair], list[LoadedPair], list[ValItem]]]:
-    """Read every pair once to check it; keep the first ``buffer_size`` in memory.
+    """Read every pair once to check it (and show its input to ``seen``); keep the first ``buffer_size``.
 
     Returns the kept pairs, a one-pixel summary of every pair (for the channel check) and the
     validation crops of the validation region.
@@ -296,6 +299,7 @@ def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ..
     for index, spec in enumerate(config.pairs):
         yield LoadingData(index, total, Path(spec.target).name)
         pair = _load(config, spec)
+        seen.add(index, pair.input)
         if region is not None:
             items += validation_items([pair], region, [], max_shape=max_val)
         if index < config.buffer_size:
@@ -379,7 +383,7 @@ def _restore(found: ckpt.Checkpoint, config: TrainConfig, state: _Run, network: 
 def _write_package(config: TrainConfig, work: Path, network: torch.nn.Module, ema: EMA | None,
                    objective: Objective, in_channels: int, z_as_channels: bool, state: _Run,
                    seconds: float, device: str, stop_reason: str, parent: Parent | None,
-                   keep_final: bool) -> Path:
+                   keep_final: bool, trust: dict[str, Any] | None) -> Path:
     from safetensors.torch import load_file
 
     from labelfree_app.models.package import save_package
@@ -394,6 +398,6 @@ def _write_package(config: TrainConfig, work: Path, network: torch.nn.Module, em
                             seconds=seconds, device=device, stop_reason=stop_reason,
                             validation=(state.last or state.best) if keep_final else state.best,
                             parent=parent.record() if parent is not None else None,
-                            stain_units=target_units(config.pairs), kept_final=keep_final)
+                            stain_units=target_units(config.pairs), kept_final=keep_final, trust=trust)
     manifest = build_manifest(config, record)
     return Path(save_package(config.out_dir, manifest, weights, overwrite=True))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping
 
 from labelfree_app.training.config import TrainConfig
 from labelfree_app.training.datasets import describe_pairs
@@ -32,6 +34,7 @@ class TrainingRecord:
     parent: dict[str, str] | None = None  # the model fine-tuned from: id, version, sha256, path
     stain_units: dict[str, Any] | None = None  # the targets' intensities (training/stain_units.py)
     kept_final: bool = False  # the package holds the final (annealed) weights, not the best validated ones
+    trust: dict[str, Any] | None = None  # the training inputs' profile (training/input_profile.py), 2D only
 
 
 def model_id_for(config: TrainConfig) -> str:
@@ -91,6 +94,8 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
         "demo": config.demo,
         "tta": config.model_type == "unet",
     }
+    if record.trust:
+        manifest["trust"] = record.trust
     return manifest
 
 
@@ -158,3 +163,56 @@ def _metrics_block(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
             if key in validation:
                 metrics[key] = validation[key]
     return metrics
+
+
+# --- the card as text: how far its predictions can be trusted ----------------------------------
+def calibration_figures(path: Path | None = None) -> dict[str, Any]:
+    """The ``figures`` of the bundled trust calibration (resources/trust_calibration.json), by model
+    family ("unet+profile", "diffusion", ...); empty when the file is missing or unreadable."""
+    from labelfree_app.core.trust_recorder import CALIBRATION_FILE
+    from labelfree_app.paths import resources_dir
+
+    file = Path(path) if path else resources_dir() / CALIBRATION_FILE
+    try:
+        figures = json.loads(file.read_text(encoding="utf-8")).get("figures", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return figures if isinstance(figures, dict) else {}
+
+
+def trust_card_lines(manifest: Mapping[str, Any], figures: Mapping[str, Any] | None = None) -> list[str]:
+    """The model card's "Trust" part for people: whether predictions get a trust map (the model records
+    its training inputs) and how well the expected r matched real stains on unseen microscopes."""
+    from labelfree_app.core.trust_recorder import calibration_key
+
+    figures = calibration_figures() if figures is None else figures
+    lines = ["Trust"]
+    if int(manifest.get("dims", 2)) != 2:
+        return lines + ["  Not estimated for 3D models: predictions get no expected r and no trust map."]
+    has_profile = bool((manifest.get("trust") or {}).get("input_profile"))
+    lines.append("  Input profile: yes; predictions can get a trust map (--trust-map) of where the input looks "
+                 "like the training images." if has_profile else
+                 "  Input profile: no (its manifest does not record its training inputs); predictions get no "
+                 "trust map. Fine-tune the model to get one.")
+    key = calibration_key(str(manifest.get("kind", "unet")), False, has_profile)
+    found = next(((k, figures[k]) for k in (key, key.replace("+profile", "")) if isinstance(figures.get(k), dict)),
+                 None)
+    if found is None:
+        return lines + ["  Calibration: none installed, so predictions carry no expected r."]
+    name, entry = found
+    held = entry.get("held_out_by_source") or {}
+    lines.append(f"  Expected r calibrated on predictions for microscopes the models never saw ({name}, "
+                 f"{held.get('fields', '?')} fields, held out by source): Spearman {_figure(held.get('spearman'))} "
+                 f"with the real r, mean error {_figure(held.get('mean_abs_error'))}, "
+                 f"{_share(held.get('flagged_of_below_0.5'))} of the fields with r below 0.5 flagged "
+                 "\"not trustworthy\"" + (f" (and {_share(held['flagged_of_at_least_0.5'])} of those with r of 0.5 "
+                                          "or more)" if "flagged_of_at_least_0.5" in held else "") + ".")
+    return lines
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "?"
+
+
+def _share(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, (int, float)) and value == value else "?"

@@ -152,3 +152,32 @@ def test_calibration_keys_name_the_family_and_the_profile() -> None:
     assert calibration_key("unet", False, True) == "unet+profile"
     assert calibration_key("unet", True, False) == "unet-tta"
     assert calibration_key("diffusion", True, True) == "diffusion+profile"
+
+
+def test_a_streamed_plane_gets_the_features_of_a_whole_prediction(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: unet_calibration())
+    engine = PredictionEngine(make_unet_package(tmp_path), device="cpu")
+    engine.manifest["trust"] = {"input_profile": InputProfile.fit([smooth_field(0, (200, 220))]).to_dict()}
+    engine._trust = TrustRecorder(engine.manifest)
+    image = Image.from_array(smooth_field(4, (300, 280))[None, None], "CZYX")
+    whole = engine.predict(image)
+
+    class Sink:
+        def begin(self, *args) -> None: ...
+
+        def write(self, *args) -> None: ...
+
+    run = engine.stream(image, None, Sink())
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            streamed = stop.value
+            break
+    assert streamed.trust is not None
+    a, b = whole.trust.features, streamed.trust.features
+    assert set(a) == set(b)
+    assert b["pred_sd"] == pytest.approx(a["pred_sd"], rel=0.05)
+    assert b["flip_r"] == pytest.approx(a["flip_r"], abs=0.02)
+    assert b["familiar_mean"] == pytest.approx(a["familiar_mean"], abs=0.05)
+    assert streamed.trust.expected_r == pytest.approx(whole.trust.expected_r, abs=0.03)

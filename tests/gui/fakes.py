@@ -38,6 +38,38 @@ class FakeModel:
     default: bool = False
     demo: bool = True
     tta: bool = False
+    manifest: Any = None  # a fake_manifest() for models the Train page may start from
+
+
+def fake_manifest(model: FakeModel) -> Any:
+    """The manifest fields that ``models.fit`` reads (fit, ranking, what a fine-tune may start from)."""
+    from types import SimpleNamespace
+
+    architecture = "cond_denoiser_unet" if model.kind == "diffusion" else "fnet_unet"
+    return SimpleNamespace(id=model.id, kind=model.kind, target=model.target, dims=model.dims, demo=False,
+                           metrics={"pearson_r": 0.9}, architecture=SimpleNamespace(id=architecture),
+                           input=SimpleNamespace(channels=model.input_channels, z_as_channels=False))
+
+
+TRUST_R = {"good": 0.82, "uncertain": 0.61, "not trustworthy": 0.31}
+
+
+def fake_trust(level: str) -> Any:
+    """A ``TrustEstimate`` at ``level``, with the core's own sentences for it."""
+    from labelfree_app.core.trust import TrustEstimate, explain
+
+    reason, advice = explain(level, {"unfamiliar_share": 0.6, "pred_sd": 0.2})
+    r = TRUST_R[level]
+    return TrustEstimate(r, r - 0.12, r + 0.08, level, reason, advice)
+
+
+def fake_trust_map(prediction_shape: Sequence[int]) -> np.ndarray:
+    """Familiarity (1, Z, Y, X): 0.9 everywhere but the first 4·(z+1) columns of plane z, at 0.001."""
+    c, z, y, x = prediction_shape
+    familiar = np.full((1, z, y, x), 0.9, np.float32)
+    for plane in range(z):
+        familiar[0, plane, :, : 4 * (plane + 1)] = 0.001
+    return familiar
 
 
 def write_tiff(path: Path, data: np.ndarray, names: Sequence[str]) -> Path:
@@ -66,6 +98,8 @@ class FakeBackend:
         self.written: list[Path] = []
         self.defaults: dict[str, str] = {}
         self.large_plane_pixels = 64 * 1024 * 1024  # planes above this are shown as an overview
+        self.trust: Any = None  # the TrustEstimate U-Net results carry (None: not estimated)
+        self.with_trust_map = False  # whether U-Net results carry fake_trust_map()
 
     # --- images ---------------------------------------------------------------------------
     def read_image(self, path: Path, channel: int | str | None = None) -> FakeImage:
@@ -152,7 +186,9 @@ class FakeBackend:
             if model.kind == "unet":
                 yield Progress("tiles", 1, 1)
                 variance = np.full_like(truth, 0.01) if settings.get("tta") else None
-                yield PredictionResult(truth, variance=variance, model_id=model_id, settings=dict(settings))
+                trust_map = fake_trust_map(truth.shape) if self.with_trust_map else None
+                yield PredictionResult(truth, variance=variance, model_id=model_id, settings=dict(settings),
+                                       trust=self.trust, trust_map=trust_map)
                 return
             samples = []
             last_preview = float("-inf")

@@ -24,7 +24,8 @@ from labelfree_app.gui.napari_plugin import widget as plugin_widget  # noqa: E40
 from labelfree_app.gui.napari_plugin.reader import get_reader  # noqa: E402
 from labelfree_app.gui.napari_plugin.widget import LabelFreeWidget  # noqa: E402
 from labelfree_app.models.registry import ModelRegistry  # noqa: E402
-from tests.factories import make_diffusion_package, make_unet_package  # noqa: E402
+from tests.factories import constant_calibration, make_diffusion_package, make_unet_package, trust_block  # noqa: E402
+from tests.synthetic_cells import render_cells  # noqa: E402
 
 MANIFEST = Path(plugin_layers.__file__).with_name("napari.yaml")
 RUN_TIMEOUT_MS = 120_000
@@ -176,6 +177,36 @@ def test_diffusion_run_adds_the_denoising_frames_as_a_leading_axis(make_napari_v
     assert tuple(frames.scale) == (1.0, 0.3, 0.3)
     assert viewer.layers["variance"].data.shape == (32, 32)
     assert viewer.layers["prediction"].metadata["labelfree"]["settings"]["samples"] == 2
+
+
+def test_a_profiled_model_adds_a_hidden_trust_map_and_the_estimate_and_a_later_run_clears_it(
+        make_napari_viewer, qtbot, tmp_path, errors, monkeypatch) -> None:
+    from labelfree_app.core import trust_recorder
+
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.3))
+    warnings: list[str] = []
+    monkeypatch.setattr(plugin_widget, "show_warning", warnings.append)
+    registry = ModelRegistry(bundled_dir=tmp_path / "no-bundled")
+    registry.install(make_unet_package(tmp_path / "src", model_id="trusty", trust=trust_block()).origin,
+                     smoke_test=False)
+    registry.install(make_unet_package(tmp_path / "src", model_id="plain").origin, smoke_test=False)
+    viewer = make_napari_viewer()
+    viewer.add_image(render_cells((48, 64), seed=4).brightfield, name="bf", scale=(0.5, 0.5))
+    widget = _widget(viewer, registry)
+    _select(widget, "trusty")
+    _run_to_end(qtbot, widget)
+    assert widget.status == "done", errors
+    trust = viewer.layers["trust"]
+    assert trust.data.shape == (48, 64) and not trust.visible
+    assert tuple(trust.contrast_limits) == (0.0, 1.0) and tuple(trust.scale) == (0.5, 0.5)
+    assert 0.0 <= float(np.min(trust.data)) <= float(np.max(trust.data)) <= 1.0
+    assert viewer.layers["prediction"].metadata["labelfree"]["trust"]["level"] == "not trustworthy"
+    assert warnings and warnings[0].startswith("Expected r 0.30")
+    assert widget.layer_combo.findText("trust") == -1  # not offered as an input
+    _select(widget, "plain")
+    _run_to_end(qtbot, widget)
+    assert widget.status == "done", errors
+    assert "trust" not in viewer.layers  # the map described the other model's prediction
 
 
 def test_cancel_stops_the_run_and_adds_no_layer(make_napari_viewer, qtbot, installed, errors) -> None:

@@ -30,3 +30,27 @@ def test_the_napari_plugin_cases_pass_in_their_own_process() -> None:
         pytest.skip(f"the napari cases skipped: {tail.splitlines()[-1]}")
     assert done.returncode == 0, tail
     assert " passed" in tail.splitlines()[-1], tail
+
+
+def test_result_layers_carry_the_trust_estimate_and_a_hidden_trust_map_at_the_input_place() -> None:
+    import numpy as np
+
+    from labelfree_app.core.events import PredictionResult
+    from labelfree_app.core.trust import TrustEstimate
+    from labelfree_app.gui.napari_plugin.layers import Placement, result_layers
+
+    estimate = TrustEstimate(0.42, 0.3, 0.55, "not trustworthy", "Why: it is hazy.", "Stain a few fields.")
+    familiar = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(1, 1, 48, 64)
+    result = PredictionResult(np.zeros((1, 1, 48, 64), np.float32), model_id="m", trust=estimate,
+                              trust_map=familiar)
+    placement = Placement("bf", "YX", scale=(0.5, 0.25), translate=(3.0, 4.0))
+    layers = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in result_layers(result, placement)}
+    assert set(layers) == {"prediction", "trust"}
+    assert layers["prediction"][1]["metadata"]["labelfree"]["trust"] == estimate.to_dict()
+    data, kwargs = layers["trust"]
+    assert data.shape == (48, 64) and np.array_equal(data, familiar[0, 0])
+    assert kwargs["visible"] is False and kwargs["contrast_limits"] == (0.0, 1.0)
+    assert kwargs["scale"] == (0.5, 0.25) and kwargs["translate"] == (3.0, 4.0)
+    untrusted = PredictionResult(np.zeros((1, 1, 48, 64), np.float32), model_id="m")
+    (only,) = result_layers(untrusted, placement)
+    assert only[1]["name"] == "prediction" and only[1]["metadata"]["labelfree"]["trust"] is None

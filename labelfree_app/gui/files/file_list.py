@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
+from labelfree_app.gui.trust_levels import interval_text, level_colour, trust_of
+
 LOADING, LOADED, PREDICTING, DONE, FAILED = "loading", "loaded", "predicting", "done", "failed"
 
 _STATE_COLOURS = {
@@ -51,8 +53,10 @@ class FileList(QListWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.files: list[OpenFile] = []
-        self.setToolTip("Opened files; hover a failed file to see why")
+        self.setToolTip("Opened files; hover a failed file to see why, a predicted one for how far to trust it")
         self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # Elide long names in the middle instead of scrolling, so each file's state stays in view.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.currentRowChanged.connect(self._on_row_changed)
 
     def add(self, path: Path, label: str = "") -> OpenFile:
@@ -85,12 +89,17 @@ class FileList(QListWidget):
         if row < 0:
             return
         item = self.item(row)
-        item.setText(f"{record.name}  —  {record.state}")
-        item.setForeground(QBrush(_STATE_COLOURS.get(record.state, QColor(0, 0, 0))))
+        trust = trust_of(record.result) if record.state == DONE else None
+        state = f"{record.state} · {trust.level}" if trust is not None else record.state
+        item.setText(f"{record.name}  —  {state}")
+        colour = QColor(level_colour(trust.level)) if trust is not None else _STATE_COLOURS.get(record.state)
+        item.setForeground(QBrush(colour or QColor(0, 0, 0)))
         planes = record.extra.get("plane_paths")
         tip = f"{len(planes)} planes: {planes[0]} … {Path(planes[-1]).name}" if planes else str(record.path)
         if record.reason:
             tip += f"\n{record.reason}"
+        if trust is not None:
+            tip += f"\n{record.result.model_id}: {interval_text(trust)}, {trust.level}. {trust.reason}"
         item.setToolTip(tip)
         item.setData(Qt.ItemDataRole.UserRole, record.state)
 

@@ -2,7 +2,7 @@
 
 napari layers carry no axis names, so a layer is read as (Y X), (Z Y X) or (T Z Y X): one
 channel, named after the layer. Its scale and translate (pixel size and offset) are kept on the
-prediction, variance and denoising-frame layers, so they overlay the input exactly.
+prediction, variance, trust-map and denoising-frame layers, so they overlay the input exactly.
 Layer data are npe2 ``LayerData`` tuples: ``(data, kwargs, "image")``. No Qt here.
 """
 
@@ -19,7 +19,8 @@ from labelfree_app.io.image import Image
 LayerData = tuple[Any, dict[str, Any], str]
 LAYOUTS = {2: "YX", 3: "ZYX", 4: "TZYX"}  # layer dims → axes
 RGB_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)  # luminance, as io's rgb="luminance"
-PREDICTION, VARIANCE, FRAMES = "prediction", "variance", "denoising frames"
+PREDICTION, VARIANCE, FRAMES, TRUST = "prediction", "variance", "denoising frames", "trust"
+TRUST_COLORMAP = "viridis"  # dark where the input looks unlike the training images, bright where familiar
 METADATA_KEY = "labelfree"
 
 
@@ -103,7 +104,8 @@ def _channel_names(result: Any, count: int) -> list[str]:
 
 
 def result_layers(result: Any, placement: Placement) -> list[LayerData]:
-    """Prediction, variance (when the run made one) and denoising frames (F first) as layer data."""
+    """Prediction, variance (when the run made one), denoising frames (F first) and the trust map
+    (hidden, contrast 0-1) as layer data; every layer's metadata holds the trust estimate."""
     prediction = np.asarray(result.prediction)
     if result.axes != "CZYX":  # the widget predicts one time point; keep the first if given more
         prediction = prediction[0]
@@ -112,7 +114,8 @@ def result_layers(result: Any, placement: Placement) -> list[LayerData]:
     settings = dict(result.settings or {})
     info = {"model_id": result.model_id, "settings": settings, "units": settings.get("units"),
             "source_layer": placement.layer_name, "time_point": placement.time_point,
-            "notes": list(result.notes), "seconds": result.seconds, "device": result.device}
+            "notes": list(result.notes), "seconds": result.seconds, "device": result.device,
+            "trust": result.trust.to_dict() if result.trust is not None else None}
     layers: list[LayerData] = []
 
     def add(base: str, array: np.ndarray, channel: int, colormap: str, frames: bool = False) -> None:
@@ -133,7 +136,22 @@ def result_layers(result: Any, placement: Placement) -> list[LayerData]:
         if frames is not None:  # (F, C, Z, Y, X): the frames become the leading (time) axis
             stack = np.stack([_spatial(frame[c], placement) for frame in frames])
             add(FRAMES, stack, c, "gray", frames=True)
+    if result.trust_map is not None:
+        layers.append(_trust_layer(result, placement, info))
     return layers
+
+
+def _trust_layer(result: Any, placement: Placement, info: dict[str, Any]) -> LayerData:
+    """The familiarity map (1: the input looks like the model's training images, near 0: the model is
+    extrapolating), hidden until asked for, at the prediction's place."""
+    familiar = np.asarray(result.trust_map)
+    if result.axes != "CZYX":
+        familiar = familiar[0]
+    kwargs = {"name": TRUST, "colormap": TRUST_COLORMAP, "contrast_limits": (0.0, 1.0), "visible": False,
+              "opacity": 0.6, "blending": "translucent",
+              "metadata": {METADATA_KEY: {**info, "kind": TRUST, "channel": "familiarity"}},
+              **placement.output_geometry()}
+    return _spatial(familiar[0], placement), kwargs, "image"
 
 
 def image_layers(image: Image, source: str = "") -> list[LayerData]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QPushButton, QVBoxLayout, QWidget
 
@@ -20,7 +20,7 @@ from labelfree_app.core.events import PredictionResult, Progress
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.backend import CoreBackend
 from labelfree_app.gui.models.card import model_card_dialog
-from labelfree_app.gui.napari_plugin.layers import METADATA_KEY, Placement, image_from_layer, result_layers
+from labelfree_app.gui.napari_plugin.layers import METADATA_KEY, TRUST, Placement, image_from_layer, result_layers
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.worker import CANCELLED, DONE, EventWorker
 from labelfree_app.models.fit import InputFacts
@@ -175,10 +175,16 @@ class LabelFreeWidget(QWidget):
     def _on_result(self, result: PredictionResult) -> None:
         if self._placement is None:
             return
-        for data, kwargs, _ in result_layers(result, self._placement):
+        layers = result_layers(result, self._placement)
+        for data, kwargs, _ in layers:
             self._put_layer(data, kwargs)
+        stale = self.viewer.layers[TRUST] if TRUST in self.viewer.layers else None
+        if stale is not None and METADATA_KEY in stale.metadata and all(k["name"] != TRUST for _, k, _ in layers):
+            self.viewer.layers.remove(stale)  # an earlier run's trust map describes another prediction
         if result.notes:
             show_info(" ".join(result.notes))
+        if result.trust is not None:
+            (show_info if result.trust.trustworthy else show_warning)(result.trust.sentence())
 
     def _put_layer(self, data: Any, kwargs: dict[str, Any]) -> None:
         """Replace the data of an earlier LabelFree layer of that name, else add a layer."""
@@ -189,6 +195,8 @@ class LabelFreeWidget(QWidget):
             for key in ("scale", "translate", "metadata"):
                 setattr(old, key, kwargs[key])
             old.reset_contrast_limits()
+            if "contrast_limits" in kwargs:  # a fixed scale (the trust map's 0-1)
+                old.contrast_limits = kwargs["contrast_limits"]
             return
         self.viewer.add_image(data, **kwargs)
 

@@ -1,8 +1,8 @@
 """Export the current result: the very files `labelfree predict` writes for the same input and
-settings (``<stem>__<model>.ome.tif``, ``__variance``, ``__steps``, with provenance and pixel sizes,
-through ``batch.process.save_result``; a huge image's result, which that same job already streamed
-to the cache, is copied), plus the window's own extras: the denoising GIF and a PNG of the panels,
-written through ``io.atomic``.
+settings (``<stem>__<model>.ome.tif``, ``__variance``, ``__steps``, and ``__trust`` where the run drew
+a trust map, with provenance and pixel sizes, through ``batch.process.save_result``; a huge image's
+result, which that same job already streamed to the cache, is copied), plus the window's own
+extras: the denoising GIF and a PNG of the panels, written through ``io.atomic``.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def export_result(
         written = copy_saved_result(result, paths, files)
     else:
         written = save_result(result, backend.model_manifest(result.model_id), files, paths,
-                              pixel_size_um=pixel_size_um, save_steps=has_frames)
+                              pixel_size_um=pixel_size_um, save_steps=has_frames, trust_map=True)
     base = paths.prediction.name[: -len(".ome.tif")]
     if has_frames:
         written.append(write_gif(folder / f"{base}__steps.gif", stack, protected_paths=files))

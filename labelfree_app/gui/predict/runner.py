@@ -19,6 +19,7 @@ from labelfree_app.gui.files.file_list import DONE, FAILED, LOADED, PREDICTING, 
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.saved_result import SavedResultView
 from labelfree_app.gui.streamed_run import SavedResult, discard
+from labelfree_app.gui.trust_levels import interval_text, trust_of
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import CANCELLED, EventWorker
 
@@ -43,9 +44,11 @@ def frame_step_labels(count: int, steps: Any) -> list[str] | None:
 
 
 class PredictionRunner(QObject):
-    """``started(record)``, ``finished(record, status)``, ``message(text)``, ``failed(text, is_user)``."""
+    """``started(record)``, ``finished(record, status)``, ``message(text)``, ``failed(text, is_user)``,
+    ``resultShown(record)`` after the panels show a file's result (or its lack of one)."""
 
     started = Signal(object)
+    resultShown = Signal(object)
     finished = Signal(object, str)
     message = Signal(str)
     failed = Signal(str, bool)
@@ -173,6 +176,10 @@ class PredictionRunner(QObject):
 
     def show_result(self, record: OpenFile) -> None:
         """Fill the result panels from ``record.result`` (or clear them when it has none)."""
+        self._fill_panels(record)
+        self.resultShown.emit(record)
+
+    def _fill_panels(self, record: OpenFile) -> None:
         result = record.result
         self.saved_view.stop()
         if result is None:
@@ -240,6 +247,9 @@ class PredictionRunner(QObject):
         count = int(getattr(record.image, "n_timepoints", 1))
         where = f" (time point 1 of {count}; Batch export predicts every one)" if count > 1 else ""
         text = f"{record.name}{where}: predicted in {result.seconds:.1f} s on {result.device}."
+        trust = trust_of(result)
+        if trust is not None:
+            text += f" {trust.level.capitalize()}: {interval_text(trust)}."
         if isinstance(result, SavedResult):
             text += (f" {result.prediction.name} stays in the cache until the window closes; "
                      "File ▸ Export result saves it.")

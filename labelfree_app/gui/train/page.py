@@ -73,6 +73,7 @@ class TrainDialog(QDialog):
         self.resize(1300, 860)
         self.backend = backend
         self.use_model = use_model
+        self.after_training: UseModel | None = None  # a prepared run (Improve): install, then hand the model here
         self.config: Any = None
         self.worker: TrainWorker | None = None
         self.state = "setup"  # setup | preparing | running | pausing | paused | stopping | finished
@@ -229,6 +230,18 @@ class TrainDialog(QDialog):
         self.install_button.setEnabled(True)
         self.pages.setCurrentIndex(RESULT)
         self.trainingFinished.emit(event)
+        if self.after_training is not None:  # Improve for my images…: install and re-run at once
+            self.install_and_run()
+
+    def prepare_for(self, use_model: UseModel) -> bool:
+        """Get the set-up page ready for a prepared run whose model, once trained, is installed and
+        handed to ``use_model`` at once; False while a run is going or paused."""
+        if self.state == "finished":
+            self._train_another()
+        if self.state != "setup":
+            return False
+        self.after_training = use_model
+        return True
 
     # --- result ---------------------------------------------------------------------------
     def install_and_run(self) -> None:
@@ -245,10 +258,12 @@ class TrainDialog(QDialog):
         self.install_button.setEnabled(True)
 
     def _on_installed(self, model: Any) -> None:
+        use_model, self.after_training = self.after_training or self.use_model, None
+
         def listed(models: Any) -> None:
             text = f"Installed as '{model.id}'."
-            if self.use_model is not None:
-                running_on = self.use_model(model.id, list(models))
+            if use_model is not None:
+                running_on = use_model(model.id, list(models))
                 if running_on is not None:
                     text += f" Running it on {running_on} in the main window."
                 else:
@@ -265,6 +280,8 @@ class TrainDialog(QDialog):
     def _train_another(self) -> None:
         self.state = "setup"
         self.result = None
+        self.after_training = None
+        self.setup.set_intro("")
         self.setup.out_edit.clear()
         self.setup.say("")
         self.setup.start_button.setEnabled(self.setup.ready())

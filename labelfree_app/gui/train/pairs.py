@@ -79,6 +79,7 @@ class PairsBox(QGroupBox):
         self.problem = "Add paired images: drop files or folders on the two lists."
         self.checking = False
         self._serial = 0
+        self.preferred_channels: tuple[int, int | None] | None = None  # (input, target) to pick when read
         self._build()
         self._show_problem(self.problem)
 
@@ -159,6 +160,13 @@ class PairsBox(QGroupBox):
         bright = next((i for i, n in enumerate(names)
                        if any(k in n.lower() for k in ("bright", "phase", "dic", "trans"))), 0)
         target = next((i for i in range(len(names)) if i != bright), -1)
+        wanted = self.preferred_channels
+        if wanted is not None and 0 <= wanted[0] < len(names):
+            bright = wanted[0]
+            if wanted[1] is not None and 0 <= wanted[1] < len(names) and wanted[1] != bright:
+                target = wanted[1]
+            elif target == bright or target < 0:
+                target = next((i for i in range(len(names)) if i != bright), -1)
         for combo, chosen in ((self.input_channel_combo, bright), (self.target_channel_combo, target)):
             combo.blockSignals(True)
             combo.clear()
@@ -166,6 +174,22 @@ class PairsBox(QGroupBox):
                 combo.addItem(name, index)
             combo.setCurrentIndex(chosen if names else -1)
             combo.blockSignals(False)
+
+    def use_multichannel_file(self, path: Path, input_channel: int, target_channel: int | None) -> None:
+        """Train on the channels of one file: these input and target channels are picked once read."""
+        self.preferred_channels = (int(input_channel), target_channel)
+        for drop_list in (self.input_list, self.target_list, self.multi_list):
+            drop_list.clear()
+        self.mode_combo.setCurrentIndex(MULTICHANNEL)
+        self.multi_list.add_paths([path])
+
+    def use_input_file(self, path: Path) -> None:
+        """Put one transmitted-light file on the input list; its fluorescence image is still to add."""
+        self.preferred_channels = None
+        for drop_list in (self.input_list, self.target_list, self.multi_list):
+            drop_list.clear()
+        self.mode_combo.setCurrentIndex(PAIRED)
+        self.input_list.add_paths([path])
 
     # --- checking -------------------------------------------------------------------------
     def _begin_check(self) -> int:

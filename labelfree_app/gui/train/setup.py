@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QSpinBox, QWidget)
+                               QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from labelfree_app.gui.dialogs import folder_row
 from labelfree_app.gui.train.pairs import PairsBox
@@ -31,6 +31,7 @@ class SetupPage(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.config_changes: dict[str, Any] = {}  # extra TrainConfig fields (tests, advanced use)
+        self.preferred_start: str | None = None  # Start from this model whenever it fits (until the user picks)
         self.pairs_box = PairsBox()
         self._build()
         self.pairs_box.checked.connect(self.start_button.setEnabled)
@@ -57,6 +58,7 @@ class SetupPage(QWidget):
         self.type_combo.currentIndexChanged.connect(lambda _: self._fill_start_models())
         self.preset_combo.currentIndexChanged.connect(self._on_preset)
         self.start_combo.currentIndexChanged.connect(lambda _: self._show_start_note())
+        self.start_combo.activated.connect(self._start_picked)
         self.minutes_spin = QDoubleSpinBox()
         self.minutes_spin.setRange(0.1, 7 * 24 * 60)
         self.minutes_spin.setDecimals(1)
@@ -106,9 +108,16 @@ class SetupPage(QWidget):
         form.addRow(self.start_button)
         form.addRow(self.message_label)
 
-        layout = QHBoxLayout(self)
-        layout.addWidget(self.pairs_box, 3)
-        layout.addWidget(model_box, 2)
+        self.intro_label = QLabel("")  # what a prepared run (Improve for my images…) will do
+        self.intro_label.setWordWrap(True)
+        self.intro_label.setStyleSheet("background: #eef3fb; border: 1px solid #9db4d8; padding: 6px")
+        self.intro_label.hide()
+        row = QHBoxLayout()
+        row.addWidget(self.pairs_box, 3)
+        row.addWidget(model_box, 2)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro_label)
+        layout.addLayout(row, 1)
 
     # --- start from ----------------------------------------------------------------------------
     def set_models(self, models: list[Any]) -> None:
@@ -131,7 +140,11 @@ class SetupPage(QWidget):
         self.start_combo.addItem(SCRATCH, None)
         for model in fitting:
             self.start_combo.addItem(f"{model.name} ({model.id})", model.id)
-        wanted = keep if keep in [m.id for m in fitting] else (best.id if best is not None else None)
+        ids = [m.id for m in fitting]
+        if self.preferred_start in ids:
+            wanted = self.preferred_start
+        else:
+            wanted = keep if keep in ids else (best.id if best is not None else None)
         self.start_combo.setCurrentIndex(max(self.start_combo.findData(wanted), 0) if wanted else 0)
         self.start_combo.blockSignals(False)
         self._show_start_note()
@@ -147,6 +160,23 @@ class SetupPage(QWidget):
         if others > 0:
             text += f" {others} installed model(s) do not fit these inputs or this model type."
         self.start_note.setText(text)
+
+    def _start_picked(self, _: int) -> None:
+        self.preferred_start = None  # the user's own choice from now on
+
+    def prepare_fine_tune(self, model_id: str, model_type: str, intro: str = "") -> None:
+        """Start from ``model_id`` (a ``model_type`` model) with the Quick fine-tune preset; ``intro``
+        is a sentence above the page saying what will happen."""
+        self.type_combo.setCurrentIndex(max(self.type_combo.findData(model_type), 0))
+        self.preferred_start = model_id
+        self._fill_start_models()
+        self.preset_combo.setCurrentIndex(max(self.preset_combo.findData("finetune"), 0))
+        self._on_preset(self.preset_combo.currentIndex())  # the budget even if the preset was already chosen
+        self.set_intro(intro)
+
+    def set_intro(self, text: str) -> None:
+        self.intro_label.setText(text)
+        self.intro_label.setVisible(bool(text))
 
     def _on_preset(self, _: int) -> None:
         if self.preset_combo.currentData() == "finetune":

@@ -20,6 +20,7 @@ from labelfree_app.gui.files.drops import FileDrops
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.02, 99.8
 _MAX_LEVEL_SAMPLES = 1 << 18
 HISTOGRAM_HEIGHT = 70
+FRAME_WIDTH = 3
 
 
 def auto_levels(plane: np.ndarray) -> tuple[float, float]:
@@ -92,6 +93,13 @@ class ImagePanel(QWidget):
         self.rgb_item.setZValue(5)
         self.rgb_item.setVisible(False)
         self.view_box.addItem(self.rgb_item)
+        # A translucent RGBA layer over everything (e.g. the trust map's tint), with the values it shows.
+        self.tint_item = pg.ImageItem(axisOrder="row-major")
+        self.tint_item.setZValue(6)
+        self.tint_item.setVisible(False)
+        self.view_box.addItem(self.tint_item)
+        self.tint_values: np.ndarray | None = None
+        self.tint_name = ""
         # Under the image, so four panels side by side keep their width for pixels.
         self.histogram = pg.HistogramLUTItem(image=self.image_item, orientation="horizontal")
         self.histogram.setMaximumHeight(HISTOGRAM_HEIGHT)
@@ -211,6 +219,32 @@ class ImagePanel(QWidget):
     def shows_rgb(self) -> bool:
         return self.rgb_item.isVisible()
 
+    def set_tint(self, rgba: np.ndarray | None, values: np.ndarray | None = None, name: str = "") -> None:
+        """Draw an (Y, X, 4) RGBA layer in 0..1 over the panel (None removes it); ``values`` (Y, X)
+        are what the tint shows, reported under the cursor as ``name``."""
+        self.tint_values = None if rgba is None or values is None else np.asarray(values)
+        self.tint_name = name
+        if rgba is None:
+            self.tint_item.setVisible(False)
+            self.tint_item.clear()
+            return
+        self.tint_item.setImage(np.asarray(rgba, dtype=np.float32), autoLevels=False, levels=(0.0, 1.0))
+        self.tint_item.setVisible(True)
+
+    @property
+    def shows_tint(self) -> bool:
+        return self.tint_item.isVisible()
+
+    def tint_value_at(self, row: int, col: int) -> float | None:
+        values = self.tint_values
+        if values is None or not (0 <= row < values.shape[0] and 0 <= col < values.shape[1]):
+            return None
+        return float(values[row, col])
+
+    def set_frame_colour(self, colour: str | None) -> None:
+        """A coloured border around the view (e.g. a prediction that should not be trusted); None: none."""
+        self.view_box.setBorder(pg.mkPen(colour, width=FRAME_WIDTH) if colour else None)
+
     def _on_levels_changed(self) -> None:
         if self.plane is not None:
             low, high = self.histogram.getLevels()
@@ -224,6 +258,7 @@ class ImagePanel(QWidget):
         self.scale, self.full_size = 1, None
         self.set_detail(None)
         self.set_rgb(None)
+        self.set_tint(None)
         self.image_item.clear()
         self._show_histogram(False)  # nothing to adjust
         self.set_message(message)
@@ -239,8 +274,13 @@ class ImagePanel(QWidget):
     def message(self) -> str:
         return self.message_item.toPlainText() if self.message_item.isVisible() else ""
 
-    def set_title(self, text: str) -> None:
-        self.title_label.setText(text, size="10pt")
+    def set_title(self, text: str, colour: str | None = None) -> None:
+        """The title over the view; ``colour`` (e.g. "#c62828") makes it stand out (``title``, the
+        panel's name in the cursor read-out, stays)."""
+        if colour:
+            self.title_label.setText(text, size="10pt", color=colour, bold=True)
+        else:
+            self.title_label.setText(text, size="10pt")
 
     def auto_contrast(self) -> None:
         if self.plane is not None:

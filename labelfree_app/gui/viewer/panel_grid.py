@@ -59,6 +59,8 @@ class PanelGrid(QWidget):
     hoverText = Signal(str)
     filesDropped = Signal(list)  # files dropped on Input / Denoising / Variance: open them
     groundTruthDropped = Signal(list)  # a file dropped on Prediction: compare against it
+    planeChanged = Signal()  # the z plane or the max projection changed: layers drawn per plane follow
+    resultsCleared = Signal()  # the result panels were emptied (a new file, no result)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +68,8 @@ class PanelGrid(QWidget):
         self.denoising_panel = ImagePanel("Denoising")
         self.prediction_panel = ImagePanel("Prediction")
         self.prediction_title = "Prediction"  # with its units once a result is shown
+        self.prediction_note: tuple[str, str | None] = ("", None)  # appended to its title, and its colour
+        self.under_results: QWidget | None = None  # a widget kept under the Prediction and Variance panels
         self.variance_panel = ImagePanel("Variance", colormap=VARIANCE_COLORMAP)
         self.panels = (self.input_panel, self.denoising_panel, self.prediction_panel, self.variance_panel)
         for panel in self.panels[1:]:
@@ -98,7 +102,7 @@ class PanelGrid(QWidget):
         self._grid.setSpacing(4)
         self._current_columns = 0
         self.arrange(None)
-        controls = QHBoxLayout()
+        controls = self._controls = QHBoxLayout()
         controls.addWidget(QLabel("Z"))
         controls.addWidget(self.z_slider, 2)
         controls.addWidget(self.z_label)
@@ -138,6 +142,28 @@ class PanelGrid(QWidget):
         for index, panel in enumerate(self.panels):
             self._grid.removeWidget(panel)
             self._grid.addWidget(panel, index // columns, index % columns)
+        self._place_under_results()
+
+    def attach_under_results(self, widget: QWidget) -> None:
+        """Keep ``widget`` under the Prediction and Variance panels, in every layout (e.g. a note about
+        the shown result); the panels keep equal sizes, so the linked views still line up."""
+        self.under_results = widget
+        self._place_under_results()
+
+    def _place_under_results(self) -> None:
+        columns = self._current_columns
+        for row in range(3):
+            self._grid.setRowStretch(row, 1 if row < len(self.panels) // max(columns, 1) else 0)
+        if self.under_results is None or not columns:
+            return
+        self._grid.removeWidget(self.under_results)
+        row, col = (1, 2) if columns == 4 else (2, 0)  # Prediction and Variance are the last two panels
+        self._grid.addWidget(self.under_results, row, col, 1, 2)
+
+    def add_control(self, widget: QWidget) -> None:
+        """Add a toggle to the controls under the panels, after Overlay."""
+        row = self._controls
+        row.insertWidget(row.indexOf(self.overlay_box) + 1, widget)
 
     def _best_columns(self) -> int:
         plane = self.input_panel.plane
@@ -181,10 +207,12 @@ class PanelGrid(QWidget):
         self.player.set_frame_count(0)
         self.denoising_panel.set_title("Denoising")
         self.denoising_panel.clear("")
-        self.prediction_panel.set_title("Prediction")
+        self.prediction_title = "Prediction"
+        self.set_prediction_note("")
         self.prediction_panel.clear("Press Run to predict")
         self.variance_panel.set_title("Variance")
         self.variance_panel.clear("")
+        self.resultsCleared.emit()
 
     def show_live_preview(self, image: np.ndarray, label: str) -> None:
         """Show one throttled denoising preview (C, Z, Y, X) as it arrives."""
@@ -208,7 +236,7 @@ class PanelGrid(QWidget):
         was_overlay = self.overlay_active
         self.set_overlay(False)
         self.prediction_title = prediction_title
-        self.prediction_panel.set_title(prediction_title)
+        self._show_prediction_title()
         self.prediction_panel.set_volume(first_channel(prediction), self.z, self.max_projection)
         if variance is not None:
             self.variance_panel.set_title(variance_title)
@@ -275,6 +303,7 @@ class PanelGrid(QWidget):
             panel.show_plane(self.z, self.max_projection)
         if self.overlay_active:
             self._render_overlay()
+        self.planeChanged.emit()
 
     # --- overlay --------------------------------------------------------------------------
     def set_overlay(self, enabled: bool) -> None:
@@ -289,10 +318,21 @@ class PanelGrid(QWidget):
         self.overlay_active = enabled
         if enabled:
             self._render_overlay()
-            self.prediction_panel.set_title("Prediction over input (overlay)")
         else:
             self.prediction_panel.set_rgb(None)
-            self.prediction_panel.set_title(self.prediction_title)
+        self._show_prediction_title()
+
+    def set_prediction_note(self, text: str, colour: str | None = None, *, framed: bool = False) -> None:
+        """A few words after the Prediction panel's title (e.g. "not trustworthy") in ``colour``;
+        ``framed`` also draws the panel's frame in it. "" removes them."""
+        self.prediction_note = (text, colour)
+        self.prediction_panel.set_frame_colour(colour if text and framed else None)
+        self._show_prediction_title()
+
+    def _show_prediction_title(self) -> None:
+        title = "Prediction over input (overlay)" if self.overlay_active else self.prediction_title
+        text, colour = self.prediction_note
+        self.prediction_panel.set_title(f"{title} — {text}" if text else title, colour if text else None)
 
     def _render_overlay(self) -> None:
         base, top = self.input_panel.plane, self.prediction_panel.plane
@@ -329,6 +369,9 @@ class PanelGrid(QWidget):
         for panel in self.panels:
             value = panel.value_at(row, col)
             parts.append(f"{panel.title} {'–' if value is None else f'{value:.4g}'}")
+            tint = panel.tint_value_at(row, col) if panel.shows_tint else None
+            if tint is not None:
+                parts.append(f"{panel.tint_name} {tint:.2f}")
         text = "   |   ".join(parts)
         self.hoverText.emit(text)
         return text

@@ -1,0 +1,98 @@
+"""Trust features of a streamed plane, gathered band by band in bounded memory.
+
+A huge plane is never whole in memory, so ``PlaneWatcher`` keeps what the estimate needs as the
+bands go by: a strided sample of the prediction (at most ``SAMPLE_PIXELS``), the patch statistics
+of the normalized input (one row of 32×32 patches at a time, from the band that holds it), the
+input's moments, and the prediction of the central check crop; after the plane, the crop is
+predicted again flipped. The features match ``core.trust.prediction_features`` on a whole image.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from labelfree_app.core.trust import PATCH, InputProfile, patch_statistics, prediction_features
+from labelfree_app.core.trust_recorder import central_crop, flip_agreement
+
+SAMPLE_PIXELS = 2_000_000
+
+
+class PlaneWatcher:
+    """Watches one streamed (C, Y, X) plane: ``band`` for each band read, ``rows`` for each finished
+    block of prediction rows (z-scores), ``second_look`` after the plane, then ``features``."""
+
+    def __init__(self, height: int, width: int, multiple: int, profile: InputProfile | None) -> None:
+        self.height, self.width = height, width
+        self.stride = max(1, math.ceil(math.sqrt(height * width / SAMPLE_PIXELS)))
+        self.sample = np.zeros((math.ceil(height / self.stride), math.ceil(width / self.stride)), np.float32)
+        self.crop = central_crop(height, width, multiple)
+        hy, hx = (s.stop - s.start for s in self.crop)
+        self.crop_prediction = np.zeros((hy, hx), np.float32)
+        self.profile = profile
+        n_py, n_px = max(1, height // PATCH), max(1, width // PATCH)
+        self.stats = np.zeros((n_py, n_px, 3), np.float32)
+        self._next_strip = 0
+        self._sum = self._sum_sq = 0.0
+        self._count = 0
+        self._again: np.ndarray | None = None
+        self.crop_input: np.ndarray | None = None  # raw (C, h, w): kept from the bands, never read again
+
+    def band(self, band: np.ndarray, lo: int, hi: int, normalizer: Any) -> None:
+        """Patch statistics of every row of patches that lies wholly in the raw band ``[lo, hi)``,
+        and the check crop's raw rows that the band holds."""
+        ys, xs = self.crop
+        if self.crop_input is None:
+            self.crop_input = np.zeros((band.shape[0], ys.stop - ys.start, xs.stop - xs.start), np.float32)
+        a, b = max(lo, ys.start), min(hi, ys.stop)
+        if a < b:
+            self.crop_input[:, a - ys.start:b - ys.start] = band[:, a - lo:b - lo, xs]
+        n_py = self.stats.shape[0]
+        while self._next_strip < n_py:
+            y0 = self._next_strip * PATCH
+            y1 = self.height if self._next_strip == n_py - 1 else y0 + PATCH
+            if y0 < lo or y1 > hi:
+                break
+            strip = np.nan_to_num(normalizer.apply(band[:, y0 - lo:y1 - lo]))
+            self._sum += float(strip.sum(dtype=np.float64))
+            self._sum_sq += float(np.square(strip, dtype=np.float64).sum())
+            self._count += strip.size
+            self.stats[self._next_strip] = patch_statistics(strip, PATCH)[0, :self.stats.shape[1]]
+            self._next_strip += 1
+
+    def rows(self, y0: int, mean: np.ndarray) -> None:
+        """A finished block of prediction rows (C, h, X) in z-scores, starting at image row ``y0``."""
+        block = mean[0]
+        first = (-y0) % self.stride
+        picked = block[first::self.stride, ::self.stride]
+        if picked.size:
+            start = (y0 + first) // self.stride
+            self.sample[start:start + picked.shape[0], :picked.shape[1]] = picked
+        ys, xs = self.crop
+        a, b = max(y0, ys.start), min(y0 + block.shape[0], ys.stop)
+        if a < b:
+            self.crop_prediction[a - ys.start:b - ys.start] = block[a - y0:b - y0, xs]
+
+    def second_look(self, normalizer: Any, predict: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Predict the check crop flipped (``predict`` takes a normalized (C, h, w) array)."""
+        if self.crop_input is None:
+            return
+        crop = self.crop_input
+        flipped = np.ascontiguousarray(np.nan_to_num(normalizer.apply(crop))[..., ::-1, ::-1])
+        self._again = np.asarray(predict(flipped))[0][::-1, ::-1]
+
+    def features(self) -> tuple[dict[str, float], np.ndarray | None]:
+        """The features of the plane, as ``prediction_features`` gives them, and the familiarity map."""
+        feats, _ = prediction_features(self.sample, np.zeros((1, 2, 2), np.float32), None)
+        mean = self._sum / max(1, self._count)
+        feats["input_sd"] = float(math.sqrt(max(0.0, self._sum_sq / max(1, self._count) - mean * mean)))
+        familiar = None
+        if self.profile is not None:
+            familiar = self.profile.familiarity_of(self.stats)
+            feats["familiar_mean"] = float(familiar.mean())
+            feats["unfamiliar_share"] = float((familiar < 0.02).mean())
+        if self._again is not None:
+            feats["flip_r"] = flip_agreement(self.crop_prediction, self._again, (slice(None), slice(None)))
+        return feats, familiar
