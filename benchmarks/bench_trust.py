@@ -72,10 +72,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["unet", "diffusion"], help="time one of the two cases")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    case("lf-nuclei-2d", 1024, PredictSettings(), args.repeats)
-    case("lf-nuclei-2d-diffusion", 512, PredictSettings(), max(1, args.repeats // 2))
+    if args.only != "diffusion":
+        case("lf-nuclei-2d", 1024, PredictSettings(), args.repeats)
+    if args.only != "unet":
+        case("lf-nuclei-2d-diffusion", 512, PredictSettings(), max(1, args.repeats // 2))
     return 0
 
 

@@ -20,8 +20,9 @@ import numpy as np
 
 from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
-from labelfree_app.batch.scoring import pearson_of_file, pearson_of_prediction
+from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
 from labelfree_app.batch.verify import check_output
+from labelfree_app.core import trust_recorder
 from labelfree_app.core.drive import drive
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
@@ -86,15 +87,16 @@ class EngineCache:
 def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions, image: Any = None) -> list[Path]:
     """The files a finished job leaves (all must exist for it to count as done). A trust map is
     expected where asked for and the model draws one, unless ``image`` (the input, when read) is so
-    large that a U-Net streams it: the streaming engine draws none."""
+    large that a U-Net streams it and its map would pass ``trust_recorder.STREAMED_MAP_MAX_PIXELS``."""
     paths = job.outputs(out_dir, options.format)
     wanted = [paths.prediction]
     if is_diffusion(job.model) or options.settings.tta:
         wanted.append(paths.variance)
     if options.save_steps and is_diffusion(job.model):
         wanted.append(paths.steps)
-    streamed = image is not None and not is_diffusion(job.model) and _pixels(image) > STREAM_MIN_PIXELS
-    if options.trust_map and job.model.trust_map and not streamed:
+    pixels = _pixels(image) if image is not None and not is_diffusion(job.model) else 0
+    too_large = pixels > STREAM_MIN_PIXELS and pixels > trust_recorder.STREAMED_MAP_MAX_PIXELS
+    if options.trust_map and job.model.trust_map and not too_large:
         wanted.append(paths.trust)
     return wanted
 
@@ -221,9 +223,11 @@ def _read_for_trust_map(job: BatchJob, options: BatchOptions, image: Any) -> Any
 
 
 def stream_result(engine: PredictionEngine, image: Any, settings: PredictSettings, inputs: list[Path],
-                  paths: OutputPaths, *, hash_inputs: bool = True) -> Generator[Any, None, tuple[Any, list[Path]]]:
-    """Predict ``image`` with the streaming engine straight into its files; yields the engine's events
-    and returns (``StreamedResult``, paths written). Written whole or not at all."""
+                  paths: OutputPaths, *, trust_map: bool = False,
+                  hash_inputs: bool = True) -> Generator[Any, None, tuple[Any, list[Path]]]:
+    """Predict ``image`` with the streaming engine straight into its files (with ``trust_map`` the
+    trust map too, where the run drew one); yields the engine's events and returns
+    (``StreamedResult``, paths written). Written whole or not at all."""
     from labelfree_app.export import StreamedFiles
 
     paths.prediction.parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +237,7 @@ def stream_result(engine: PredictionEngine, image: Any, settings: PredictSetting
         with StreamedFiles(paths, dtype, pixel_size_um=getattr(image, "pixel_size_um", None),
                            protected_paths=inputs) as files:
             result = yield from engine.stream(image, settings, files)
-            written = files.finish(result, engine.manifest, inputs, hash_inputs=hash_inputs)
+            written = files.finish(result, engine.manifest, inputs, hash_inputs=hash_inputs, trust_map=trust_map)
     except BaseException:
         _remove_written(before)
         raise
@@ -289,7 +293,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         result: Any = None
         if streams(engine, image, options.save_steps):
             result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
-                                                       hash_inputs=options.hash_inputs)
+                                                       trust_map=options.trust_map, hash_inputs=options.hash_inputs)
         else:
             run = engine.run(image, options.settings)
             try:
@@ -344,7 +348,9 @@ def _record_trust(row: BatchRow, result: Any, job: BatchJob, options: BatchOptio
     if not job.model.trust_map:
         return (f"No trust map: {job.model.id} draws none (only 2D models that recorded their training inputs "
                 "do; fine-tune it with this version to get one).")
-    why = "it could not be drawn for this image" if expected else "an image this large is predicted in bands"
+    cap = trust_recorder.STREAMED_MAP_MAX_PIXELS
+    why = ("it could not be drawn for this image" if expected else
+           f"an image this large (over {cap / 2**20:g} Mi pixels) is predicted in bands without one")
     return f"No trust map: {why}."
 
 

@@ -1,4 +1,5 @@
-"""The prediction options `predict` and `batch` share, and what they become (settings, I/O options).
+"""The prediction options `predict` and `batch` share, what they become (settings, I/O options), and
+the lines both print about a prediction's reliability.
 
 Choices and defaults come from ``core.settings.TABLE``, so the command line and the app agree.
 """
@@ -62,3 +63,16 @@ def predict_settings(args: argparse.Namespace) -> Any:
 def io_options(args: argparse.Namespace) -> dict[str, Any]:
     """The output format, the plate position and the trust map (``BatchOptions`` fields) of `predict`/`batch`."""
     return {"format": args.out_format, "position": args.position, "trust_map": args.trust_map}
+
+
+def trust_lines(label: str, row: Any) -> list[str]:
+    """For a finished job's ``BatchRow``: the estimate ('cells.tif: expected r 0.81 (0.70-0.90): good')
+    and, when the prediction is not trustworthy, a ``warning:`` line with the reason and the advice.
+    Empty when the job made no estimate."""
+    estimate = row.trust_estimate()
+    if estimate is None:
+        return []
+    lines = [f"{label}: {estimate.summary()}"]
+    if not estimate.trustworthy:
+        lines.append(f"warning: {label}: the prediction is not trustworthy. {estimate.reason} {estimate.advice}")
+    return lines

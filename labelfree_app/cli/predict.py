@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from labelfree_app.cli.exit_codes import EXIT_ERROR
-from labelfree_app.cli.options import RGB_CHOICES, add_predict_options, io_options, predict_settings
-from labelfree_app.cli.trust_notes import trust_lines
+from labelfree_app.cli.options import RGB_CHOICES, add_predict_options, io_options, predict_settings, trust_lines
 from labelfree_app.errors import FileAccessError, LabelFreeError
 
 

@@ -369,14 +369,14 @@ class PredictionEngine:
             transforms=tta_transforms(self.dims) if resolved["tta"] else None, finish_rows=self._finish_rows,
             trust=TrustRecorder(self.manifest, self._trust.calibration))
         outcome = yield from stream_series(lambda t: self._select_lazy(image, settings, t), times, spec, sink)
-        self._tile_used = outcome.tile
+        self._tile_used, axes = outcome.tile, "TCZYX" if len(times) > 1 else "CZYX"
         return StreamedResult(
-            axes="TCZYX" if len(times) > 1 else "CZYX", shape=outcome.shape, channel_names=names,
+            axes=axes, shape=outcome.shape, channel_names=names,
             model_id=self.manifest["id"], settings=self._effective_settings(settings),
             seconds=time.perf_counter() - start, device=str(self.device),
             backend=str(getattr(predictor, "backend", "torch")),
             notes=tuple(input_notes(image, times, outcome.non_finite)), has_variance=spec.transforms is not None,
-            trust=spec.trust.estimate())
+            trust=spec.trust.estimate(), trust_map=spec.trust.trust_map(outcome.shape[-len(axes):]))
 
     def _finish_rows(self, mean: np.ndarray, var: np.ndarray | None,
                      missing: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -60,6 +60,7 @@ class StreamedResult:
     notes: tuple[str, ...]
     has_variance: bool
     trust: Any = None  # core.trust.TrustEstimate (None: not estimated)
+    trust_map: np.ndarray | None = None  # familiarity, the prediction's axes with one channel (None: none drawn)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 
 METHOD = "lf-trust-1"
 PATCH = 32
+STATS_PIXELS = 500_000  # a prediction's spread, tail and separation come from a strided sample this big
 GOOD_R = 0.7
 TRUSTWORTHY_R = 0.5
 LEVELS = ("good", "uncertain", "not trustworthy")
@@ -38,9 +39,12 @@ _QUANTILES = 101
 
 
 # --- the input against the training inputs ---------------------------------------------------
-def patch_statistics(x: np.ndarray, patch: int = PATCH) -> np.ndarray:
+def patch_statistics(x: np.ndarray, patch: int = PATCH, below: np.ndarray | None = None) -> np.ndarray:
     """Per-patch (mean, log contrast, log texture scale) of a normalized plane (Y, X) or (C, Y, X),
-    as an array (n_y, n_x, 3); channels (z-planes given as channels) are averaged first."""
+    as an array (n_y, n_x, 3); channels (z-planes given as channels) are averaged first.
+
+    ``below`` is the row under ``x`` ((X,) or (C, X)) when ``x`` is a strip of whole patch rows cut
+    from a taller plane: the strip's last row then gets the vertical gradient the whole plane gives it."""
     plane = np.asarray(x, dtype=np.float32)
     if plane.ndim == 3:
         plane = plane.mean(axis=0)
@@ -51,7 +55,11 @@ def patch_statistics(x: np.ndarray, patch: int = PATCH) -> np.ndarray:
     blocks = crop.reshape(ny, py, nx, px)
     mean = blocks.mean(axis=(1, 3))
     std = blocks.std(axis=(1, 3))
-    gy = np.abs(np.diff(crop, axis=0, append=crop[-1:]))
+    after = crop[-1:]
+    if below is not None:
+        row = np.asarray(below, dtype=np.float32)
+        after = (row.mean(axis=0) if row.ndim == 2 else row)[None, : nx * px]
+    gy = np.abs(np.diff(crop, axis=0, append=after))
     gx = np.abs(np.diff(crop, axis=1, append=crop[:, -1:]))
     grad = (gy + gx).reshape(ny, py, nx, px).mean(axis=(1, 3))
     contrast = np.log(std + 1e-3)
@@ -122,6 +130,8 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
     from skimage.filters import threshold_otsu
 
     p = np.asarray(prediction_z, dtype=np.float32)
+    stride = max(1, math.ceil(math.sqrt(p.size / STATS_PIXELS)))
+    p = p[::stride, ::stride]  # the distribution's figures need no more pixels than this
     finite = p[np.isfinite(p)]
     if finite.size == 0:
         finite = np.zeros(1, np.float32)
@@ -136,14 +146,14 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
             gap = float(finite[fg].mean() - finite[~fg].mean())
             feats["pred_sep"] = share * (1 - share) * gap * gap / (sd * sd)
     xs = np.asarray(x, dtype=np.float32)
-    feats["input_sd"] = float(np.nanstd(xs))
+    feats["input_sd"] = float(np.nanstd(xs[..., ::stride, ::stride]))
     familiar = None
     if profile is not None:
         familiar = profile.familiarity(np.nan_to_num(xs))
         feats["familiar_mean"] = float(familiar.mean())
         feats["unfamiliar_share"] = float((familiar < 0.02).mean())
     if variance_z is not None:
-        v = np.asarray(variance_z, dtype=np.float32)
+        v = np.asarray(variance_z, dtype=np.float32)[::stride, ::stride]
         spread = float(np.nanmean(v))
         feats["explained_share"] = sd * sd / (sd * sd + spread) if sd * sd + spread > 0 else 0.0
         feats["explained_r"] = math.sqrt(feats["explained_share"])  # what r would be if the samples were calibrated

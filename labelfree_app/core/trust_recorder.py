@@ -1,8 +1,9 @@
 """Collect trust features while the engine predicts, and turn them into an estimate and a map.
 
 The engine hands each finished plane (z-score units, before conversion to the stain's) and the
-normalized input it came from to ``TrustRecorder.add``; ``finish`` gives the ``TrustEstimate`` of
-the whole image and the familiarity map in the prediction's axes with one channel.
+normalized input it came from to ``TrustRecorder.add`` (a streamed plane's ``PlaneWatcher`` to
+``add_watched``); ``estimate`` gives the ``TrustEstimate`` of the whole image and ``trust_map`` the
+familiarity map in the prediction's axes with one channel.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from labelfree_app.core.trust import (InputProfile, TrustEstimate, TrustModel, l
                                       prediction_features, upsample_map)
 
 CALIBRATION_FILE = "trust_calibration.json"
-CHECK_SHARE = 0.15  # the flipped second look covers at most this share of the image...
+CHECK_SHARE = 0.06  # the flipped second look covers about this share of the image...
 CHECK_MIN = 256  # ...but at least this many pixels a side (all of a small image)
 CHECK_MAX = 1024  # ...and at most this many (a huge streamed plane)
 CHECK_MARGIN = 32  # the crop's rim, where its own edges change the prediction, is not compared
+# A streamed image gets a trust map while the map (all its planes) has at most this many pixels:
+# the full-resolution float32 map is made in memory, so it stays under 256 MB.
+STREAMED_MAP_MAX_PIXELS = 64 * 1024 * 1024
 
 
 def central_crop(height: int, width: int, multiple: int = 16) -> tuple[slice, slice]:
@@ -85,7 +89,7 @@ class TrustRecorder:
                 self.profile = None
         self.calibration = bundled_calibration() if calibration is None else calibration
         self._features: list[dict[str, float]] = []
-        self._maps: list[np.ndarray] = []
+        self._maps: list[tuple[np.ndarray, tuple[int, int]]] = []  # (patch familiarity, plane's Y X)
         self._has_variance = False
 
     def check_crop(self, shape: tuple[int, ...], multiple: int = 16) -> tuple[slice, slice] | None:
@@ -108,11 +112,11 @@ class TrustRecorder:
 
     def add_features(self, feats: dict[str, float], familiar: np.ndarray | None, shape: tuple[int, int] | None,
                      has_variance: bool = False) -> None:
-        """One plane's features and patch familiarity (a streamed plane gives no ``shape``: no map)."""
+        """One plane's features and patch familiarity with the plane's (Y, X) ``shape`` (None: no map)."""
         self._has_variance = has_variance
         self._features.append(feats)
         if familiar is not None and shape is not None:
-            self._maps.append(upsample_map(familiar, shape))
+            self._maps.append((np.asarray(familiar, dtype=np.float32), (int(shape[0]), int(shape[1]))))
 
     def watch_plane(self, height: int, width: int, multiple: int) -> Any:
         """A ``trust_stream.PlaneWatcher`` for one streamed plane of a 2D U-Net (None otherwise)."""
@@ -123,8 +127,12 @@ class TrustRecorder:
         return PlaneWatcher(height, width, multiple, self.profile)
 
     def add_watched(self, watcher: Any) -> None:
+        """A streamed plane (``PlaneWatcher``): its features, and its familiarity while the trust map
+        of the planes so far stays within ``STREAMED_MAP_MAX_PIXELS`` (beyond: no map for the image)."""
         feats, familiar = watcher.features()
-        self.add_features(feats, familiar, None)
+        plane = (int(watcher.height), int(watcher.width))
+        pixels = sum(h * w for _, (h, w) in self._maps) + plane[0] * plane[1]
+        self.add_features(feats, familiar, plane if pixels <= STREAMED_MAP_MAX_PIXELS else None)
 
     @property
     def features(self) -> dict[str, float]:
@@ -147,7 +155,12 @@ class TrustRecorder:
         """Familiarity (0-1) per pixel, shaped like the prediction with one channel, or None."""
         if not self._maps or len(self._maps) != len(self._features):
             return None
-        stacked = np.stack(self._maps)  # one per plane, in the engine's order (time, then z)
         shape = list(prediction_shape)
         shape[-4] = 1
-        return stacked.reshape(shape).astype(np.float32)
+        out = np.empty(shape, np.float32)
+        planes = out.reshape((-1,) + tuple(shape[-2:]))  # one per plane, in the engine's order (time, then z)
+        if len(planes) != len(self._maps):
+            raise ValueError(f"a trust map of {len(self._maps)} plane(s) does not fit a prediction of {len(planes)}")
+        for plane, (familiar, _) in zip(planes, self._maps):
+            plane[...] = upsample_map(familiar, plane.shape)
+        return out

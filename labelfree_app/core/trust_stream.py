@@ -2,9 +2,10 @@
 
 A huge plane is never whole in memory, so ``PlaneWatcher`` keeps what the estimate needs as the
 bands go by: a strided sample of the prediction (at most ``SAMPLE_PIXELS``), the patch statistics
-of the normalized input (one row of 32×32 patches at a time, from the band that holds it), the
-input's moments, and the prediction of the central check crop; after the plane, the crop is
-predicted again flipped. The features match ``core.trust.prediction_features`` on a whole image.
+of the normalized input (one row of 32×32 patches at a time, once the bands have brought it and
+the row under it), the input's moments, and the prediction of the central check crop; after the plane, the crop is
+predicted again flipped. The features match ``core.trust.prediction_features`` on a whole image,
+and the familiarity per patch (the trust map) is the whole image's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from labelfree_app.core.trust import PATCH, InputProfile, patch_statistics, prediction_features
 from labelfree_app.core.trust_recorder import central_crop, flip_agreement
 
-SAMPLE_PIXELS = 2_000_000
+SAMPLE_PIXELS = 2_000_000  # prediction_features strides it down to STATS_PIXELS
 
 
 class PlaneWatcher:
@@ -35,14 +36,17 @@ class PlaneWatcher:
         n_py, n_px = max(1, height // PATCH), max(1, width // PATCH)
         self.stats = np.zeros((n_py, n_px, 3), np.float32)
         self._next_strip = 0
+        self._seen = 0  # input rows taken so far
+        self._pending: list[np.ndarray] = []  # normalized rows of the unfinished strip, from its first
         self._sum = self._sum_sq = 0.0
         self._count = 0
         self._again: np.ndarray | None = None
         self.crop_input: np.ndarray | None = None  # raw (C, h, w): kept from the bands, never read again
 
     def band(self, band: np.ndarray, lo: int, hi: int, normalizer: Any) -> None:
-        """Patch statistics of every row of patches that lies wholly in the raw band ``[lo, hi)``,
-        and the check crop's raw rows that the band holds."""
+        """Take the raw band ``[lo, hi)``: its rows not seen yet are normalized and kept until a row of
+        patches and the row under it are in (bands may meet anywhere), then reduced to the patches'
+        statistics; the check crop's raw rows are copied out."""
         ys, xs = self.crop
         if self.crop_input is None:
             self.crop_input = np.zeros((band.shape[0], ys.stop - ys.start, xs.stop - xs.start), np.float32)
@@ -50,16 +54,28 @@ class PlaneWatcher:
         if a < b:
             self.crop_input[:, a - ys.start:b - ys.start] = band[:, a - lo:b - lo, xs]
         n_py = self.stats.shape[0]
-        while self._next_strip < n_py:
+        start = max(lo, self._seen)
+        while self._next_strip < n_py and start < hi:
             y0 = self._next_strip * PATCH
-            y1 = self.height if self._next_strip == n_py - 1 else y0 + PATCH
-            if y0 < lo or y1 > hi:
+            last = self._next_strip == n_py - 1
+            need = self.height if last else y0 + PATCH + 1  # the row under the strip: its gradients
+            stop = min(hi, need)
+            rows = np.nan_to_num(normalizer.apply(band[:, start - lo:stop - lo]), copy=False, nan=0.0, posinf=0.0,
+                                 neginf=0.0)
+            self._sum += float(rows.sum(dtype=np.float64))
+            self._sum_sq += float(np.square(rows, dtype=np.float64).sum())
+            self._count += rows.size
+            self._pending.append(rows)
+            self._seen = start = stop
+            if stop < need:
                 break
-            strip = np.nan_to_num(normalizer.apply(band[:, y0 - lo:y1 - lo]))
-            self._sum += float(strip.sum(dtype=np.float64))
-            self._sum_sq += float(np.square(strip, dtype=np.float64).sum())
-            self._count += strip.size
-            self.stats[self._next_strip] = patch_statistics(strip, PATCH)[0, :self.stats.shape[1]]
+            strip = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+            if last:
+                self.stats[self._next_strip] = patch_statistics(strip, PATCH)[0, :self.stats.shape[1]]
+                self._pending = []
+            else:
+                self.stats[self._next_strip] = patch_statistics(strip[:, :PATCH], PATCH, below=strip[:, PATCH])[0]
+                self._pending = [strip[:, PATCH:].copy()]  # the row under is the next strip's first
             self._next_strip += 1
 
     def rows(self, y0: int, mean: np.ndarray) -> None:
