@@ -121,11 +121,7 @@ def write_result(
     The format follows the paths' suffix: ``.ome.zarr`` paths get OME-Zarr pyramids (``io.ome_zarr``).
     ``trust_map`` writes the result's familiarity map (one channel, 0-1) when the run made one.
     """
-    from labelfree_app.io import write_image, write_ome_zarr
-
-    # same keywords; OME-Zarr is written chunk by chunk
-    write: Any = write_ome_zarr if paths.prediction.name.lower().endswith(".ome.zarr") else write_image
-
+    write = _writer(paths)
     meta = provenance(result, manifest, inputs, hash_inputs=hash_inputs)
     names = list(result.channel_names) or None
     written: list[Path] = []
@@ -145,10 +141,22 @@ def write_result(
         written.append(write(paths.steps, frames, "TCZYX", channel_names=names,
                              provenance={**meta, "content": "denoising steps"}, **common))
     if trust_map and result.trust_map is not None:
-        written.append(write(paths.trust, np.asarray(result.trust_map, dtype=np.float32), result.axes,
-                             channel_names=[TRUST_MAP_CHANNEL], provenance={**meta, "content": "trust map"},
-                             **common))
+        written.append(write_trust_map(result, paths, meta, common))
     return written
+
+
+def _writer(paths: OutputPaths) -> Any:
+    """``write_image`` or, for ``.ome.zarr`` paths, ``write_ome_zarr`` (same keywords, chunk by chunk)."""
+    from labelfree_app.io import write_image, write_ome_zarr
+
+    return write_ome_zarr if paths.prediction.name.lower().endswith(".ome.zarr") else write_image
+
+
+def write_trust_map(result: Any, paths: OutputPaths, meta: dict[str, Any], common: dict[str, Any]) -> Path:
+    """The result's familiarity map (one channel, 0-1) as ``paths.trust``, atomically, with the
+    provenance ``meta`` and the ``common`` keywords (pixel sizes, protected paths) of its prediction."""
+    return _writer(paths)(paths.trust, np.asarray(result.trust_map, dtype=np.float32), result.axes,
+                          channel_names=[TRUST_MAP_CHANNEL], provenance={**meta, "content": "trust map"}, **common)
 
 
 class CastCounts:
@@ -214,8 +222,9 @@ class StreamedFiles:
                 self._variance.write_rows(t, c, z, y0, variance[c])
 
     def finish(self, result: Any, manifest: dict[str, Any], inputs: list[Path], *,
-               hash_inputs: bool = True) -> list[Path]:
-        """Write the provenance of ``result`` (a ``StreamedResult``) and rename; returns the paths."""
+               hash_inputs: bool = True, trust_map: bool = False) -> list[Path]:
+        """Write the provenance of ``result`` (a ``StreamedResult``) and rename; with ``trust_map`` also
+        write its trust map when the run drew one (as ``write_result`` does). Returns the paths."""
         meta = provenance(result, manifest, inputs, hash_inputs=hash_inputs)
         note = self.counts.note()
         if note:
@@ -224,6 +233,8 @@ class StreamedFiles:
         if self._variance is not None:
             written.append(self._variance.finish({**meta, "content": "variance"}))
         self._stack.close()
+        if trust_map and getattr(result, "trust_map", None) is not None:
+            written.append(write_trust_map(result, self.paths, meta, self._common))
         return written
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:

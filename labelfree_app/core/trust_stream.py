@@ -3,9 +3,9 @@
 A huge plane is never whole in memory, so ``PlaneWatcher`` keeps what the estimate needs as the
 bands go by: a strided sample of the prediction (at most ``SAMPLE_PIXELS``), the patch statistics
 of the normalized input (one row of 32×32 patches at a time, once the bands have brought it and
-the row under it), the input's moments, and the prediction of the central check crop; after the plane, the crop is
-predicted again flipped. The features match ``core.trust.prediction_features`` on a whole image,
-and the familiarity per patch (the trust map) is the whole image's.
+the row under it), the input's moments, and the prediction of the central check crop; after the
+plane, the crop is predicted again flipped. The features match ``core.trust.prediction_features``
+on a whole image, and the familiarity per patch (the trust map) is the whole image's.
 """
 
 from __future__ import annotations

@@ -51,7 +51,8 @@ class SavedResult:
     """A huge image's prediction, written by the batch job to files instead of held in memory.
 
     ``prediction`` (and ``variance``, with test-time augmentation) are tiled OME-TIFFs named as
-    `labelfree predict` names them; the other fields come from their provenance."""
+    `labelfree predict` names them; the other fields come from their provenance, ``trust`` (a
+    ``core.trust.TrustEstimate``, None when not estimated) too. It has no trust map to show."""
 
     prediction: Path
     variance: Path | None
@@ -60,6 +61,7 @@ class SavedResult:
     seconds: float = 0.0
     device: str = "cpu"
     notes: tuple[str, ...] = ()
+    trust: Any = None
 
     @property
     def files(self) -> list[Path]:
@@ -127,6 +129,16 @@ def discard(result: Any) -> None:
         shutil.rmtree(result.prediction.parent, ignore_errors=True)
 
 
+def _trust_of(meta: dict[str, Any], row: Any) -> Any:
+    """The estimate recorded in the prediction's provenance (with its features), else the report row's."""
+    from labelfree_app.core.trust import TrustEstimate
+
+    try:
+        return TrustEstimate.from_dict(meta["trust"]) if meta.get("trust") else row.trust_estimate()
+    except (KeyError, TypeError, ValueError):
+        return row.trust_estimate()
+
+
 def predict_to_file(image: Any, package: Any, settings: dict[str, Any], inputs: Sequence[Path], engines: Any, *,
                     out_dir: Path | None = None) -> Iterator[Any]:
     """Predict the huge ``image`` (read from ``inputs``) with ``package`` through the batch job into a
@@ -160,7 +172,7 @@ def predict_to_file(image: Any, package: Any, settings: dict[str, Any], inputs: 
         variance = next((Path(p) for p in row.outputs[1:] if Path(p).name.endswith("__variance.ome.tif")), None)
         yield SavedResult(Path(row.outputs[0]), variance, str(package.manifest.to_dict()["id"]),
                           dict(meta.get("settings") or {}), float(meta.get("seconds") or row.seconds),
-                          row.device or "cpu", tuple(meta.get("notes") or ()))
+                          row.device or "cpu", tuple(meta.get("notes") or ()), _trust_of(meta, row))
     except BaseException:  # cancelled (even after the files were written) or failed: nothing is left
         shutil.rmtree(run_dir, ignore_errors=True)
         raise

@@ -13,8 +13,8 @@ LEVEL_COLOURS = {"good": "#1e8e3e", "uncertain": "#b86e00", "not trustworthy": "
 LEVEL_BACKGROUNDS = {"good": "#e8f5ec", "uncertain": "#fff3df", "not trustworthy": "#fdeaea"}  # the note
 NOT_ESTIMATED = "not estimated for this model"
 NOT_ESTIMATED_WHY = ("LabelFree estimates how far a prediction can be trusted for 2D models it has a calibration "
-                     "for; 3D models, huge images predicted band by band, and models without a calibration get "
-                     "no estimate. Compare with a stained field to judge the result.")
+                     "for; 3D models and models without a calibration get no estimate. Compare with a stained "
+                     "field to judge the result.")
 
 
 def level_colour(level: str) -> str:
@@ -27,7 +27,7 @@ def level_background(level: str) -> str:
 
 
 def trust_of(result: Any) -> Any:
-    """A result's ``TrustEstimate``, or None (no result, not estimated, or a streamed huge result)."""
+    """A result's ``TrustEstimate``, or None (no result, or not estimated)."""
     return getattr(result, "trust", None) if result is not None else None
 
 

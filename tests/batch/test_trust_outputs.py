@@ -9,14 +9,18 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tifffile
 
 from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef, model_ref
 from labelfree_app.batch.process import STREAM_MIN_PIXELS, BatchOptions, expected_outputs
 from labelfree_app.batch.report import BatchRow, read_report, write_report
 from labelfree_app.cli.main import main
 from labelfree_app.core import trust_recorder
-from labelfree_app.io import read_image, read_provenance
+from labelfree_app.core.engine import PredictSettings
+from labelfree_app.core.trust_recorder import STREAMED_MAP_MAX_PIXELS
+from labelfree_app.io import read_image, read_provenance, write_image
 from tests.factories import constant_calibration, make_unet_package, trust_block
+from tests.synthetic_cells import render_cells
 
 
 def report_rows(out: Path) -> dict[str, dict[str, str]]:
@@ -93,17 +97,20 @@ def test_a_model_without_an_input_profile_says_why_it_wrote_no_trust_map(tmp_pat
     assert {r["status"] for r in report_rows(out).values()} == {"skipped"}  # done without the map
 
 
-def test_the_trust_map_is_expected_only_when_asked_for_drawable_and_not_streamed(tmp_path, profiled_package):
+def test_the_trust_map_is_expected_only_when_asked_for_drawable_and_not_too_large(tmp_path, profiled_package):
     job = BatchJob(0, BatchInput(tmp_path / "a.tif"), model_ref(profiled_package))
     plain = BatchJob(0, BatchInput(tmp_path / "a.tif"), ModelRef("m", "m", "", "unet"))
     asked = BatchOptions(trust_map=True)
     trust = tmp_path / "a__trusty__trust.ome.tif"
     small = SimpleNamespace(data=np.zeros((1, 1, 64, 80)), n_channels=1)
     huge = SimpleNamespace(data=SimpleNamespace(shape=(1, 1, STREAM_MIN_PIXELS // 1000 + 1, 1000)), n_channels=1)
+    side = int(STREAMED_MAP_MAX_PIXELS ** 0.5)
+    giant = SimpleNamespace(data=SimpleNamespace(shape=(2, 1, side + 1, side)), n_channels=2)
     assert job.model.trust_map and not plain.model.trust_map
     assert trust in expected_outputs(job, tmp_path, asked, small)
     assert trust in expected_outputs(job, tmp_path, asked)  # input not read: want it
-    assert trust not in expected_outputs(job, tmp_path, asked, huge)  # streamed: the engine draws none
+    assert trust in expected_outputs(job, tmp_path, asked, huge)  # streamed, and its map fits in memory
+    assert trust not in expected_outputs(job, tmp_path, asked, giant)  # streamed: too large for a map
     assert trust not in expected_outputs(job, tmp_path, BatchOptions())
     assert len(expected_outputs(plain, tmp_path, asked)) == 1
     zarr = expected_outputs(job, tmp_path, BatchOptions(trust_map=True, format="ome-zarr"))
@@ -128,16 +135,69 @@ def test_a_recorded_estimate_reads_back_as_a_summary():
     assert row.trust_estimate().summary() == "expected r 0.81 (0.70-0.90): good"
 
 
-def test_a_streamed_job_writes_no_trust_map_says_so_and_is_not_redone(tmp_path, profiled_package, fields_dir,
-                                                                      monkeypatch):
+def test_a_streamed_job_writes_the_trust_map_of_the_whole_image_job(tmp_path, profiled_package, monkeypatch):
+    from labelfree_app.batch import process
+
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.8))
+    cells = render_cells((300, 290), seed=5)
+    src = tmp_path / "in" / "big.tif"
+    src.parent.mkdir()
+    write_image(src, np.stack([cells.brightfield, cells.nuclei])[:, None], "CZYX",
+                channel_names=["Brightfield", "Hoechst"], pixel_size_um={"Y": 0.65, "X": 0.65})
+    job = BatchJob(0, BatchInput(src), model_ref(profiled_package))
+    options = BatchOptions(settings=PredictSettings(tile_shape=(64, 64)), trust_map=True, hash_inputs=False)
+    maps = {}
+    for name, limit in (("whole", 10**12), ("streamed", 100)):  # 64² tiles: many bands in the streamed run
+        monkeypatch.setattr(process, "STREAM_MIN_PIXELS", limit)
+        row = process.process_job(job, tmp_path / name, options, process.EngineCache())
+        assert row.status == "done", row.error
+        trust_file = tmp_path / name / "big__trusty__trust.ome.tif"
+        assert str(trust_file) in row.outputs and "No trust map" not in row.note
+        maps[name] = read_image(trust_file)
+        meta = read_provenance(trust_file)
+        assert meta["content"] == "trust map" and meta["trust"]["expected_r"] == pytest.approx(0.8)
+    streamed, whole = maps["streamed"], maps["whole"]
+    assert streamed.data.shape == whole.data.shape == (1, 1, 300, 290)
+    assert tuple(streamed.channel_names) == ("familiarity",)
+    assert streamed.pixel_size_um == whole.pixel_size_um and streamed.pixel_size_um.get("X") == pytest.approx(0.65)
+    assert float(np.min(whole.data)) < float(np.max(whole.data))
+    np.testing.assert_allclose(np.asarray(streamed.data), np.asarray(whole.data), atol=1e-5)
+    with tifffile.TiffFile(tmp_path / "streamed" / "big__trusty.ome.tif") as tif:
+        assert tif.pages[0].is_tiled  # the prediction itself was streamed
+
+
+def test_resume_wants_the_trust_map_of_a_streamed_job(tmp_path, profiled_package, fields_dir, monkeypatch):
     from labelfree_app.batch import process
 
     monkeypatch.setattr(process, "STREAM_MIN_PIXELS", 100)  # every field streams
     out = tmp_path / "out"
     args = ["batch", str(fields_dir), "-o", str(out), "--model", str(profiled_package.path), "--trust-map", "-q"]
     assert main(args) == 0
+    assert {p.name for p in out.rglob("*__trust.ome.tif")} == {f"{n}__trusty__trust.ome.tif" for n in "abc"}
+    assert "No trust map" not in report_rows(out)["a.tif"]["note"]
+    assert main(args) == 0
+    assert {r["status"] for r in report_rows(out).values()} == {"skipped"}
+    (out / "a__trusty__trust.ome.tif").unlink()
+    assert main(args) == 0
+    rows = report_rows(out)
+    assert rows["a.tif"]["status"] == "done" and rows["b.tif"]["status"] == "skipped"
+    assert (out / "a__trusty__trust.ome.tif").is_file()
+
+
+def test_a_streamed_image_over_the_map_cap_gets_no_trust_map_says_so_and_is_not_redone(
+        tmp_path, profiled_package, fields_dir, monkeypatch):
+    from labelfree_app.batch import process
+
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.8))
+    monkeypatch.setattr(process, "STREAM_MIN_PIXELS", 100)  # every field streams...
+    monkeypatch.setattr(trust_recorder, "STREAMED_MAP_MAX_PIXELS", 1000)  # ...and is too large for a map
+    out = tmp_path / "out"
+    args = ["batch", str(fields_dir), "-o", str(out), "--model", str(profiled_package.path), "--trust-map", "-q"]
+    assert main(args) == 0
     assert (out / "a__trusty.ome.tif").is_file() and not list(out.rglob("*__trust.ome.tif"))
-    assert "No trust map: an image this large is predicted in bands." in report_rows(out)["a.tif"]["note"]
+    row = report_rows(out)["a.tif"]
+    assert "No trust map: an image this large (over " in row["note"] and "predicted in bands without one" in row["note"]
+    assert row["trust"] == "good"  # the estimate stays
     assert main(args) == 0
     assert {r["status"] for r in report_rows(out).values()} == {"skipped"}
 

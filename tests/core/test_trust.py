@@ -181,3 +181,41 @@ def test_a_streamed_plane_gets_the_features_of_a_whole_prediction(tmp_path, monk
     assert b["flip_r"] == pytest.approx(a["flip_r"], abs=0.02)
     assert b["familiar_mean"] == pytest.approx(a["familiar_mean"], abs=0.05)
     assert streamed.trust.expected_r == pytest.approx(whole.trust.expected_r, abs=0.03)
+
+
+def _streamed(engine: PredictionEngine, image: Image, settings=None):
+    class Sink:
+        def begin(self, *args) -> None: ...
+
+        def write(self, *args) -> None: ...
+
+    run = engine.stream(image, settings, Sink())
+    while True:
+        try:
+            next(run)
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_a_streamed_stack_gets_the_trust_map_of_a_whole_prediction_up_to_the_cap(tmp_path, monkeypatch) -> None:
+    from labelfree_app.core.engine import PredictSettings
+
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: unet_calibration())
+    engine = PredictionEngine(make_unet_package(tmp_path), device="cpu")
+    engine.manifest["trust"] = {"input_profile": InputProfile.fit([smooth_field(0, (200, 220))]).to_dict()}
+    engine._trust = TrustRecorder(engine.manifest)
+    pixels = np.stack([smooth_field(5, (230, 170)), np.random.default_rng(2).normal(size=(230, 170)) * 3])
+    image = Image.from_array(pixels[None].astype(np.float32), "CZYX")
+    settings = PredictSettings(tile_shape=(64, 64))  # many bands, which meet inside rows of patches
+    whole = engine.predict(image, settings)
+    streamed = _streamed(engine, image, settings)
+    assert whole.trust_map is not None and streamed.trust_map is not None
+    assert streamed.trust_map.shape == whole.trust_map.shape == (1, 2, 230, 170)
+    assert float(whole.trust_map.min()) < 0.1 < 0.5 < float(whole.trust_map.max())  # a map, not a constant
+    np.testing.assert_allclose(streamed.trust_map, whole.trust_map, atol=1e-5)
+    assert streamed.trust.features["familiar_mean"] == pytest.approx(whole.trust.features["familiar_mean"], abs=1e-5)
+    assert streamed.trust.features["input_sd"] == pytest.approx(whole.trust.features["input_sd"], rel=1e-4)
+    monkeypatch.setattr(trust_recorder, "STREAMED_MAP_MAX_PIXELS", 230 * 170 * 2 - 1)  # one plane fits, not two
+    capped = _streamed(engine, image, settings)
+    assert capped.trust_map is None and capped.trust is not None  # the estimate stays
+    assert capped.trust.features["familiar_mean"] == pytest.approx(streamed.trust.features["familiar_mean"])

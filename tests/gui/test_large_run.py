@@ -255,3 +255,23 @@ def test_a_time_series_says_the_window_shows_and_predicts_its_first_time_point(q
     win.controls.set_models(win.models, model_id)
     assert _run(qtbot, win) == "done"
     assert "(time point 1 of 3; Batch export predicts every one): predicted in" in win.statusBar().currentMessage()
+
+
+def test_a_huge_result_shows_its_trust_estimate_in_the_note_without_a_map(qtbot, huge_window, scan, monkeypatch):
+    from labelfree_app.core import trust_recorder
+    from labelfree_app.gui.predict.trust_map import STREAMED_TIP
+    from tests.factories import constant_calibration
+
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.3))
+    record = _open(qtbot, huge_window, scan)
+    assert _run(qtbot, huge_window) == "done"
+    result = record.result
+    assert isinstance(result, SavedResult) and result.trust is not None
+    assert result.trust.expected_r == pytest.approx(0.3) and result.trust.level == "not trustworthy"
+    assert result.trust.to_dict() == read_provenance(result.prediction)["trust"]  # the file's estimate
+    note = huge_window.trust.note
+    qtbot.waitUntil(note.isVisible, timeout=20000)
+    assert note.level == "not trustworthy" and "Expected r 0.30 (0.20–0.40)" in note.text()
+    assert STREAMED_TIP in note.toolTip() and note.improve_button.isVisible()
+    assert not huge_window.trust.map_view.box.isEnabled()  # the overlay is not drawn over an overview
+    assert "Not trustworthy: expected r 0.30" in huge_window.statusBar().currentMessage()

@@ -1,9 +1,10 @@
 """Shows how far the shown prediction can be trusted: the note, the panel's title and frame, the map.
 
 ``TrustDisplay`` listens to the runner (``resultShown``) and the panels (``resultsCleared``); for a
-result with a ``TrustEstimate`` it fills the note under the Prediction panel, adds the level to the
-panel's title in the level's colour and, unless the level is good, frames the panel in it. The
-trust map toggle (``TrustMapView``) gets the result's map. Improve for my images… is a callback.
+result with a ``TrustEstimate`` (a huge image's ``SavedResult`` too) it fills the note under the
+Prediction panel, adds the level to the panel's title in the level's colour and, unless the level
+is good, frames the panel in it. The trust map toggle (``TrustMapView``) gets the result's map (a
+``SavedResult`` has none: the note's tooltip says so). Improve for my images… is a callback.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from PySide6.QtWidgets import QWidget
 
 from labelfree_app.gui.files.file_list import OpenFile
 from labelfree_app.gui.predict.runner import PredictionRunner
-from labelfree_app.gui.predict.trust_map import LEGEND, TrustMapView
+from labelfree_app.gui.predict.trust_map import LEGEND, STREAMED_TIP, TrustMapView
 from labelfree_app.gui.predict.trust_note import TrustNote
+from labelfree_app.gui.streamed_run import SavedResult
 from labelfree_app.gui.trust_levels import level_colour, trust_of
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 
@@ -61,7 +63,8 @@ class TrustDisplay:
             self.note.show_not_estimated()
             self.panels.set_prediction_note("")
         else:
-            self.note.show_trust(trust, target=self.model_target(result.model_id), before=before_line(record))
+            self.note.show_trust(trust, target=self.model_target(result.model_id), before=before_line(record),
+                                 tip=STREAMED_TIP if isinstance(result, SavedResult) else "")
             # A good result gets green words; the others a frame too, so they never look confident.
             self.panels.set_prediction_note(trust.level, level_colour(trust.level), framed=trust.level != "good")
         self.map_view.set_map(getattr(result, "trust_map", None) if result is not None else None)

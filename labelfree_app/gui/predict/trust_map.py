@@ -26,8 +26,11 @@ LEGEND = ("Trust map: magenta marks where the input looks unlike the model's tra
           "the prediction there is extrapolated.")
 ON_TIP = ("Tint the prediction where the input looks unlike the images the model was trained on "
           "(there it extrapolates); the cursor read-out gives the familiarity, 0–1")
-NONE_TIP = ("This result has no trust map: 3D models, huge images predicted band by band and models "
-            "that do not know their training inputs have none")
+NONE_TIP = ("This result has no trust map: 3D models and models that do not know their training inputs have "
+            "none, and a huge image predicted band by band shows none")
+# The trust note's tooltip for a huge image's result, predicted band by band into a file.
+STREAMED_TIP = ("The trust map is not shown over a huge image predicted band by band; "
+                "labelfree predict --trust-map writes it as a file (up to 64 Mi pixels).")
 
 
 def familiarity_plane(volume: np.ndarray, z: int, max_projection: bool) -> np.ndarray:

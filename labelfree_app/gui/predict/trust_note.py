@@ -83,9 +83,10 @@ class TrustNote(QFrame):
         self.improve_button.hide()
         self.show()
 
-    def show_trust(self, trust: Any, *, target: str = "", before: str = "") -> None:
+    def show_trust(self, trust: Any, *, target: str = "", before: str = "", tip: str = "") -> None:
         """Show ``trust`` (a ``core.trust.TrustEstimate``); ``target`` names the stain, ``before`` is a
-        line about the result this one replaces (after Improve for my images…)."""
+        line about the result this one replaces (after Improve for my images…), ``tip`` a sentence
+        added to the tooltip."""
         self.level = str(trust.level)
         colour = level_colour(self.level)
         self._style(self.level)
@@ -98,7 +99,7 @@ class TrustNote(QFrame):
         self.figure_label.setStyleSheet("color: #202020")
         self.setToolTip("Pearson r that this prediction is expected to reach against a real stain of the same "
                         "field, with the range that covers most such images (estimated from the prediction and "
-                        "how familiar the input looks to the model).")
+                        "how familiar the input looks to the model)." + (f" {tip}" if tip else ""))
         self.reason_label.setText(str(trust.reason))
         self.advice_label.setText(f"<b>What to do:</b> {trust.advice}")
         self.before_label.setText(before)
