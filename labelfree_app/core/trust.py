@@ -136,7 +136,9 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
     if finite.size == 0:
         finite = np.zeros(1, np.float32)
     sd = float(finite.std())
-    feats = {"pred_sd": sd, "pred_mean": float(finite.mean()),
+    mean = float(finite.mean())
+    # a calibrated network's mean is its z-scored target's, 0: far from it, it paints where there is nothing
+    feats = {"pred_sd": sd, "pred_mean": mean, "abs_mean": abs(mean), "sd_minus_mean": sd - mean,
              "pred_p99": float(np.percentile(finite, 99)), "pred_sep": 0.0}
     if sd > 1e-6:
         threshold = threshold_otsu(finite)
@@ -274,12 +276,20 @@ def explain(level: str, feats: Mapping[str, float]) -> tuple[str, str]:
     reasons = []
     if feats.get("unfamiliar_share", 0.0) > 0.25:
         reasons.append(f"{feats['unfamiliar_share']:.0%} of the image looks unlike anything the model was trained on")
-    if feats.get("pred_sd", 1.0) < 0.25:
-        reasons.append("the prediction is faint and hazy, which is what the model does where it cannot tell")
+    if feats.get("pred_mean", 0.0) > 0.3:
+        reasons.append("the prediction paints stain over much of the image (its mean is "
+                       f"{feats['pred_mean']:+.2f} stain SD, where a faithful one averages 0)")
+    if feats.get("pred_sd", 1.0) < 0.4:
+        reasons.append(f"the prediction is faint and hazy (its spread is {feats['pred_sd']:.2f} of the stain's), "
+                       "which is what the model does where it cannot tell")
     elif feats.get("pred_sep", 1.0) < 0.45:
         reasons.append("the prediction does not separate into clear structures and background")
     if "explained_share" in feats and feats["explained_share"] < 0.3:
         reasons.append("the samples disagree more than they agree")
+    if not reasons and "explained_r" not in feats:
+        reasons.append("on microscopes it was not trained on, U-Net predictions with this spread "
+                       f"({feats.get('pred_sd', 0.0):.2f}) and mean ({feats.get('pred_mean', 0.0):+.2f}) often missed the "
+                       "real stain; a diffusion model's samples would say more")
     if level == "good":
         return ("The image resembles the model's training data and the prediction is sharp.",
                 "Check a stained field now and then.")
