@@ -49,10 +49,11 @@ PROFILE_FEATURES = ("familiar_mean", "unfamiliar_share")
 # that the choice is judged too). For U-Nets a first round of richer sets (spread, tail, separation,
 # flip agreement, input figures, |mean|) fitted the other sources and failed on the held-out one
 # (nested Spearman below 0); what carries over is the one quantity theory gives: a calibrated
-# network's r is the spread of its z-scored prediction, and its mean is 0, so spread minus mean.
+# network's r is the spread of its z-scored prediction, and its mean is 0, so spread minus mean,
+# within 0-1 (calibrated_r; unclipped, the paint-everywhere predictions of one source set the slope).
 CANDIDATES = {
-    "unet": (("sd_minus_mean",),),
-    "unet+profile": (("sd_minus_mean",), ("sd_minus_mean", "unfamiliar_share")),
+    "unet": (("calibrated_r",),),
+    "unet+profile": (("calibrated_r",), ("calibrated_r", "unfamiliar_share")),
     "diffusion": (("explained_r",), ("explained_r", "pred_sep", "pred_p99")),
 }
 ISL_CROPS = ((512, 512), (512, 768), (768, 512), (768, 768))
@@ -324,7 +325,8 @@ def derived(rows: list[dict]) -> list[dict]:
     """Features added after the rows were collected (the engine computes them now)."""
     for row in rows:
         row["features"].setdefault("abs_mean", abs(row["features"]["pred_mean"]))
-        row["features"].setdefault("sd_minus_mean", row["features"]["pred_sd"] - row["features"]["pred_mean"])
+        row["features"].setdefault("calibrated_r", min(1.0, max(0.0, row["features"]["pred_sd"]
+                                                               - row["features"]["pred_mean"])))
         share = row["features"].get("explained_share")
         if share is not None:
             row["features"].setdefault("explained_r", float(np.sqrt(max(0.0, share))))

@@ -138,7 +138,8 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
     sd = float(finite.std())
     mean = float(finite.mean())
     # a calibrated network's mean is its z-scored target's, 0: far from it, it paints where there is nothing
-    feats = {"pred_sd": sd, "pred_mean": mean, "abs_mean": abs(mean), "sd_minus_mean": sd - mean,
+    # ...and its r is its spread (z-scores): so spread minus mean, within 0-1, is what r would be if it were
+    feats = {"pred_sd": sd, "pred_mean": mean, "abs_mean": abs(mean), "calibrated_r": min(1.0, max(0.0, sd - mean)),
              "pred_p99": float(np.percentile(finite, 99)), "pred_sep": 0.0}
     if sd > 1e-6:
         threshold = threshold_otsu(finite)
