@@ -43,11 +43,11 @@ WORK = ROOT / "build" / "trust"
 MODELS = ROOT / "resources" / "models"
 OUT = ROOT / "resources" / "trust_calibration.json"
 PLOT = ROOT / "docs" / "trust_calibration.png"
-UNET_FEATURES = ("pred_sd", "pred_mean", "pred_p99", "pred_sep", "flip_r", "input_sd")
 PROFILE_FEATURES = ("familiar_mean", "unfamiliar_share")
 # The feature sets each fold may choose from (by the other sources' leave-one-source-out error, so
 # that the choice is judged too). For U-Nets a first round of richer sets (spread, tail, separation,
-# flip agreement, input figures, |mean|) fitted the other sources and failed on the held-out one
+# a flipped second look at a central crop, input figures, |mean|) fitted the other sources and
+# failed on the held-out one
 # (nested Spearman below 0); what carries over is the one quantity theory gives: a calibrated
 # network's r is the spread of its z-scored prediction, and its mean is 0, so spread minus mean,
 # within 0-1 (calibrated_r; unclipped, the paint-everywhere predictions of one source set the slope).

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-UNET_FEATURES = ("pred_sd", "pred_mean", "pred_p99", "pred_sep", "flip_r", "input_sd")
+UNET_FEATURES = ("calibrated_r",)
 
 
 def stand_in_calibration() -> str:

@@ -254,14 +254,7 @@ class PredictionEngine:
                 )
                 stats.update(inverse(y))
             outputs.append(self._to_output_units(stats.mean))
-            crop, again = self._trust.check_crop(x.shape, predictor.required_multiple), None
-            if crop is not None:  # a second, flipped look at the centre: how stable is the prediction?
-                flipped = np.ascontiguousarray(x[(slice(None), *crop)][..., ::-1, ::-1])
-                again = yield from self._tiled_with_retry(predictor.predict, flipped, tile, halo,
-                                                          predictor.required_multiple, batch, stage="tiles",
-                                                          label="checking the prediction", passes=(passes, passes + 1))
-                again = (again[..., ::-1, ::-1], crop)
-            self._trust.add(stats.mean, x, stats.variance if tta else None, again)
+            self._trust.add(stats.mean, x, stats.variance if tta else None)
             if tta:
                 variances.append(self._scale_variance(stats.variance))
         prediction = _stack_planes(outputs, self.dims, prepared)

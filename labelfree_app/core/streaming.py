@@ -28,7 +28,7 @@ import numpy as np
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Progress
 from labelfree_app.core.normalize import DEFAULT_SAMPLE_LIMIT, Normalizer, _no_finite_values
-from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output, _reflect_indices, predict_tiled
+from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output, _reflect_indices
 from labelfree_app.core.welford import Welford
 
 # The input band (source pixel type) plus the accumulators (float32) of one row of tiles stay under this.
@@ -374,7 +374,7 @@ def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: Stre
             else:
                 source = selected[z:z + 1] if len(selected.shape) == 3 else selected[:, z]
 
-            watcher = spec.trust.watch_plane(height, width, spec.multiple) if spec.trust is not None else None
+            watcher = spec.trust.watch_plane(height, width) if spec.trust is not None else None
             normalizer = fit_streaming(source, spec.normalizer)
 
             def emit(y0: int, mean: np.ndarray, var: np.ndarray | None, missing: np.ndarray | None,
@@ -392,9 +392,6 @@ def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: Stre
                 steps, lambda step, index=index, label=label: Progress(
                     "tiles", index * step[1] + step[0], passes * step[1], label))
             if watcher is not None:
-                watcher.second_look(normalizer, lambda x: predict_tiled(
-                    x, spec.predict, tile_shape=spec.tile, overlap=tuple(2 * h for h in spec.halo),
-                    multiple_of=spec.multiple, batch_size=spec.batch_size, margin=spec.halo))
                 spec.trust.add_watched(watcher)
         del selected
     return StreamOutcome(shape, (int(grid.tile_shape[0]), int(grid.tile_shape[1])), non_finite)

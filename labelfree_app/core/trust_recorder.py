@@ -18,22 +18,9 @@ from labelfree_app.core.trust import (InputProfile, TrustEstimate, TrustModel, l
                                       prediction_features, upsample_map)
 
 CALIBRATION_FILE = "trust_calibration.json"
-CHECK_SHARE = 0.06  # the flipped second look covers about this share of the image...
-CHECK_MIN = 256  # ...but at least this many pixels a side (all of a small image)
-CHECK_MAX = 1024  # ...and at most this many (a huge streamed plane)
-CHECK_MARGIN = 32  # the crop's rim, where its own edges change the prediction, is not compared
 # A streamed image gets a trust map while the map (all its planes) has at most this many pixels:
 # the full-resolution float32 map is made in memory, so it stays under 256 MB.
 STREAMED_MAP_MAX_PIXELS = 64 * 1024 * 1024
-
-
-def central_crop(height: int, width: int, multiple: int = 16) -> tuple[slice, slice]:
-    """The central crop a U-Net predicts a second time, flipped: ~15 % of the plane, 256-1024 px a side."""
-    side = min(CHECK_MAX, max(CHECK_MIN, int((CHECK_SHARE * height * width) ** 0.5)))
-    side = max(multiple, side // multiple * multiple)
-    hy, hx = min(height, side), min(width, side)
-    y0, x0 = (height - hy) // 2, (width - hx) // 2
-    return slice(y0, y0 + hy), slice(x0, x0 + hx)
 
 
 @functools.lru_cache(maxsize=4)
@@ -60,20 +47,6 @@ def is_diffusion_kind(kind: str) -> bool:
     return kind.startswith("diffusion")
 
 
-def flip_agreement(prediction: np.ndarray, again: np.ndarray, crop: tuple[slice, slice]) -> float:
-    """Pearson r between the prediction and the flipped look at the same crop, inside its rim."""
-    ys, xs = crop
-    first = prediction[ys, xs]
-    second = np.asarray(again)[0] if np.asarray(again).ndim == 3 else np.asarray(again)
-    m = CHECK_MARGIN if min(first.shape) > 4 * CHECK_MARGIN else 0
-    a = first[m:first.shape[0] - m, m:first.shape[1] - m].astype(np.float64).ravel()
-    b = second[m:second.shape[0] - m, m:second.shape[1] - m].astype(np.float64).ravel()
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
-    denom = float(np.sqrt((a @ a) * (b @ b)))
-    return float(a @ b / denom) if denom > 0 else 0.0
-
-
 class TrustRecorder:
     """Features of each predicted plane; the estimate once all planes of the image are in."""
 
@@ -92,22 +65,12 @@ class TrustRecorder:
         self._maps: list[tuple[np.ndarray, tuple[int, int]]] = []  # (patch familiarity, plane's Y X)
         self._has_variance = False
 
-    def check_crop(self, shape: tuple[int, ...], multiple: int = 16) -> tuple[slice, slice] | None:
-        """The central crop (Y, X slices) that a U-Net predicts a second time, flipped; None for 3D."""
-        if not self.enabled or is_diffusion_kind(self.kind):
-            return None
-        return central_crop(int(shape[-2]), int(shape[-1]), multiple)
-
-    def add(self, prediction_z: np.ndarray, x: np.ndarray, variance_z: np.ndarray | None = None,
-            second_look: tuple[np.ndarray, tuple[slice, slice]] | None = None) -> None:
-        """One plane: prediction and variance (C, Y, X) in z-scores, the normalized input (C_in, Y, X),
-        and the prediction of the flipped check crop (flipped back) with its slices."""
+    def add(self, prediction_z: np.ndarray, x: np.ndarray, variance_z: np.ndarray | None = None) -> None:
+        """One plane: prediction and variance (C, Y, X) in z-scores, the normalized input (C_in, Y, X)."""
         if not self.enabled:
             return
         feats, familiar = prediction_features(prediction_z[0], x, self.profile,
                                               None if variance_z is None else variance_z[0])
-        if second_look is not None:
-            feats["flip_r"] = flip_agreement(prediction_z[0], *second_look)
         self.add_features(feats, familiar, tuple(prediction_z.shape[-2:]), variance_z is not None)
 
     def add_features(self, feats: dict[str, float], familiar: np.ndarray | None, shape: tuple[int, int] | None,
@@ -118,13 +81,13 @@ class TrustRecorder:
         if familiar is not None and shape is not None:
             self._maps.append((np.asarray(familiar, dtype=np.float32), (int(shape[0]), int(shape[1]))))
 
-    def watch_plane(self, height: int, width: int, multiple: int) -> Any:
+    def watch_plane(self, height: int, width: int) -> Any:
         """A ``trust_stream.PlaneWatcher`` for one streamed plane of a 2D U-Net (None otherwise)."""
         if not self.enabled or is_diffusion_kind(self.kind):
             return None
         from labelfree_app.core.trust_stream import PlaneWatcher
 
-        return PlaneWatcher(height, width, multiple, self.profile)
+        return PlaneWatcher(height, width, self.profile)
 
     def add_watched(self, watcher: Any) -> None:
         """A streamed plane (``PlaneWatcher``): its features, and its familiarity while the trust map

@@ -3,35 +3,30 @@
 A huge plane is never whole in memory, so ``PlaneWatcher`` keeps what the estimate needs as the
 bands go by: a strided sample of the prediction (at most ``SAMPLE_PIXELS``), the patch statistics
 of the normalized input (one row of 32×32 patches at a time, once the bands have brought it and
-the row under it), the input's moments, and the prediction of the central check crop; after the
-plane, the crop is predicted again flipped. The features match ``core.trust.prediction_features``
+the row under it) and the input's moments. The features match ``core.trust.prediction_features``
 on a whole image, and the familiarity per patch (the trust map) is the whole image's.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from labelfree_app.core.trust import PATCH, InputProfile, patch_statistics, prediction_features
-from labelfree_app.core.trust_recorder import central_crop, flip_agreement
 
 SAMPLE_PIXELS = 2_000_000  # prediction_features strides it down to STATS_PIXELS
 
 
 class PlaneWatcher:
     """Watches one streamed (C, Y, X) plane: ``band`` for each band read, ``rows`` for each finished
-    block of prediction rows (z-scores), ``second_look`` after the plane, then ``features``."""
+    block of prediction rows (z-scores), then ``features``."""
 
-    def __init__(self, height: int, width: int, multiple: int, profile: InputProfile | None) -> None:
+    def __init__(self, height: int, width: int, profile: InputProfile | None) -> None:
         self.height, self.width = height, width
         self.stride = max(1, math.ceil(math.sqrt(height * width / SAMPLE_PIXELS)))
         self.sample = np.zeros((math.ceil(height / self.stride), math.ceil(width / self.stride)), np.float32)
-        self.crop = central_crop(height, width, multiple)
-        hy, hx = (s.stop - s.start for s in self.crop)
-        self.crop_prediction = np.zeros((hy, hx), np.float32)
         self.profile = profile
         n_py, n_px = max(1, height // PATCH), max(1, width // PATCH)
         self.stats = np.zeros((n_py, n_px, 3), np.float32)
@@ -40,19 +35,11 @@ class PlaneWatcher:
         self._pending: list[np.ndarray] = []  # normalized rows of the unfinished strip, from its first
         self._sum = self._sum_sq = 0.0
         self._count = 0
-        self._again: np.ndarray | None = None
-        self.crop_input: np.ndarray | None = None  # raw (C, h, w): kept from the bands, never read again
 
     def band(self, band: np.ndarray, lo: int, hi: int, normalizer: Any) -> None:
         """Take the raw band ``[lo, hi)``: its rows not seen yet are normalized and kept until a row of
         patches and the row under it are in (bands may meet anywhere), then reduced to the patches'
-        statistics; the check crop's raw rows are copied out."""
-        ys, xs = self.crop
-        if self.crop_input is None:
-            self.crop_input = np.zeros((band.shape[0], ys.stop - ys.start, xs.stop - xs.start), np.float32)
-        a, b = max(lo, ys.start), min(hi, ys.stop)
-        if a < b:
-            self.crop_input[:, a - ys.start:b - ys.start] = band[:, a - lo:b - lo, xs]
+        statistics."""
         n_py = self.stats.shape[0]
         start = max(lo, self._seen)
         while self._next_strip < n_py and start < hi:
@@ -86,18 +73,6 @@ class PlaneWatcher:
         if picked.size:
             start = (y0 + first) // self.stride
             self.sample[start:start + picked.shape[0], :picked.shape[1]] = picked
-        ys, xs = self.crop
-        a, b = max(y0, ys.start), min(y0 + block.shape[0], ys.stop)
-        if a < b:
-            self.crop_prediction[a - ys.start:b - ys.start] = block[a - y0:b - y0, xs]
-
-    def second_look(self, normalizer: Any, predict: Callable[[np.ndarray], np.ndarray]) -> None:
-        """Predict the check crop flipped (``predict`` takes a normalized (C, h, w) array)."""
-        if self.crop_input is None:
-            return
-        crop = self.crop_input
-        flipped = np.ascontiguousarray(np.nan_to_num(normalizer.apply(crop))[..., ::-1, ::-1])
-        self._again = np.asarray(predict(flipped))[0][::-1, ::-1]
 
     def features(self) -> tuple[dict[str, float], np.ndarray | None]:
         """The features of the plane, as ``prediction_features`` gives them, and the familiarity map."""
@@ -109,6 +84,4 @@ class PlaneWatcher:
             familiar = self.profile.familiarity_of(self.stats)
             feats["familiar_mean"] = float(familiar.mean())
             feats["unfamiliar_share"] = float((familiar < 0.02).mean())
-        if self._again is not None:
-            feats["flip_r"] = flip_agreement(self.crop_prediction, self._again, (slice(None), slice(None)))
         return feats, familiar

@@ -9,7 +9,7 @@ from labelfree_app.core import trust_recorder
 from labelfree_app.core.engine import PredictionEngine
 from labelfree_app.core.trust import (InputProfile, TrustEstimate, TrustModel, explain, patch_statistics,
                                       prediction_features, upsample_map)
-from labelfree_app.core.trust_recorder import TrustRecorder, calibration_key, flip_agreement
+from labelfree_app.core.trust_recorder import TrustRecorder, calibration_key
 from labelfree_app.io.image import Image
 from tests.factories import make_diffusion_package, make_unet_package
 
@@ -87,13 +87,6 @@ def test_estimate_round_trips_and_reads_as_a_sentence() -> None:
     assert "60%" in reason and "hazy" in reason
 
 
-def test_flip_agreement_is_one_for_the_same_picture_and_lower_for_another() -> None:
-    pred = smooth_field(0)
-    crop = (slice(64, 192), slice(64, 192))
-    assert flip_agreement(pred, pred[crop], crop) == pytest.approx(1.0)
-    assert flip_agreement(pred, smooth_field(5)[crop], crop) < 0.5
-
-
 def test_upsample_map_repeats_patches_over_the_plane() -> None:
     grid = np.arange(6, dtype=np.float32).reshape(2, 3)
     full = upsample_map(grid, (70, 100))
@@ -103,11 +96,11 @@ def test_upsample_map_repeats_patches_over_the_plane() -> None:
 
 def unet_calibration() -> dict[str, TrustModel]:
     rng = np.random.default_rng(0)
-    names = ("pred_sd", "flip_r")
-    rows = [{"pred_sd": float(a), "flip_r": float(b)} for a, b in rng.uniform(0, 1, (40, 2))]
-    model = TrustModel.fit(rows, [0.5 * r["pred_sd"] + 0.5 * r["flip_r"] for r in rows], names)
-    diffusion_rows = [{"pred_sd": r["pred_sd"], "explained_share": r["flip_r"]} for r in rows]
-    diffusion = TrustModel.fit(diffusion_rows, [0.5 * r["pred_sd"] + 0.5 * r["flip_r"] for r in rows],
+    names = ("pred_sd", "calibrated_r")
+    rows = [{"pred_sd": float(a), "calibrated_r": float(b)} for a, b in rng.uniform(0, 1, (40, 2))]
+    model = TrustModel.fit(rows, [0.5 * r["pred_sd"] + 0.5 * r["calibrated_r"] for r in rows], names)
+    diffusion_rows = [{"pred_sd": r["pred_sd"], "explained_share": r["calibrated_r"]} for r in rows]
+    diffusion = TrustModel.fit(diffusion_rows, [0.5 * r["pred_sd"] + 0.5 * r["calibrated_r"] for r in rows],
                                ("pred_sd", "explained_share"))
     return {"unet": model, "unet+profile": model, "diffusion": diffusion}
 
@@ -123,7 +116,7 @@ def test_engine_gives_a_unet_prediction_an_estimate_and_a_map(tmp_path, monkeypa
     image = Image.from_array(smooth_field(1, (96, 128))[None, None], "CZYX")
     result = engine.predict(image)
     assert isinstance(result.trust, TrustEstimate)
-    assert {"pred_sd", "flip_r", "familiar_mean"} <= set(result.trust.features)
+    assert {"pred_sd", "calibrated_r", "familiar_mean"} <= set(result.trust.features)
     assert result.trust_map is not None and result.trust_map.shape == (1, 1, 96, 128)
     assert 0.0 <= float(result.trust_map.min()) <= float(result.trust_map.max()) <= 1.0
     assert manifest["kind"] == "unet"
@@ -144,7 +137,7 @@ def test_diffusion_runs_get_the_sample_agreement_feature(tmp_path, monkeypatch) 
     monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: unet_calibration())
     engine = PredictionEngine(make_diffusion_package(tmp_path), device="cpu")
     result = engine.predict(Image.from_array(smooth_field(2, (64, 64))[None, None], "CZYX"))
-    assert "explained_share" in engine._trust.features and "flip_r" not in engine._trust.features
+    assert {"explained_share", "explained_r"} <= set(engine._trust.features)
     assert result.trust is not None
 
 
@@ -178,7 +171,7 @@ def test_a_streamed_plane_gets_the_features_of_a_whole_prediction(tmp_path, monk
     a, b = whole.trust.features, streamed.trust.features
     assert set(a) == set(b)
     assert b["pred_sd"] == pytest.approx(a["pred_sd"], rel=0.05)
-    assert b["flip_r"] == pytest.approx(a["flip_r"], abs=0.02)
+    assert b["calibrated_r"] == pytest.approx(a["calibrated_r"], abs=0.02)
     assert b["familiar_mean"] == pytest.approx(a["familiar_mean"], abs=0.05)
     assert streamed.trust.expected_r == pytest.approx(whole.trust.expected_r, abs=0.03)
 
