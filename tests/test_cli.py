@@ -69,7 +69,7 @@ def test_predict_prints_the_trust_estimate_and_warns_when_not_trustworthy(tmp_pa
 
     package = make_unet_package(tmp_path / "models")
     monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.3))
-    assert main(["predict", str(bf_file), "-o", str(tmp_path / "low"), "--model", str(package.path), "-q"]) == 0
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "low"), "--model", str(package.path)]) == 0
     captured = capsys.readouterr()
     assert "field.tif: expected r 0.30 (0.20-0.40): not trustworthy" in captured.err
     (warning,) = [line for line in captured.err.splitlines() if line.startswith("warning:")]
@@ -77,9 +77,22 @@ def test_predict_prints_the_trust_estimate_and_warns_when_not_trustworthy(tmp_pa
     assert "fine-tune" in warning  # the advice
     assert "expected r" not in captured.out  # stdout stays the list of written files
     monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.85))
-    assert main(["predict", str(bf_file), "-o", str(tmp_path / "high"), "--model", str(package.path), "-q"]) == 0
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "high"), "--model", str(package.path)]) == 0
     captured = capsys.readouterr()
     assert "field.tif: expected r 0.85 (0.75-0.95): good" in captured.err and "warning:" not in captured.err
+
+
+def test_quiet_predict_keeps_the_trust_warning_and_drops_the_estimate_line(tmp_path, bf_file, capsys, monkeypatch):
+    from labelfree_app.core import trust_recorder
+
+    package = make_unet_package(tmp_path / "models")
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.3))
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "low"), "--model", str(package.path), "-q"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: field.tif: the prediction is not trustworthy.")
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.85))
+    assert main(["predict", str(bf_file), "-o", str(tmp_path / "high"), "--model", str(package.path), "-q"]) == 0
+    assert not capsys.readouterr().err.strip()
 
 
 def test_predict_trust_map_writes_the_familiarity_beside_the_prediction(tmp_path, bf_file, capsys):

@@ -112,7 +112,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                         bar.write(f"failed: {event.row.input} × {event.row.model}: {event.row.error}", file=sys.stderr)
                     elif event.row.status == "done":
                         label = f"{Path(event.row.input).name} × {event.row.model}"
-                        for line in trust_lines(label, event.row):
+                        for line in trust_lines(label, event.row, quiet=args.quiet):
                             bar.write(line, file=sys.stderr)
                 elif isinstance(event, BatchDone):
                     done = event
@@ -153,7 +153,7 @@ def register(sub: Any) -> None:
     b.add_argument("--shard", metavar="K/N", help="run only shard K of N (job arrays; merge with batch-report)")
     b.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster: tcp://host:8786, or local:N for N local worker processes")
-    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no estimate lines (warnings stay)")
     b.set_defaults(func=cmd_batch)
 
     r = sub.add_parser("batch-report", help="merge the shard reports of a sharded batch into batch_report.csv")

@@ -65,14 +65,14 @@ def io_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"format": args.out_format, "position": args.position, "trust_map": args.trust_map}
 
 
-def trust_lines(label: str, row: Any) -> list[str]:
-    """For a finished job's ``BatchRow``: the estimate ('cells.tif: expected r 0.81 (0.70-0.90): good')
-    and, when the prediction is not trustworthy, a ``warning:`` line with the reason and the advice.
-    Empty when the job made no estimate."""
+def trust_lines(label: str, row: Any, *, quiet: bool = False) -> list[str]:
+    """For a finished job's ``BatchRow``: the estimate ('cells.tif: expected r 0.81 (0.70-0.90): good';
+    not with ``quiet``) and, when the prediction is not trustworthy, a ``warning:`` line with the
+    reason and the advice. Empty when the job made no estimate."""
     estimate = row.trust_estimate()
     if estimate is None:
         return []
-    lines = [f"{label}: {estimate.summary()}"]
+    lines = [] if quiet else [f"{label}: {estimate.summary()}"]
     if not estimate.trustworthy:
         lines.append(f"warning: {label}: the prediction is not trustworthy. {estimate.reason} {estimate.advice}")
     return lines

@@ -90,7 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         if row.note:
             print(f"warning: {row.note}", file=sys.stderr)
-        for line in trust_lines(entry.path.name, row):
+        for line in trust_lines(entry.path.name, row, quiet=args.quiet):
             print(line, file=sys.stderr)
         for path in row.outputs:
             print(path)
@@ -103,6 +103,6 @@ def register(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--z-stack", action="store_true", help="the inputs are the planes of ONE z-stack (in name order)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no estimate line (warnings stay)")
     add_predict_options(p)
     p.set_defaults(func=cmd_predict)

@@ -38,7 +38,7 @@ def test_batch_writes_trust_maps_provenance_and_report_columns(tmp_path, profile
     monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: constant_calibration(0.3))
     out = tmp_path / "out"
     assert main(["batch", str(fields_dir), "-o", str(out), "--model", str(profiled_package.path),
-                 "--trust-map", "-q"]) == 0
+                 "--trust-map"]) == 0
     for name in ("a", "b", "sub/c"):
         trust_file = out / f"{name}__trusty__trust.ome.tif"
         familiar = read_image(trust_file)

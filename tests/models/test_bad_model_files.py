@@ -173,7 +173,9 @@ def test_a_damaged_onnx_cache_is_rebuilt_and_the_prediction_is_unchanged(home, t
     second = _cli(home, "predict", image, "-o", tmp_path / "second", "--model", "tiny-good", "-q")
     assert second.returncode == 0, second.stderr
     assert "Traceback" not in second.stderr
-    assert not second.stderr.strip()  # an internal cache costs time, not the user's attention…
+    # an internal cache costs time, not the user's attention (random noise is rightly not trustworthy)…
+    assert not [line for line in second.stderr.splitlines()
+                if line.strip() and not line.startswith("warning: bf.tif: the prediction is not trustworthy")]
     warning = (home / "logs" / "labelfree.log").read_text()  # …and is written down in the log
     assert str(cache) in warning and "rebuilt from the verified weights" in warning
     a, b = (read_image(tmp_path / d / "bf__tiny-good.ome.tif").data for d in ("first", "second"))
