@@ -106,7 +106,9 @@ class TrustRecorder:
         if not self._features:
             return None
         key = calibration_key(self.kind, self._has_variance, self.profile is not None)
-        model = self.calibration.get(key) or self.calibration.get(key.replace("+profile", ""))
+        # a U-Net run with TTA falls back to the plain U-Net's calibration (its mean is a little smoother)
+        fallbacks = (key, key.replace("+profile", ""), key.replace("-tta", ""), key.replace("-tta", "").replace("+profile", ""))
+        model = next((self.calibration[k] for k in fallbacks if k in self.calibration), None)
         if model is None:
             return None
         feats = self.features

@@ -212,3 +212,12 @@ def test_a_streamed_stack_gets_the_trust_map_of_a_whole_prediction_up_to_the_cap
     capped = _streamed(engine, image, settings)
     assert capped.trust_map is None and capped.trust is not None  # the estimate stays
     assert capped.trust.features["familiar_mean"] == pytest.approx(streamed.trust.features["familiar_mean"])
+
+
+def test_a_tta_run_falls_back_to_the_plain_unet_calibration(tmp_path, monkeypatch) -> None:
+    from labelfree_app.core.settings import PredictSettings
+
+    monkeypatch.setattr(trust_recorder, "bundled_calibration", lambda path=None: unet_calibration())
+    engine = PredictionEngine(make_unet_package(tmp_path), device="cpu")
+    result = engine.predict(Image.from_array(smooth_field(1, (64, 64))[None, None], "CZYX"), PredictSettings(tta=True))
+    assert result.variance is not None and result.trust is not None
