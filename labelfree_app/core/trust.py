@@ -127,6 +127,17 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
     ``prediction_z`` and ``variance_z`` are in z-score units of the training target (the
     network's own units), ``x`` is the normalized input the network saw.
     """
+    feats = output_features(prediction_z, variance_z)
+    stride = max(1, math.ceil(math.sqrt(np.size(prediction_z) / STATS_PIXELS)))
+    xs = np.asarray(x, dtype=np.float32)
+    feats["input_sd"] = float(np.nanstd(xs[..., ::stride, ::stride]))
+    familiar = None if profile is None else profile.familiarity(np.nan_to_num(xs))
+    return {**feats, **familiarity_features(familiar)}, familiar
+
+
+def output_features(prediction_z: np.ndarray, variance_z: np.ndarray | None = None) -> dict[str, float]:
+    """The prediction's own features (spread, mean, tail, separation; with a variance, how much of
+    it the mean explains), from a strided sample of at most ``STATS_PIXELS``."""
     from skimage.filters import threshold_otsu
 
     p = np.asarray(prediction_z, dtype=np.float32)
@@ -148,19 +159,18 @@ def prediction_features(prediction_z: np.ndarray, x: np.ndarray, profile: InputP
         if 0.0 < share < 1.0:
             gap = float(finite[fg].mean() - finite[~fg].mean())
             feats["pred_sep"] = share * (1 - share) * gap * gap / (sd * sd)
-    xs = np.asarray(x, dtype=np.float32)
-    feats["input_sd"] = float(np.nanstd(xs[..., ::stride, ::stride]))
-    familiar = None
-    if profile is not None:
-        familiar = profile.familiarity(np.nan_to_num(xs))
-        feats["familiar_mean"] = float(familiar.mean())
-        feats["unfamiliar_share"] = float((familiar < 0.02).mean())
     if variance_z is not None:
-        v = np.asarray(variance_z, dtype=np.float32)[::stride, ::stride]
-        spread = float(np.nanmean(v))
+        spread = float(np.nanmean(np.asarray(variance_z, dtype=np.float32)[::stride, ::stride]))
         feats["explained_share"] = sd * sd / (sd * sd + spread) if sd * sd + spread > 0 else 0.0
         feats["explained_r"] = math.sqrt(feats["explained_share"])  # what r would be if the samples were calibrated
-    return feats, familiar
+    return feats
+
+
+def familiarity_features(familiar: np.ndarray | None) -> dict[str, float]:
+    """The mean familiarity and the share of unfamiliar patches (none without a map)."""
+    if familiar is None:
+        return {}
+    return {"familiar_mean": float(familiar.mean()), "unfamiliar_share": float((familiar < 0.02).mean())}
 
 
 def mean_features(parts: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -274,6 +284,9 @@ class TrustModel:
 
 def explain(level: str, feats: Mapping[str, float]) -> tuple[str, str]:
     """One sentence why, one what to do."""
+    if level == "good":
+        return ("The image resembles the model's training data and the prediction is sharp.",
+                "Check a stained field now and then.")
     reasons = []
     if feats.get("unfamiliar_share", 0.0) > 0.25:
         reasons.append(f"{feats['unfamiliar_share']:.0%} of the image looks unlike anything the model was trained on")
@@ -291,9 +304,6 @@ def explain(level: str, feats: Mapping[str, float]) -> tuple[str, str]:
         reasons.append("on microscopes it was not trained on, U-Net predictions with this spread "
                        f"({feats.get('pred_sd', 0.0):.2f}) and mean ({feats.get('pred_mean', 0.0):+.2f}) often missed the "
                        "real stain; a diffusion model's samples would say more")
-    if level == "good":
-        return ("The image resembles the model's training data and the prediction is sharp.",
-                "Check a stained field now and then.")
     why = ("Why: " + "; ".join(reasons) + ".") if reasons else "Why: images like this one were often predicted poorly."
     if level == "uncertain":
         return why, "Use it with care, and compare with a stained field if the result matters."

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from labelfree_app.core.trust import PATCH, InputProfile, patch_statistics, prediction_features
+from labelfree_app.core.trust import PATCH, InputProfile, familiarity_features, output_features, patch_statistics
 
-SAMPLE_PIXELS = 2_000_000  # prediction_features strides it down to STATS_PIXELS
+SAMPLE_PIXELS = 2_000_000  # output_features strides it down to STATS_PIXELS
 
 
 class PlaneWatcher:
@@ -76,12 +76,7 @@ class PlaneWatcher:
 
     def features(self) -> tuple[dict[str, float], np.ndarray | None]:
         """The features of the plane, as ``prediction_features`` gives them, and the familiarity map."""
-        feats, _ = prediction_features(self.sample, np.zeros((1, 2, 2), np.float32), None)
         mean = self._sum / max(1, self._count)
-        feats["input_sd"] = float(math.sqrt(max(0.0, self._sum_sq / max(1, self._count) - mean * mean)))
-        familiar = None
-        if self.profile is not None:
-            familiar = self.profile.familiarity_of(self.stats)
-            feats["familiar_mean"] = float(familiar.mean())
-            feats["unfamiliar_share"] = float((familiar < 0.02).mean())
-        return feats, familiar
+        input_sd = float(math.sqrt(max(0.0, self._sum_sq / max(1, self._count) - mean * mean)))
+        familiar = None if self.profile is None else self.profile.familiarity_of(self.stats)
+        return {**output_features(self.sample), "input_sd": input_sd, **familiarity_features(familiar)}, familiar
