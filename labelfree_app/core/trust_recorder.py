@@ -37,10 +37,10 @@ def bundled_calibration(path: str | None = None) -> dict[str, TrustModel]:
         return {}
 
 
-def calibration_key(kind: str, has_variance: bool, has_profile: bool) -> str:
-    """'unet', 'unet-tta' or 'diffusion', with '+profile' when the model knows its training inputs."""
-    family = "diffusion" if is_diffusion_kind(kind) else ("unet-tta" if has_variance else "unet")
-    return family + ("+profile" if has_profile else "")
+def calibration_key(kind: str, has_profile: bool) -> str:
+    """'unet' or 'diffusion', with '+profile' when the model knows its training inputs. A U-Net run
+    with TTA uses the U-Net's (its features come from the TTA mean, a little smoother)."""
+    return ("diffusion" if is_diffusion_kind(kind) else "unet") + ("+profile" if has_profile else "")
 
 
 def is_diffusion_kind(kind: str) -> bool:
@@ -63,7 +63,6 @@ class TrustRecorder:
         self.calibration = bundled_calibration() if calibration is None else calibration
         self._features: list[dict[str, float]] = []
         self._maps: list[tuple[np.ndarray, tuple[int, int]]] = []  # (patch familiarity, plane's Y X)
-        self._has_variance = False
 
     def add(self, prediction_z: np.ndarray, x: np.ndarray, variance_z: np.ndarray | None = None) -> None:
         """One plane: prediction and variance (C, Y, X) in z-scores, the normalized input (C_in, Y, X)."""
@@ -71,12 +70,10 @@ class TrustRecorder:
             return
         feats, familiar = prediction_features(prediction_z[0], x, self.profile,
                                               None if variance_z is None else variance_z[0])
-        self.add_features(feats, familiar, tuple(prediction_z.shape[-2:]), variance_z is not None)
+        self.add_features(feats, familiar, tuple(prediction_z.shape[-2:]))
 
-    def add_features(self, feats: dict[str, float], familiar: np.ndarray | None, shape: tuple[int, int] | None,
-                     has_variance: bool = False) -> None:
+    def add_features(self, feats: dict[str, float], familiar: np.ndarray | None, shape: tuple[int, int] | None) -> None:
         """One plane's features and patch familiarity with the plane's (Y, X) ``shape`` (None: no map)."""
-        self._has_variance = has_variance
         self._features.append(feats)
         if familiar is not None and shape is not None:
             self._maps.append((np.asarray(familiar, dtype=np.float32), (int(shape[0]), int(shape[1]))))
@@ -105,10 +102,8 @@ class TrustRecorder:
         """The calibrated estimate, or None (a 3D model, or no calibration for this kind of model)."""
         if not self._features:
             return None
-        key = calibration_key(self.kind, self._has_variance, self.profile is not None)
-        # a U-Net run with TTA falls back to the plain U-Net's calibration (its mean is a little smoother)
-        fallbacks = (key, key.replace("+profile", ""), key.replace("-tta", ""), key.replace("-tta", "").replace("+profile", ""))
-        model = next((self.calibration[k] for k in fallbacks if k in self.calibration), None)
+        key = calibration_key(self.kind, self.profile is not None)
+        model = self.calibration.get(key) or self.calibration.get(calibration_key(self.kind, False))
         if model is None:
             return None
         feats = self.features

@@ -194,7 +194,7 @@ def trust_card_lines(manifest: Mapping[str, Any], figures: Mapping[str, Any] | N
                  "like the training images." if has_profile else
                  "  Input profile: no (its manifest does not record its training inputs); predictions get no "
                  "trust map. Fine-tune the model to get one.")
-    key = calibration_key(str(manifest.get("kind", "unet")), False, has_profile)
+    key = calibration_key(str(manifest.get("kind", "unet")), has_profile)
     found = next(((k, figures[k]) for k in (key, key.replace("+profile", "")) if isinstance(figures.get(k), dict)),
                  None)
     if found is None:

@@ -142,9 +142,9 @@ def test_diffusion_runs_get_the_sample_agreement_feature(tmp_path, monkeypatch) 
 
 
 def test_calibration_keys_name_the_family_and_the_profile() -> None:
-    assert calibration_key("unet", False, True) == "unet+profile"
-    assert calibration_key("unet", True, False) == "unet-tta"
-    assert calibration_key("diffusion", True, True) == "diffusion+profile"
+    assert calibration_key("unet", True) == "unet+profile"
+    assert calibration_key("unet", False) == "unet"
+    assert calibration_key("diffusion", True) == "diffusion+profile"
 
 
 def test_a_streamed_plane_gets_the_features_of_a_whole_prediction(tmp_path, monkeypatch) -> None:
