@@ -51,7 +51,6 @@ class PredictionEngine:
         self._resolved: dict[PredictSettings, dict[str, Any]] = {}
         self._tile_used: tuple[int, ...] | None = None
         self._units = "zscore"
-        self._trust = TrustRecorder(self.manifest)
 
     def resolve(self, settings: PredictSettings) -> dict[str, Any]:
         """The effective settings for this model on this engine's device (``PredictSettings.resolve``).
@@ -89,7 +88,7 @@ class PredictionEngine:
         times = time_points(image, settings)
         outputs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         non_finite = 0
-        self._trust = TrustRecorder(self.manifest, self._trust.calibration)
+        self._trust = TrustRecorder(self.manifest)  # this run's features; kept after it for the caller
         for t in times:
             prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=image_name(image))
             missing, count = missing_mask(prepared, self.dims)
@@ -120,9 +119,7 @@ class PredictionEngine:
             seconds=time.perf_counter() - start,
             device=str(self.device),
             backend=str(getattr(runner, "backend", "torch")),
-            notes=tuple(notes),
-            trust=self._trust.estimate(),
-            trust_map=self._trust.trust_map(prediction.shape),
+            notes=tuple(notes), trust=self._trust.estimate(), trust_map=self._trust.trust_map(prediction.shape),
         )
         yield final
         return final
@@ -360,7 +357,7 @@ class PredictionEngine:
             batch_size=batch, multiple=self._multiple(), out_channels=int(self.manifest["output"]["channels"]),
             channel_names=names, z_as_channels=self.input_spec.z_as_channels,
             transforms=tta_transforms(self.dims) if resolved["tta"] else None, finish_rows=self._finish_rows,
-            trust=TrustRecorder(self.manifest, self._trust.calibration))
+            trust=TrustRecorder(self.manifest))
         outcome = yield from stream_series(lambda t: self._select_lazy(image, settings, t), times, spec, sink)
         self._tile_used, axes = outcome.tile, "TCZYX" if len(times) > 1 else "CZYX"
         return StreamedResult(
