@@ -35,8 +35,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import train_generalist as gen  # noqa: E402
 
+from labelfree_app.core.metrics import pearson_r  # noqa: E402
+from labelfree_app.core.normalize import Normalizer  # noqa: E402
 from labelfree_app.core.trust import METHOD, InputProfile, TrustModel  # noqa: E402
 from labelfree_app.io import read_image, write_image  # noqa: E402
+from labelfree_app.models.manifest import Manifest  # noqa: E402
 from labelfree_app.training.config import PairSpec  # noqa: E402
 
 WORK = ROOT / "build" / "trust"
@@ -57,7 +60,6 @@ CANDIDATES = {
     "diffusion": (("explained_r",), ("explained_r", "pred_sep", "pred_p99")),
 }
 ISL_CROPS = ((512, 512), (512, 768), (768, 512), (768, 768))
-PROFILE_PLANES = 40
 
 
 # --- items ---------------------------------------------------------------------------------
@@ -169,38 +171,32 @@ def cases() -> list[dict]:
 
 
 # --- input profiles --------------------------------------------------------------------------
-def profile_for(kind: str, sources: tuple[str, ...], method: str = "percentile") -> InputProfile:
-    """The patch statistics of a model's training inputs (normalized as the model normalizes them)."""
-    from labelfree_app.core.normalize import Normalizer
+def profile_for(kind: str, sources: tuple[str, ...], norm: Normalizer) -> InputProfile:
+    """A model's input profile as training records it (``training.input_profile.InputSample`` over its
+    training inputs, normalized as the model normalizes them)."""
     from labelfree_app.training.datasets import read_input_image
+    from labelfree_app.training.input_profile import InputSample
 
-    norm = Normalizer.unfitted(method)
-    if kind == "isl":
-        planes = [np.asarray(read_image(gen.WORK / "crops" / f"isl_{n}_input.tif").data[:, :, :, :])[0]
-                  for n in ("top", "bottom_left")]
-        return InputProfile.fit([norm.fit(p).apply(p) for p in planes])
-    pairs = [p for s in sources for p in gen.train_pairs(s, gen.WORK)]
-    rng = np.random.default_rng(0)
-    chosen = [pairs[i] for i in sorted(rng.choice(len(pairs), min(PROFILE_PLANES, len(pairs)), replace=False))]
-    planes = []
-    for spec in chosen:
-        plane = np.asarray(read_input_image(spec).data[0, 0], dtype=np.float32)
-        planes.append(norm.fit(plane).apply(plane))
-    return InputProfile.fit(planes)
+    if kind == "isl":  # the two training crops of the 13-plane stack, planes as channels
+        reads = [lambda n=n: np.asarray(read_image(gen.WORK / "crops" / f"isl_{n}_input.tif").data)[0]
+                 for n in ("top", "bottom_left")]
+    else:
+        reads = [lambda spec=spec: np.asarray(read_input_image(spec).data[0], dtype=np.float32)
+                 for s in sources for spec in gen.train_pairs(s, gen.WORK)]
+    sample = InputSample(len(reads), dims=2)
+    for index in sorted(sample.chosen):  # only the planes the sample keeps are read
+        plane = reads[index]()
+        sample.add(index, norm.fit(plane).apply(plane))
+    return InputProfile.from_dict(sample.trust_block()["input_profile"])
 
 
-def input_method(manifest: dict) -> str:
-    return ((manifest.get("normalization") or {}).get("input") or {}).get("method", "zscore")
+def input_normalizer(manifest: dict) -> Normalizer:
+    """The model's input normalization, unfitted (as the engine applies it to each image)."""
+    spec = (manifest.get("normalization") or {}).get("input") or {"method": "zscore", "params": {}}
+    return Normalizer.from_dict(spec)
 
 
 # --- collect ---------------------------------------------------------------------------------
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b) + 1e-12))
-
-
 def predict_item(engine, spec: PairSpec, family: str) -> tuple[dict, float, float]:
     from labelfree_app.core.settings import PredictSettings
     from labelfree_app.training.datasets import read_input_image, read_target_zyx
@@ -211,7 +207,8 @@ def predict_item(engine, spec: PairSpec, family: str) -> tuple[dict, float, floa
     result = engine.predict(image, settings)
     seconds = time.perf_counter() - start
     truth = read_target_zyx(spec)[0]
-    return engine._trust.features, pearson(result.prediction[0, 0], truth), seconds
+    predicted = result.prediction[0, 0]
+    return engine._trust.features, pearson_r(predicted, truth, mask=np.isfinite(predicted) & np.isfinite(truth)), seconds
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -231,7 +228,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         if not todo:
             continue
         engine = PredictionEngine(load_package(case["model"]), device="cpu")
-        key = (case["profile"][0], case["profile"][1], input_method(engine.manifest))
+        key = (case["profile"][0], case["profile"][1], input_normalizer(engine.manifest))
         if key not in profiles:
             profiles[key] = profile_for(*key)
         engine.manifest["trust"] = {"input_profile": profiles[key].to_dict()}
@@ -409,17 +406,12 @@ def cmd_profiles(args: argparse.Namespace) -> None:
     for name, (kind, sources) in targets.items():
         path = MODELS / name / "manifest.json"
         manifest = json.loads(path.read_text())
-        key = (kind, sources, input_method(manifest))
+        key = (kind, sources, input_normalizer(manifest))
         if key not in cache:
             cache[key] = profile_for(*key)
-        trust = dict(manifest.get("trust") or {})
-        trust["input_profile"] = cache[key].to_dict()
-        trust["method"] = METHOD
-        manifest = {**{k: v for k, v in manifest.items() if k not in ("trust", "license", "attribution", "demo",
-                                                                     "tta", "weights")},
-                    "trust": trust, **{k: manifest[k] for k in ("license", "attribution", "demo", "tta", "weights")
-                                       if k in manifest}}
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        trust = {**(manifest.get("trust") or {}), "input_profile": cache[key].to_dict(), "method": METHOD}
+        ordered = Manifest.from_dict({**manifest, "trust": trust}, source=path).to_dict()
+        path.write_text(json.dumps(ordered, indent=2) + "\n")
         print(f"profile written to {path}")
 
 
