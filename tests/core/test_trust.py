@@ -154,19 +154,7 @@ def test_a_streamed_plane_gets_the_features_of_a_whole_prediction(tmp_path, monk
     engine._trust = TrustRecorder(engine.manifest)
     image = Image.from_array(smooth_field(4, (300, 280))[None, None], "CZYX")
     whole = engine.predict(image)
-
-    class Sink:
-        def begin(self, *args) -> None: ...
-
-        def write(self, *args) -> None: ...
-
-    run = engine.stream(image, None, Sink())
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            streamed = stop.value
-            break
+    streamed = _streamed(engine, image)
     assert streamed.trust is not None
     a, b = whole.trust.features, streamed.trust.features
     assert set(a) == set(b)

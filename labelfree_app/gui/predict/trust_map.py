@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QCheckBox, QWidget
 
+from labelfree_app.gui.viewer.image_panel import plane_of
 from labelfree_app.gui.viewer.panel_grid import PanelGrid, first_channel
 
 FAMILIAR_FROM = 0.1
@@ -35,11 +36,7 @@ STREAMED_TIP = ("The trust map is not shown over a huge image predicted band by 
 
 def familiarity_plane(volume: np.ndarray, z: int, max_projection: bool) -> np.ndarray:
     """The (Y, X) familiarity to show: plane ``z`` (clamped), or the least familiar over z."""
-    if volume.ndim == 2:
-        return volume
-    if max_projection and volume.shape[0] > 1:
-        return volume.min(axis=0)
-    return volume[int(np.clip(z, 0, volume.shape[0] - 1))]
+    return plane_of(volume, z, max_projection, project=np.min)
 
 
 def familiarity_rgba(plane: np.ndarray) -> np.ndarray:

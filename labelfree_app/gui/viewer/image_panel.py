@@ -9,6 +9,7 @@ coordinates) and may carry a full-resolution ``detail`` region drawn on top of i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -37,12 +38,13 @@ def auto_levels(plane: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def plane_of(volume: np.ndarray, z: int, max_projection: bool) -> np.ndarray:
-    """The plane of a (Z, Y, X) volume to show: plane ``z`` (clamped) or the max projection."""
+def plane_of(volume: np.ndarray, z: int, max_projection: bool, project: Any = np.max) -> np.ndarray:
+    """The plane of a (Z, Y, X) volume to show: plane ``z`` (clamped) or the projection over z
+    (``project``: the maximum, or e.g. ``np.min`` for the least familiar plane of a trust map)."""
     if volume.ndim == 2:
         return volume
     if max_projection and volume.shape[0] > 1:
-        return volume.max(axis=0)
+        return project(volume, axis=0)
     return volume[int(np.clip(z, 0, volume.shape[0] - 1))]
 
 
