@@ -173,7 +173,7 @@ def verify_outputs(wanted: list[Path], out_dir: Path,
     problems = []
     for path in wanted:
         name = _relative(path, out_dir)
-        found, problem = check_output(path, (recorded or {}).get(name))
+        found, problem = check_output(path, (recorded or {}).get(name), decode_unrecorded=True)
         if found is not None:
             facts[name] = found
         elif problem:

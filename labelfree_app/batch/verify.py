@@ -2,7 +2,8 @@
 
 Reads only TIFF headers (every page's IFD, not the pixels): a file cut short by a crash, a copy or a
 full disk fails because its pages, its OME metadata or its last strip lie beyond the end of the file.
-Where the previous report recorded the file (size, plane shape, dtype, pages), it must match.
+Where the previous report recorded the file (size, plane shape, dtype, pages), it must match. An OME-Zarr
+output must have every chunk of every level stored, and its stored bytes match the report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import tifffile
 
 from labelfree_app.io.tiff_reader import captured_tifffile_log
+from labelfree_app.io.zarr_chunks import chunk_region, missing_chunks, stored_bytes, stored_keys
 
 OutputFacts = dict[str, Any]  # {"bytes": int, "shape": [Y, X], "dtype": str, "pages": int}
 
@@ -48,13 +50,15 @@ def _read_facts(path: Path, size: int) -> tuple[OutputFacts | None, str]:
                 "pages": count}, ""
 
 
-def check_output(path: Path, recorded: OutputFacts | None = None) -> tuple[OutputFacts | None, str]:
-    """``(facts, "")`` when ``path`` is a complete TIFF (and matches ``recorded``), else ``(None, why)``.
+def check_output(path: Path, recorded: OutputFacts | None = None, *,
+                 decode_unrecorded: bool = False) -> tuple[OutputFacts | None, str]:
+    """``(facts, "")`` when ``path`` is a complete TIFF or OME-Zarr (and matches ``recorded``), else ``(None, why)``.
 
     ``why`` is "" for a missing file and a short clause ("it is empty", ...) for a broken one.
+    ``decode_unrecorded``: an OME-Zarr whose size no report recorded has its chunks decoded (a resume check).
     """
     if Path(path).name.lower().endswith(".ome.zarr"):
-        return _check_ome_zarr(Path(path), recorded)
+        return _check_ome_zarr(Path(path), recorded, decode_unrecorded)
     try:
         size = Path(path).stat().st_size
     except FileNotFoundError:
@@ -75,9 +79,11 @@ def check_output(path: Path, recorded: OutputFacts | None = None) -> tuple[Outpu
     return facts, problem
 
 
-def _check_ome_zarr(path: Path, recorded: OutputFacts | None) -> tuple[OutputFacts | None, str]:
-    """An OME-Zarr output is renamed into place only when complete: check its metadata, its levels'
-    array metadata and the provenance LabelFree writes last (no chunk is read)."""
+def _check_ome_zarr(path: Path, recorded: OutputFacts | None, decode_unrecorded: bool) -> tuple[OutputFacts | None, str]:
+    """An OME-Zarr output is renamed into place only when complete, with every chunk stored: check its
+    metadata, the provenance LabelFree writes last, that no chunk of any level is missing, and that the
+    stored bytes match the report. With ``decode_unrecorded`` and no recorded size, every chunk of the full
+    resolution is decoded (a cut chunk fails)."""
     if not path.exists():
         return None, ""
     try:
@@ -89,12 +95,24 @@ def _check_ome_zarr(path: Path, recorded: OutputFacts | None) -> tuple[OutputFac
         arrays = [group[level["path"]] for level in levels]
         if not attrs.get("labelfree", {}).get("provenance"):
             return None, "its provenance is missing"
+        size = stored_bytes(path)
     except Exception:  # noqa: BLE001 - any unreadable metadata means "redo"
         return None, "it is not a complete OME-Zarr"
+    for level, array in zip(levels, arrays):
+        missing = missing_chunks(array, path / str(level["path"]))
+        if missing:
+            return None, f"its chunk {missing[0]} of {level['path']} is missing"
     first = arrays[0]
-    facts = {"shape": [int(n) for n in first.shape[-2:]], "dtype": str(first.dtype), "pages": len(arrays)}
+    facts = {"bytes": size, "shape": [int(n) for n in first.shape[-2:]], "dtype": str(first.dtype),
+             "pages": len(arrays)}
     if recorded:
-        differs = [key for key in ("shape", "dtype", "pages") if key in recorded and recorded[key] != facts[key]]
+        differs = [key for key in ("bytes", "shape", "dtype", "pages") if key in recorded and recorded[key] != facts[key]]
         if differs:
             return None, f"its {', '.join(differs)} differ from what the report recorded"
+    if decode_unrecorded and "bytes" not in (recorded or {}):
+        for coords, _ in stored_keys(first):
+            try:
+                np.asarray(first[chunk_region(first, coords)])
+            except Exception:  # noqa: BLE001 - numcodecs and zarr raise many types on a cut chunk
+                return None, f"its chunk {coords} of {levels[0]['path']} is damaged"
     return facts, ""

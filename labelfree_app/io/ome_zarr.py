@@ -2,9 +2,12 @@
 
 Reading takes the NGFF metadata (0.1 to 0.5, Zarr v2 or v3) from the group attributes and opens the
 full-resolution array with ``zarr`` (not ``ome-zarr``, whose import alone costs dask's ~70 MB);
-``Image.data`` is a ``LazyArray`` whose pixels are read only when indexed and converted
+NGFF paths must stay inside the folder, the pixel type is checked as for TIFF, and a missing chunk is refused
+unless the store shows it is empty (``io.zarr_chunks``). ``Image.data`` is a ``LazyArray`` whose pixels are read
+only when indexed and converted
 (``np.asarray``), so picking one channel of one time point reads only that. Writing builds an NGFF
-0.5 multiscale image with ``zarr`` chunk row by chunk row into a temp folder next to the target, renamed when complete;
+0.5 multiscale image with ``zarr`` chunk row by chunk row (every chunk stored, empty ones too, so a missing one
+always means damage) into a temp folder next to the target, renamed when complete;
 the provenance goes into the group attributes under ``labelfree``.
 """
 
@@ -25,6 +28,8 @@ from labelfree_app.io.atomic import check_not_input, check_writable_folder, ensu
 from labelfree_app.io.channels import default_channel_names
 from labelfree_app.io.image import Image, to_canonical
 from labelfree_app.io.lazy import LazyArray
+from labelfree_app.io.pixels import check_dtype
+from labelfree_app.io.zarr_chunks import unexplained_missing
 
 OME_ZARR_SUFFIX = ".ome.zarr"
 PROVENANCE_KEY = "labelfree"  # group attribute holding {"provenance": {...}}
@@ -67,6 +72,18 @@ def _open_group(path: Path) -> Any:
                                      "metadata); give an .ome.zarr folder or an image file.", path=path) from exc
 
 
+def inside(store: Path, relative: str, what: str) -> Path:
+    """``store / relative`` when it resolves (links followed) to a place inside ``store``; a path in NGFF metadata
+    that is absolute or leads out (``../``) is refused, so a store never makes LabelFree read another folder."""
+    target = Path(store) / relative
+    root = Path(store).resolve()
+    resolved = target.resolve()
+    if Path(relative).is_absolute() or (resolved != root and root not in resolved.parents):
+        raise OmeZarrError(f"{store} names {what} '{relative}' outside its own folder, which LabelFree never "
+                           "reads; keep every dataset and well inside the .ome.zarr folder.", path=store)
+    return target
+
+
 def plate_positions(path: Path) -> list[str]:
     """The positions (``row/column/field``, e.g. "A/1/0") of an OME-Zarr plate."""
     root = _open_group(path)
@@ -74,11 +91,14 @@ def plate_positions(path: Path) -> list[str]:
     positions: list[str] = []
     for well in plate.get("wells", []):
         well_path = str(well.get("path", ""))
+        inside(path, well_path, "a well")
         try:
             images = (_ome_attrs(root[well_path]).get("well") or {}).get("images", [])
         except Exception:  # noqa: BLE001 - a missing well group lists no positions
             images = []
-        positions.extend(f"{well_path}/{image.get('path')}" for image in images)
+        for image in images:
+            inside(path, f"{well_path}/{image.get('path')}", "a well image")
+            positions.append(f"{well_path}/{image.get('path')}")
     return positions
 
 
@@ -98,7 +118,7 @@ def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str
                                path=path)
         if position.strip("/") not in positions:
             raise OmeZarrError(f"{path} has no position {position}; it has {', '.join(positions[:12])}.", path=path)
-        image_path = path / position.strip("/")
+        image_path = inside(path, position.strip("/"), "a position")
         attrs = _ome_attrs(_open_group(image_path))
     elif position is not None:
         raise OmeZarrError(f"{path} is a single image, not a plate, so it has no position {position}; "
@@ -109,15 +129,15 @@ def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str
     return _read_multiscale(image_path, attrs, channel=channel, source=path)
 
 
-def _image_metadata(attrs: Mapping[str, Any], image_path: Path, source: Path) -> tuple[str, dict[str, Any]]:
-    """(full-resolution dataset path, metadata) of an NGFF image group from its attributes: its axes (names, with type and
+def _image_metadata(attrs: Mapping[str, Any], image_path: Path, source: Path) -> tuple[list[str], dict[str, Any]]:
+    """(dataset paths, full resolution first; metadata) of an NGFF image group from its attributes: its axes (names, with type and
     unit from NGFF 0.4 on; none before 0.3, meaning t, c, z, y, x), the datasets' coordinate
     transforms and the OMERO channel labels. Not read with ome-zarr: importing it imports dask
     (~70 MB), and its ``Reader`` opens every pyramid level."""
     try:
         first = attrs["multiscales"][0]
         datasets = first["datasets"]
-        path = str(datasets[0]["path"])
+        paths = [str(datasets[0]["path"])] + [str(d["path"]) for d in datasets[1:2] if isinstance(d, dict) and "path" in d]
     except (KeyError, IndexError, TypeError) as exc:
         raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (its multiscales metadata is missing "
                            f"{exc}); copy or export it again.", path=source) from exc
@@ -130,13 +150,13 @@ def _image_metadata(attrs: Mapping[str, Any], image_path: Path, source: Path) ->
     if isinstance(channels, list):
         metadata["channel_names"] = [str(ch.get("label")) if isinstance(ch, dict) and ch.get("label") is not None
                                      else f"channel_{i}" for i, ch in enumerate(channels)]
-    return path, metadata
+    return paths, metadata
 
 
 def _read_multiscale(image_path: Path, attrs: Mapping[str, Any], *, channel: int | str | None,
                      source: Path) -> Image:
-    dataset, metadata = _image_metadata(attrs, image_path, source)
-    array = _full_resolution(image_path / dataset, image_path, source)
+    datasets, metadata = _image_metadata(attrs, image_path, source)
+    array = _full_resolution([inside(image_path, d, "a dataset") for d in datasets], image_path, source)
     axes_meta = metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
     names = [str(a.get("name", "?")).lower() for a in axes_meta]
     if len(names) != array.ndim or not set(names) <= set("tczyx") or len(set(names)) != len(names):
@@ -161,15 +181,31 @@ def _read_multiscale(image_path: Path, attrs: Mapping[str, Any], *, channel: int
                  path=source, metadata=image.metadata)
 
 
-def _full_resolution(array_path: Path, image_path: Path, source: Path) -> LazyArray:
-    """The full-resolution dataset as a lazy array over its zarr chunks (no dask graph)."""
+def _full_resolution(level_paths: list[Path], image_path: Path, source: Path) -> LazyArray:
+    """The full-resolution dataset as a lazy array over its zarr chunks (no dask graph), once its pixel type is
+    one LabelFree uses and every chunk is stored or stood for by the fill value (``io.zarr_chunks``)."""
     import zarr
 
     try:
-        array = zarr.open_array(str(array_path), mode="r")
+        array = zarr.open_array(str(level_paths[0]), mode="r")
     except Exception as exc:  # noqa: BLE001 - zarr raises several types for a missing array
         raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (its full-resolution array is missing: "
                            f"{exc}); copy or export it again.", path=source) from exc
+    check_dtype(array.dtype, source)
+    try:
+        lower = zarr.open_array(str(level_paths[1]), mode="r") if len(level_paths) > 1 else None
+    except Exception:  # noqa: BLE001 - without a readable lower level no absence is corroborated
+        lower = None
+    try:
+        missing = unexplained_missing(array, level_paths[0], lower)
+    except OSError as exc:
+        raise OmeZarrError(f"{image_path} cannot be read ({exc.strerror or exc}); check the folder.", path=source) from exc
+    except Exception:  # noqa: BLE001 - a damaged lower level corroborates nothing: the chunk reads as missing
+        missing = unexplained_missing(array, level_paths[0], None)
+    if missing is not None:
+        raise OmeZarrError(f"{source} has a missing chunk {missing} in {level_paths[0].name} (inside the image, and "
+                           "not an empty region its lower resolutions confirm); copy or export the OME-Zarr again.",
+                           path=source)
     return LazyArray(array, source, error=OmeZarrError)
 
 
@@ -278,7 +314,7 @@ def write_ome_zarr(
         for index, shape in enumerate(shapes):
             levels.append(group.create_array(f"s{index}", shape=shape, dtype=np.dtype(data.dtype),
                                              chunks=tuple(min(c, n) for c, n in zip(chunks, shape)),
-                                             fill_value=0))
+                                             fill_value=0, config={"write_empty_chunks": True}))
         for rows in _row_slabs(shapes[0][-2], chunks[-2]):
             levels[0][..., rows, :] = np.asarray(data[..., rows, :])
         for index in range(1, len(levels)):

