@@ -165,3 +165,66 @@ def test_a_damaged_ome_zarr_output_is_redone_on_resume(damage: str, tmp_path: Pa
     rows = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["rows"]
     assert [row["status"] for row in rows] == ["done"], rows  # redone, not skipped
     assert np.array_equal(np.asarray(zarr.open_array(str(output / "s0"), mode="r")[...]), good)
+
+
+# --- 2. a bioimage.io package uses only its own files --------------------------------------------------
+def _rdf(weights_source: str) -> str:
+    return ("type: model\nformat_version: 0.5.4\nname: hostile\n"
+            f"weights:\n  onnx:\n    source: {weights_source}\n    opset_version: 17\n")
+
+
+def _import(source: str) -> list[str]:
+    return ["models", "import-bioimageio", source, "--out", "out"]
+
+
+@pytest.mark.parametrize("packaging", ["zip-absolute", "folder-parent"])
+def test_a_bioimageio_file_entry_outside_the_package_is_refused(packaging: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.onnx"
+    secret.write_bytes(b"not for this package")
+    work = tmp_path / "work"
+    work.mkdir()
+    if packaging == "zip-absolute":
+        with zipfile.ZipFile(work / "model.zip", "w") as archive:
+            archive.writestr("rdf.yaml", _rdf(str(secret)))
+        source, named = "model.zip", str(secret)
+    else:
+        (work / "model").mkdir()
+        (work / "model" / "rdf.yaml").write_text(_rdf("../../secret.onnx"))
+        source, named = "model", "../../secret.onnx"
+    refused(_import(source), work, capsys, source, named, "outside the package")
+
+
+def test_a_bioimageio_zip_member_that_climbs_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with zipfile.ZipFile(tmp_path / "model.zip", "w") as archive:
+        archive.writestr("rdf.yaml", _rdf("weights.onnx"))
+        archive.writestr("../../escaped.onnx", b"x")
+    refused(_import("model.zip"), tmp_path, capsys, "model.zip", "../../escaped.onnx", "outside the package")
+
+
+# --- 3. bounded parsing and unpacking ----------------------------------------------------------------
+def test_a_billion_laughs_rdf_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join(['*a' + str(i - 1)] * 10)}]" for i in range(1, 10)]
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "rdf.yaml").write_text("type: model\n" + "\n".join(lines) + "\nname: *a9\n")
+    refused(_import("model"), tmp_path, capsys, "model", "YAML aliases", "100000 values")
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with zipfile.ZipFile(tmp_path / "model.zip", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rdf.yaml", _rdf("weights.onnx"))
+        archive.writestr("weights.onnx", bytes(32 << 20))  # 32 MB of zeros stored in ~32 KB
+    assert (tmp_path / "model.zip").stat().st_size < 1 << 20
+    refused(_import("model.zip"), tmp_path, capsys, "model.zip", "weights.onnx", "zip bomb")
+
+
+def test_a_package_larger_than_the_bound_is_refused_and_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from labelfree_app.models import bioimageio_guard
+
+    monkeypatch.setattr(bioimageio_guard, "MAX_PACKAGE_BYTES", 1 << 20)  # stands for the real 512 MB
+    with zipfile.ZipFile(tmp_path / "model.zip", "w") as archive:
+        archive.writestr("rdf.yaml", _rdf("weights.onnx"))
+        archive.writestr("weights.onnx", os.urandom(2 << 20))
+    refused(_import("model.zip"), tmp_path, capsys, "model.zip", "unpacks to 2 MB", "reads its weights whole")

@@ -24,6 +24,7 @@ import torch
 
 from labelfree_app.errors import ModelError
 from labelfree_app.models.bioimageio_export import require_bioimageio
+from labelfree_app.models.bioimageio_guard import check_package
 from labelfree_app.models.package import ModelPackage, load_package, save_package, unet_manifest
 
 RTOL = 1e-3  # |ours - theirs| <= ATOL * max|theirs| + RTOL * |theirs|, elementwise
@@ -42,6 +43,7 @@ def _refuse(source: Path, why: str) -> BioimageioImportError:
 
 def load_description(source: Path) -> Any:
     """The validated bioimage.io model description (format 0.5, older ones updated); refuses invalid ones."""
+    check_package(source)  # bounded, and naming only its own files, before bioimageio.spec opens any
     require_bioimageio()
     from bioimageio.spec import InvalidDescr, load_model_description
 
