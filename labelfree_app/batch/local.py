@@ -166,9 +166,9 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
             yield JobStarted(job, position, total)
             run = run_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)))
             try:
-                rows[position] = yield from relay(run, partial(_job_progress, job),
-                                                  before_step=partial(_raise_if_cancelled, should_cancel))
-            except _Cancelled:
+                rows[position] = yield from relay(run, partial(job_progress, job),
+                                                  before_step=partial(raise_if_cancelled, should_cancel))
+            except Cancelled:
                 run.close()
                 rows[position].status, rows[position].note = "cancelled", "cancelled by the user; nothing written"
                 stopped = True
@@ -205,15 +205,15 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
     return done
 
 
-class _Cancelled(Exception):
-    pass
+class Cancelled(Exception):
+    """The user cancelled the job in progress."""
 
 
-def _job_progress(job: BatchJob, event: Any) -> JobProgress | None:
+def job_progress(job: BatchJob, event: Any) -> JobProgress | None:
     """A job's engine progress as a batch event; its other events stay inside the job."""
     return JobProgress(job, event) if isinstance(event, Progress) else None
 
 
-def _raise_if_cancelled(should_cancel: Callable[[], bool]) -> None:
+def raise_if_cancelled(should_cancel: Callable[[], bool]) -> None:
     if should_cancel():
-        raise _Cancelled()
+        raise Cancelled()

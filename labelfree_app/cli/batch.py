@@ -3,70 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from labelfree_app.cli.exit_codes import EXIT_ERROR, EXIT_INTERRUPTED
-from labelfree_app.cli.options import RGB_CHOICES, add_predict_options, io_options, predict_settings, trust_lines
-
-
-@contextmanager
-def _stop_on_first_interrupt(flag: list[bool]) -> Iterator[None]:
-    """First Ctrl-C: finish the current file, then stop. Second Ctrl-C: stop now (writes are atomic)."""
-    if sys.platform == "win32" or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag[0]:
-            raise KeyboardInterrupt
-        flag[0] = True
-        print("\nStopping after the current file (Ctrl-C again to stop now).", file=sys.stderr, flush=True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a job scheduler's time limit, ``kill``) stops now like a second Ctrl-C: the batch
-    removes what the current file had written, writes its report and releases the folder's lock."""
-    if sys.platform == "win32" or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _default_for_first_input(items: list[str], registry: Any) -> str:
-    """Without --model: the best installed model that fits the first input (``models.fit``)."""
-    from labelfree_app.batch.plan import expand_inputs
-    from labelfree_app.errors import LabelFreeError
-    from labelfree_app.io import read_image
-    from labelfree_app.models.fit import InputFacts
-
-    found = expand_inputs(items)
-    try:
-        facts = InputFacts.of(read_image(found[0])) if found else None
-    except LabelFreeError:
-        facts = None  # the batch reports the unreadable file; choose as for a single plane
-    model_id = registry.default_for(facts=facts).id
-    print(f"model: {model_id} (the default for {facts.describe() if facts else 'a single plane'} like "
-          f"{found[0].name if found else 'the inputs'}; name others with --model)", file=sys.stderr)
-    return model_id
+from labelfree_app.cli.stop_signals import stop_on_first_interrupt, terminate_as_interrupt
+from labelfree_app.cli.options import (RGB_CHOICES, add_predict_options, default_model_for, io_options,
+                                       predict_settings, trust_lines)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -79,7 +23,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from labelfree_app.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    models = resolve_models(args.model or [_default_for_first_input(args.inputs, registry)], registry)
+    models = resolve_models(args.model or [default_model_for(args.inputs, registry)], registry)
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)
     options = BatchOptions(settings=predict_settings(args), rgb=RGB_CHOICES.get(args.rgb or "", "error"),
@@ -89,7 +33,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"{len(plan.jobs)} job(s): {len(plan.jobs) // max(1, len(models))} input(s) × {len(models)} model(s)"
           f" -> {plan.out_dir}{where}", file=sys.stderr)
     stop = [False]
-    with _stop_on_first_interrupt(stop), _terminate_as_interrupt():
+    with stop_on_first_interrupt(stop), terminate_as_interrupt():
         if args.scheduler:
             from labelfree_app.batch.cluster import connect, run_batch_dask
 

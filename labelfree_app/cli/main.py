@@ -11,12 +11,12 @@ import sys
 from typing import Sequence
 
 from labelfree_app import __version__
-from labelfree_app.cli import batch, models, predict, system, train
+from labelfree_app.cli import batch, models, predict, system, train, watch
 from labelfree_app.cli.exit_codes import EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.logfile import log_file_path, setup_logging
 
-COMMANDS = (predict, models, system, train, batch)  # each module's register() adds its sub-commands
+COMMANDS = (predict, models, system, train, batch, watch)  # each module's register() adds its sub-commands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ Choices and defaults come from ``core.settings.TABLE``, so the command line and 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 RGB_CHOICES = {"luminance": "luminance", "red": 0, "green": 1, "blue": 2}
@@ -76,3 +77,21 @@ def trust_lines(label: str, row: Any, *, quiet: bool = False) -> list[str]:
     if not estimate.trustworthy:
         lines.append(f"warning: {label}: the prediction is not trustworthy. {estimate.reason} {estimate.advice}")
     return lines
+
+
+def default_model_for(items: list[str], registry: Any) -> str:
+    """Without --model: the best installed model that fits the first input (``models.fit``); said on stderr."""
+    from labelfree_app.batch.plan import expand_inputs
+    from labelfree_app.errors import LabelFreeError
+    from labelfree_app.io import read_image
+    from labelfree_app.models.fit import InputFacts
+
+    found = expand_inputs(items)
+    try:
+        facts = InputFacts.of(read_image(found[0])) if found else None
+    except LabelFreeError:
+        facts = None  # the batch reports the unreadable file; choose as for a single plane
+    model_id = registry.default_for(facts=facts).id
+    print(f"model: {model_id} (the default for {facts.describe() if facts else 'a single plane'} like "
+          f"{found[0].name if found else 'the inputs'}; name others with --model)", file=sys.stderr)
+    return model_id
