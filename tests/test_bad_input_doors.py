@@ -228,3 +228,67 @@ def test_a_package_larger_than_the_bound_is_refused_and_says_why(tmp_path: Path,
         archive.writestr("rdf.yaml", _rdf("weights.onnx"))
         archive.writestr("weights.onnx", os.urandom(2 << 20))
     refused(_import("model.zip"), tmp_path, capsys, "model.zip", "unpacks to 2 MB", "reads its weights whole")
+
+
+# --- 7. an interrupted training run can be resumed; nothing replaces a finished model ------------------
+def _train_args(folder: Path, *extra: str) -> list[str]:
+    return ["train", "--input", str(folder / "bf.tif"), "--target", str(folder / "dna.tif"), "--out",
+            str(folder / "model"), "--max-steps", "5", "--patch", "32", "32", "--batch-size", "2", "--depth", "2",
+            "--base-channels", "4", "--val-every", "0", "--checkpoint-every", "100", "--device", "cpu",
+            "--augment", "none", *extra]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Path:
+    bright = field_image(7)
+    tifffile.imwrite(tmp_path / "bf.tif", bright)
+    tifffile.imwrite(tmp_path / "dna.tif", (bright * 0.5 + field_image(8) * 0.1).astype(np.float32))
+    return tmp_path
+
+
+def test_sigterm_during_training_leaves_a_checkpoint_that_resume_continues(
+        pair: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import signal
+
+    from labelfree_app.cli.exit_codes import EXIT_INTERRUPTED
+    from labelfree_app.training import loop
+
+    real_step, steps = loop._train_step, []
+
+    def step(*args: object, **kwargs: object) -> float:
+        steps.append(1)
+        if len(steps) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of step 3, as a scheduler's kill does
+        return real_step(*args, **kwargs)
+
+    def as_interrupt(signum: int, frame: object) -> None:  # without the command's own handler: no pytest death
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_train_step", step)
+    previous = signal.signal(signal.SIGTERM, as_interrupt)
+    try:
+        assert main(_train_args(pair)) == EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "checkpoint of step 3" in err, err
+    assert [p.name for p in (pair / "model.training" / "checkpoints").iterdir()] == ["step-00000003"]
+    assert not (pair / "model").exists()  # no package from an interrupted run
+
+    steps.clear()
+    assert main(_train_args(pair, "--resume")) == 0
+    assert len(steps) == 2  # steps 4 and 5 only: it went on from the checkpoint
+    assert json.loads((pair / "model" / "manifest.json").read_text())["training"]["steps"] == 5
+
+
+def test_resume_with_nothing_to_resume_is_one_sentence(pair: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    refused(_train_args(pair, "--resume"), pair, capsys, "no checkpoint to resume", "model.training",
+            "leave out --resume")
+
+
+def test_resume_never_replaces_a_finished_model_without_overwrite(pair: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_train_args(pair)) == 0
+    capsys.readouterr()
+    refused(_train_args(pair, "--resume", "--max-steps", "7"), pair, capsys, "already holds a finished model",
+            "--overwrite")

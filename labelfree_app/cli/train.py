@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from labelfree_app.cli.interrupts import deferred_interrupts
     from labelfree_app.core.drive import drive
+    from labelfree_app.errors import TrainingDataError
+    from labelfree_app.training.checkpoint import PREFIX as CHECKPOINT_PREFIX
+    from labelfree_app.training.checkpoint import list_checkpoints
     from labelfree_app.training import (DiffusionSettings, StepDone, TrainConfig, TrainFinished, TrainStarted,
                                         UNetSettings, ValidationDone, run_training)
     from labelfree_app.training.config import MICROSCOPE_AUGMENT, AugmentSettings
@@ -66,10 +71,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         early_stop_patience=args.early_stop, augmentation=MICROSCOPE_AUGMENT if args.augment == "microscope"
         else AugmentSettings(), augment=args.augment != "none",
     )
+    work = config.resolved_work_dir
+    if args.resume and not list_checkpoints(work / "checkpoints"):
+        raise TrainingDataError(f"There is no checkpoint to resume in {work}; leave out --resume to start a new "
+                                "run.", path=work)
     bar: Any = None
 
     def show(event: object) -> None:
         nonlocal bar
+        interrupt.check()  # a stop asked for by Ctrl-C or SIGTERM: close the run here, at a step boundary
         if isinstance(event, TrainStarted):
             bar = tqdm(total=event.max_steps, initial=event.start_step, desc="training", unit="step")
             tqdm.write(f"device {event.device}, {event.train_pairs} pair(s), {event.parameters:,} parameters; "
@@ -85,9 +95,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                        f"{event.summary()}")
 
     try:
-        result = drive(run_training(config), show)
+        with deferred_interrupts("Stopping after this step; a checkpoint is being saved (press Ctrl-C again to "
+                                 "stop at once).") as interrupt:
+            result = drive(run_training(config), show)
     except KeyboardInterrupt:  # drive closed the run, which checkpoints the current step
-        print("Interrupted: checkpoint saved; run the same command with --resume to continue.")
+        if bar is not None:
+            bar.close()
+        saved = list_checkpoints(work / "checkpoints")
+        if saved:
+            step = int(saved[-1].name[len(CHECKPOINT_PREFIX):])
+            print(f"Interrupted: a checkpoint of step {step} is in {saved[-1].parent}; run the same command with "
+                  "--resume to continue.", file=sys.stderr)
+        else:
+            print("Interrupted before the first training step; nothing was saved, so run the command again "
+                  "without --resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         if bar is not None:

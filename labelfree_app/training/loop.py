@@ -164,7 +164,7 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     yield TrainStarted(state.step, config.max_steps, str(device), work, len(config.pairs), len(val_items),
                        in_channels, sum(p.numel() for p in network.parameters()))
     stop_reason = "max_steps"
-    try:
+    try:  # closed at any event up to the last checkpoint (a pause, Ctrl-C, SIGTERM): the step reached is saved
         while state.step < config.max_steps:
             if should_stop is not None and should_stop():
                 stop_reason = "stopped"
@@ -198,17 +198,16 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
                     yield event
             if config.checkpoint_every > 0 and state.step % config.checkpoint_every == 0:
                 yield save()
+        if state.step != state.last_validation:
+            event = validate()
+            if event is not None:
+                yield event
+        if state.step != state.last_checkpoint:
+            yield save()
     except GeneratorExit:
         if state.step != state.last_checkpoint:
             save()  # pause: keep the progress so far; no package
         raise
-
-    if state.step != state.last_validation:
-        event = validate()
-        if event is not None:
-            yield event
-    if state.step != state.last_checkpoint:
-        yield save()
     keep_final = _keeps_final_weights(config, stop_reason)
     package = _write_package(config, work, network, ema, objective, in_channels, z_as_channels,
                              state, seconds(), str(device), stop_reason, parent, keep_final, trust)
@@ -311,10 +310,14 @@ def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ..
 
 
 def _refuse_to_clobber(config: TrainConfig, work: Path) -> None:
-    """Refuse to overwrite an earlier run unless resuming or told to overwrite (no side effects)."""
+    """Refuse to overwrite an earlier run unless resuming or told to overwrite, and a finished model unless told
+    to overwrite, even when resuming (no side effects)."""
+    out = Path(config.out_dir)
+    if config.resume and not config.overwrite and (out / "manifest.json").is_file():
+        raise TrainingDataError(f"The output folder {out} already holds a finished model, which resuming would "
+                                "replace; allow overwriting (--overwrite) to go on training into it.", path=out)
     if config.resume or config.overwrite:
         return
-    out = Path(config.out_dir)
     if out.exists() and any(out.iterdir()):
         raise TrainingDataError(
             f"The output folder {out} already holds files; choose another folder or allow overwriting.", path=out)
