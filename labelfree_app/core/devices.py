@@ -1,16 +1,39 @@
-"""Compute devices: pick cuda -> mps -> cpu at run time, describe them, read free memory."""
+"""Compute devices: pick cuda -> mps -> cpu at run time, describe them, read free memory.
+
+torch is imported only where a GPU could be there: on a machine where torch surely finds none (a
+CPU-only torch off macOS, or Linux without a GPU driver) "auto" is the CPU without loading torch,
+so a prediction that runs on ONNX Runtime never needs it.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import psutil
-import torch
 
 from labelfree_app.errors import DeviceError
+from labelfree_app.torch_build import torch_is_cpu_only
+
+if TYPE_CHECKING:
+    import torch
 
 _OOM_PHRASES = ("out of memory", "can't allocate memory", "not enough memory")
+_GPU_DRIVER_NODES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/dxg", "/dev/kfd")  # NVIDIA, WSL2, ROCm
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device as torch names it ("cpu", "cuda:0", "mps"), known without importing torch."""
+
+    type: str  # "cpu" | "cuda" | "mps"
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
 
 
 @dataclass(frozen=True)
@@ -24,33 +47,57 @@ class DeviceInfo:
     free_memory: int | None = None  # bytes, at the time of the query
 
 
+@functools.lru_cache(maxsize=1)
+def _gpu_possible() -> bool:
+    """False only when torch surely finds no GPU: a CPU-only torch off macOS (mps), or Linux without
+    a GPU driver's device nodes."""
+    if sys.platform == "darwin":
+        return True
+    if torch_is_cpu_only():
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(node) for node in _GPU_DRIVER_NODES)
+    return True
+
+
+def _torch_if_gpu_possible() -> Any:
+    """torch when it is loaded already or a GPU could be there (then it is imported); else None."""
+    if "torch" in sys.modules or _gpu_possible():
+        import torch
+
+        return torch
+    return None
+
+
 def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
+    torch = _torch_if_gpu_possible()
+    mps = getattr(getattr(torch, "backends", None), "mps", None)
     return bool(mps is not None and mps.is_available())
 
 
 def _cuda_count() -> int:
+    torch = _torch_if_gpu_possible()
+    if torch is None:
+        return 0
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def select_device(preference: str | torch.device = "auto") -> torch.device:
+def choose_device(preference: str | Device | torch.device | None = "auto") -> Device:
     """The device to run on: "auto" (cuda -> mps -> cpu), or "cuda", "cuda:N", "mps", "cpu".
 
     An explicit request for a device this machine lacks raises ``DeviceError``."""
-    if isinstance(preference, torch.device):
-        preference = str(preference)
-    choice = (preference or "auto").strip().lower()
+    choice = str(preference or "auto").strip().lower()
     if choice == "auto":
         if _cuda_count() > 0:
-            return torch.device("cuda", torch.cuda.current_device())
+            return Device("cuda", _current_cuda())
         if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+            return Device("mps")
+        return Device("cpu")
     if choice == "cpu":
-        return torch.device("cpu")
+        return Device("cpu")
     if choice == "mps":
         if _mps_available():
-            return torch.device("mps")
+            return Device("mps")
         raise _unavailable("the Apple GPU (mps)")
     if choice == "cuda" or choice.startswith("cuda:"):
         index_text = choice.partition(":")[2]
@@ -58,23 +105,47 @@ def select_device(preference: str | torch.device = "auto") -> torch.device:
             raise _unknown(preference)
         index = int(index_text) if index_text else 0
         if index < _cuda_count():
-            return torch.device("cuda", index) if index_text else torch.device("cuda", torch.cuda.current_device())
+            return Device("cuda", index if index_text else _current_cuda())
         raise _unavailable(f"CUDA device '{choice}'" if index_text else "a CUDA GPU")
     raise _unknown(preference)
+
+
+def parse_device(name: str) -> Device:
+    """``name`` ("cpu", "cuda", "cuda:1", "mps"…) as a Device, whether or not this machine has it;
+    ValueError when it is no device name."""
+    kind, colon, index = str(name).strip().lower().partition(":")
+    if not kind.isidentifier() or (colon and not index.isdigit()):
+        raise ValueError(f"{name!r} is not a device name")
+    return Device(kind, int(index) if colon else None)
+
+
+def select_device(preference: str | Device | torch.device | None = "auto") -> torch.device:
+    """``choose_device`` as a torch.device (for code that runs torch)."""
+    import torch
+
+    return torch.device(str(choose_device(preference)))
+
+
+def _current_cuda() -> int:
+    import torch
+
+    return int(torch.cuda.current_device())
 
 
 def available_devices() -> list[DeviceInfo]:
     """Every device this machine can run on, the preferred one first; the CPU is always last."""
     devices: list[DeviceInfo] = []
     for index in range(_cuda_count()):
+        import torch
+
         props = torch.cuda.get_device_properties(index)
         total = int(props.total_memory)
         devices.append(DeviceInfo(f"cuda:{index}", "cuda", f"{props.name} ({_gigabytes(total)})", total,
-                                  free_memory_bytes(torch.device("cuda", index))))
+                                  free_memory_bytes(f"cuda:{index}")))
     if _mps_available():
         total = _mps_total_memory()
         label = f"Apple GPU (mps, {_gigabytes(total)})" if total else "Apple GPU (mps)"
-        devices.append(DeviceInfo("mps", "mps", label, total, free_memory_bytes(torch.device("mps"))))
+        devices.append(DeviceInfo("mps", "mps", label, total, free_memory_bytes("mps")))
     cores = os.cpu_count() or 1
     memory = psutil.virtual_memory()
     devices.append(DeviceInfo("cpu", "cpu", f"CPU ({cores} core{'s' if cores != 1 else ''})",
@@ -82,29 +153,33 @@ def available_devices() -> list[DeviceInfo]:
     return devices
 
 
-def free_memory_bytes(device: torch.device | str) -> int | None:
+def free_memory_bytes(device: str | Device | torch.device) -> int | None:
     """Bytes a new allocation on ``device`` can use now, or None when it cannot be known.
 
     On CUDA this counts the driver's free memory plus what PyTorch has cached but not used."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
+    kind, _, index_text = str(device).partition(":")
+    if kind == "cpu":
+        return int(psutil.virtual_memory().available)
+    if kind not in ("cuda", "mps"):
+        return None
+    import torch
+
+    if kind == "cuda":
+        index = int(index_text) if index_text else torch.cuda.current_device()
         free, _total = torch.cuda.mem_get_info(index)
         cached = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
         return int(free + max(cached, 0))
-    if device.type == "mps":
-        total = _mps_total_memory()
-        if total is None:
-            return None
-        return max(int(total - torch.mps.driver_allocated_memory()), 0)
-    if device.type == "cpu":
-        return int(psutil.virtual_memory().available)
-    return None
+    total = _mps_total_memory()
+    if total is None:
+        return None
+    return max(int(total - torch.mps.driver_allocated_memory()), 0)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says a device (CUDA, MPS or the CPU allocator) ran out of memory."""
-    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    torch = sys.modules.get("torch")  # torch's own error can only come from a loaded torch
+    oom_type = (getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+                if torch is not None else None)
     if oom_type is not None and isinstance(exc, oom_type):
         return True
     if isinstance(exc, MemoryError):
@@ -116,6 +191,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _mps_total_memory() -> int | None:
+    torch = _torch_if_gpu_possible()
     recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
     if recommended is None:
         return None

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from labelfree_app.core.events import Event, Preview, Progress
+from labelfree_app.core.settings import CPU_GROUP  # 8: 2.4 vs 3.8 s/Mpx for 2 samples per call
 from labelfree_app.core.tiling import predict_tiled
 from labelfree_app.core.welford import Welford
 from labelfree_app.models.diffusion.samplers import make_sampler
@@ -27,7 +28,6 @@ from labelfree_app.models.diffusion.schedule import NoiseSchedule
 from labelfree_app.models.manifest import DiffusionSettings as ManifestDiffusion
 from labelfree_app.models.onnx_backend import onnx_wanted
 
-CPU_GROUP = 8  # with the allocator tuned, 8 samples per call cost least per pixel (2.4 vs 3.8 s/Mpx for 2)
 ONNX_CALL_PIXELS = 2 * 576 * 576  # 8 samples of a 576² tile in one call: 2.4 GB peak; 2 per call: 0.9 GB
 SampleRun = Generator[Event, None, "tuple[np.ndarray, np.ndarray, np.ndarray | None]"]
 Denoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,11 +36,11 @@ Denoise = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 class DiffusionRunner:
     """A loaded conditional denoiser plus its noise schedule."""
 
-    def __init__(self, package: Any, manifest: dict[str, Any], device: torch.device) -> None:
+    def __init__(self, package: Any, manifest: dict[str, Any], device: Any) -> None:
         diff = manifest.get("diffusion") or {}
         default = ManifestDiffusion()  # a manifest that leaves a key out means the manifest's default
-        self.device = device
-        self.network = package.build_network(device)
+        self.device = torch.device(str(device))
+        self.network = package.build_network(self.device)
         self.schedule = NoiseSchedule.create(diff.get("schedule", default.schedule),
                                              int(diff.get("train_steps", default.train_steps)))
         self.prediction: str = diff.get("prediction", default.prediction)
@@ -48,7 +48,7 @@ class DiffusionRunner:
         self.required_multiple = int(getattr(self.network, "required_multiple", 1))
         self.residual = hasattr(self.network, "mean_net") and hasattr(self.network, "denoise")
         self._manifest = manifest
-        self._use_onnx = onnx_wanted(device)
+        self._use_onnx = onnx_wanted(self.device)
         self._onnx: Any = None
         self.mean_calls = 0  # tiles whose mu was computed (residual models)
 
@@ -236,23 +236,22 @@ def edge_margin(spatial: tuple[int, ...], tile_shape: tuple[int, ...], halo: tup
 
 def _export_denoiser(network: torch.nn.Module, manifest: dict[str, Any], residual: bool) -> Any:
     """The conditional denoiser in ONNX Runtime, exported once and cached by the weights' sha256."""
-    from labelfree_app.models.onnx_backend import OnnxModule, cache_key
-    from labelfree_app.paths import user_cache_dir
+    from labelfree_app.core.threads import cpu_threads
+    from labelfree_app.models.onnx_backend import OnnxModule, cache_path
 
     arch = manifest.get("architecture") or {}
     sha = (manifest.get("weights") or {}).get("sha256")
     cache = None
     if sha:
-        key = cache_key(sha, str(arch.get("id")), dict(arch.get("kwargs") or {}),
-                        extra="residual-denoiser" if residual else "denoiser")
-        cache = user_cache_dir() / "onnx" / f"{key}.onnx"
+        cache = cache_path(sha, str(arch.get("id")), dict(arch.get("kwargs") or {}),
+                           extra="residual-denoiser" if residual else "denoiser")
     dims = int(network.dims)
     size = (int(network.required_multiple) * 2,) * dims
     example = (torch.zeros((1, int(network.out_channels), *size)), torch.zeros(1),
                torch.zeros((1, int(network.in_channels), *size)))
     spatial = {2 + d: f"s{d}" for d in range(dims)}
     axes = {"x_t": {0: "batch", **spatial}, "t": {0: "batch"}, "cond": {0: "batch", **spatial}}
-    return OnnxModule(network, example, ["x_t", "t", "cond"], axes, cache_path=cache)
+    return OnnxModule(network, example, ["x_t", "t", "cond"], axes, cache_path=cache, threads=cpu_threads())
 
 
 def _first(batch: torch.Tensor) -> np.ndarray:

@@ -2,7 +2,8 @@
 ``diffusion_runner`` runs a diffusion package.
 
 Tiling, padding, blending and normalization live elsewhere in core/; this only runs the network on
-(B, C_in, *tile) float32 arrays whose spatial sizes are multiples of ``required_multiple``.
+(B, C_in, *tile) float32 arrays whose spatial sizes are multiples of ``required_multiple``. When the
+network's ONNX export is cached, the engine runs ``onnx_runner.OnnxUNetPredictor`` instead (no torch).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from labelfree_app.errors import DeviceError, InputShapeError
+from labelfree_app.core.devices import Device
+from labelfree_app.core.onnx_runner import TileShape
+from labelfree_app.errors import DeviceError
 from labelfree_app.models.manifest import Manifest
 from labelfree_app.models.onnx_backend import onnx_wanted
 from labelfree_app.models.package import ModelPackage
@@ -36,7 +39,7 @@ class UNetPredictor:
     def __init__(
         self,
         package: ModelPackage,
-        device: torch.device | str = "cpu",
+        device: Device | torch.device | str = "cpu",
         channels_last: bool = True,
         amp: bool | None = None,
         backend: str = "auto",
@@ -73,25 +76,23 @@ class UNetPredictor:
     def _onnx_module(self) -> Any:
         """Export once (cached on disk by weights sha256) and open an ONNX Runtime session."""
         if self._onnx is None:
-            from labelfree_app.models.onnx_backend import OnnxModule, cache_key
-            from labelfree_app.paths import user_cache_dir
+            from labelfree_app.core.onnx_runner import unet_cache_path
+            from labelfree_app.core.threads import cpu_threads
+            from labelfree_app.models.onnx_backend import OnnxModule
 
-            cache = None
-            if self.manifest is not None:
-                key = cache_key(self.manifest.weights.sha256, self.manifest.architecture.id,
-                                dict(self.manifest.architecture.kwargs))
-                cache = user_cache_dir() / "onnx" / f"{key}.onnx"
+            cache = unet_cache_path(self.manifest) if self.manifest is not None else None
             network = self.network.to(memory_format=torch.contiguous_format)
             size = (self.required_multiple * 2,) * self.dims
             example = torch.zeros((1, self.in_channels, *size))
             axes = {0: "batch", **{2 + d: f"s{d}" for d in range(self.dims)}}
-            self._onnx = OnnxModule(network, [example], ["input"], {"input": axes}, cache_path=cache)
+            self._onnx = OnnxModule(network, [example], ["input"], {"input": axes}, cache_path=cache,
+                                    threads=cpu_threads())
         return self._onnx
 
     def _setup(
-        self, network: nn.Module, device: torch.device | str, channels_last: bool, amp: bool | None
+        self, network: nn.Module, device: Device | torch.device | str, channels_last: bool, amp: bool | None
     ) -> None:
-        self.device = torch.device(device)
+        self.device = torch.device(str(device))
         self.dims = int(network.dims)
         self.in_channels = int(network.in_channels)
         self.out_channels = int(network.out_channels)
@@ -117,19 +118,7 @@ class UNetPredictor:
         return self._amp_dtype
 
     def _check(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch)
-        if batch.ndim != self.dims + 2 or batch.shape[1] != self.in_channels:
-            raise InputShapeError(
-                f"The model takes tiles of shape (batch, {self.in_channels}, {self.dims} spatial axes) "
-                f"but was given {batch.shape}."
-            )
-        spatial = batch.shape[2:]
-        if any(size % self.required_multiple for size in spatial):
-            raise InputShapeError(
-                f"The tile size {tuple(spatial)} is not a multiple of {self.required_multiple}, "
-                "which this network needs; pad the tile first."
-            )
-        return np.ascontiguousarray(batch, dtype=np.float32)
+        return TileShape(self.dims, self.in_channels, self.out_channels, self.required_multiple).check(batch)
 
     def _autocast(self, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
         if dtype is None:

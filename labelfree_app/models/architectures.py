@@ -78,6 +78,17 @@ _NESTED = {"residual_cond_denoiser": {"mean_net": "fnet_unet", "denoiser": "cond
 MAX_PARAMETERS = 200_000_000  # 800 MB of float32 weights; the bundled models have about 2 million
 
 
+def required_multiple(arch_id: str, kwargs: Mapping[str, Any]) -> int | None:
+    """What every spatial size of a tile must be a multiple of, known from the settings alone (no
+    network built), or None where only the built network knows."""
+    if arch_id == "fnet_unet":
+        depth = kwargs.get("depth", 4)  # UNet's default
+        return 2**depth if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0 else None
+    if arch_id == "onnx_graph":
+        return int(kwargs.get("required_multiple", 1))
+    return None
+
+
 def kwargs_problem(arch_id: str, kwargs: Mapping[str, Any], prefix: str = "architecture.kwargs") -> tuple[str, str] | None:
     """The first setting of ``kwargs`` outside its sane range, as (dotted field, problem), or None."""
     for name, value in kwargs.items():
@@ -120,8 +131,10 @@ def network_problem(arch_id: str, kwargs: dict[str, Any]) -> tuple[str, str] | N
     problem = kwargs_problem(arch_id, kwargs)
     if problem is not None:
         return problem
+    from labelfree_app.models.parameter_counts import remembered_parameter_count
+
     try:  # settings each in range can still multiply up to an absurd network
-        count = parameter_count(arch_id, kwargs)
+        count = remembered_parameter_count(arch_id, kwargs)
     except (TypeError, ValueError, RuntimeError) as exc:
         return "architecture.kwargs", f"does not fit the architecture '{arch_id}' ({exc})"
     if count > MAX_PARAMETERS:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from labelfree_app.errors import ManifestError
-from labelfree_app.models.architectures import ARCHITECTURES, network_problem
+from labelfree_app.models.architectures import ARCHITECTURES, network_problem, required_multiple
 from labelfree_app.models.manifest_fields import FieldReader
 
 FORMAT_VERSION = 1
@@ -311,11 +311,9 @@ class _ManifestReader(FieldReader):
         halo = self.int_list(section, "tiling.halo", dims, 0, [0] * dims)
         if any(2 * h >= t for h, t in zip(halo, tile)):
             raise self.fail("tiling.halo", f"is {list(halo)} but must be less than half the tile {list(tile)}")
-        depth = arch.kwargs.get("depth", 4) if arch.id == "fnet_unet" else None
-        if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0:
-            multiple = 2**depth
-            if any(t % multiple for t in tile):
-                raise self.fail("tiling.tile_shape", f"is {list(tile)} but each size must be a multiple of {multiple}")
+        multiple = required_multiple(arch.id, arch.kwargs) if arch.id == "fnet_unet" else None
+        if multiple is not None and any(t % multiple for t in tile):
+            raise self.fail("tiling.tile_shape", f"is {list(tile)} but each size must be a multiple of {multiple}")
         return TilingSpec(tile_shape=tile, halo=halo)
 
     def _diffusion(self, data: Mapping[str, Any], kind: str) -> DiffusionSettings | None:

@@ -4,6 +4,9 @@ The network is exported once (legacy TorchScript-based exporter, dynamic batch a
 and the ``.onnx`` file cached under the user cache folder, keyed by the weights' sha256 and the
 library versions, so later runs start the session directly. ``LABELFREE_BACKEND=torch`` turns it off.
 
+Opening the cache needs no torch (``OnnxModule.from_cache``; the key reads torch's version from its
+version.py): torch is imported only to export.
+
 The cache is never trusted blindly: its own sha256 is recorded beside it (``<key>.onnx.sha256``) when
 it is written, and a cache file that does not match its record, has none, or that ONNX Runtime cannot
 open is deleted (with a warning) and exported again from the network, whose weights were verified.
@@ -17,19 +20,25 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
-from torch import nn
+
+from labelfree_app.torch_build import torch_version
+
+if TYPE_CHECKING:  # torch is imported only to export: a verified cached export runs without it
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 CHECKSUM_SUFFIX = ".sha256"  # the record beside each cached export: <key>.onnx.sha256
 
 
-def onnx_wanted(device: torch.device) -> bool:
-    """True when ONNX Runtime should run this network: CPU device, library present, not disabled."""
+def onnx_wanted(device: Any) -> bool:
+    """True when ONNX Runtime should run this network: CPU device, library present, not disabled.
+
+    ``device`` is anything with a ``type`` ("cpu", "cuda", "mps"): a torch.device or core.devices.Device."""
     if device.type != "cpu" or os.environ.get("LABELFREE_BACKEND", "auto").lower() == "torch":
         return False
     try:
@@ -44,8 +53,15 @@ def cache_key(weights_sha256: str, arch: str, kwargs: dict, extra: str = "") -> 
     """A file name that changes whenever the weights, architecture or libraries change."""
     import onnxruntime
 
-    text = f"{weights_sha256}|{arch}|{sorted(kwargs.items())}|{torch.__version__}|{onnxruntime.__version__}|{extra}"
+    text = f"{weights_sha256}|{arch}|{sorted(kwargs.items())}|{torch_version()}|{onnxruntime.__version__}|{extra}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def cache_path(weights_sha256: str, arch: str, kwargs: dict, extra: str = "") -> Path:
+    """Where the export of this network is cached (``cache_key`` under the user cache folder)."""
+    from labelfree_app.paths import user_cache_dir
+
+    return user_cache_dir() / "onnx" / f"{cache_key(weights_sha256, arch, kwargs, extra)}.onnx"
 
 
 class OnnxModule:
@@ -61,21 +77,47 @@ class OnnxModule:
         threads: int | None = None,
         session: dict[str, Any] | None = None,
     ) -> None:
-        export = (network, tuple(example_inputs), list(input_names), dynamic_axes)
-        self.input_names = list(input_names)
-        self.threads = threads or torch.get_num_threads()
-        self.session_settings = dict(session or {})
-        if cache_path is not None and (cached := _read_verified(cache_path)) is not None:
-            try:
-                self.session = self._session(cached)
-                return
-            except Exception as exc:  # noqa: BLE001  ONNX Runtime's errors derive from Exception only
-                log.info("ONNX Runtime could not open %s: %s", cache_path, exc)
-                _discard(cache_path, "ONNX Runtime could not open it")
-        model_bytes = _export(*export)
+        import torch
+
+        self._configure(input_names, threads or torch.get_num_threads(), session)
+        if cache_path is not None and (opened := self._open_cached(cache_path)) is not None:
+            self.session = opened
+            return
+        model_bytes = _export(network, tuple(example_inputs), list(input_names), dynamic_axes)
         if cache_path is not None:
             _write_cache(cache_path, model_bytes)
         self.session = self._session(model_bytes)
+
+    @classmethod
+    def from_cache(
+        cls, cache_path: Path, input_names: Sequence[str], threads: int, session: dict[str, Any] | None = None
+    ) -> OnnxModule | None:
+        """The verified cached export in ONNX Runtime, without torch; None when there is none that
+        matches its record and opens (a bad one is deleted, as on every open)."""
+        module = cls.__new__(cls)
+        module._configure(input_names, threads, session)
+        opened = module._open_cached(cache_path)
+        if opened is None:
+            return None
+        module.session = opened
+        return module
+
+    def _configure(self, input_names: Sequence[str], threads: int, session: dict[str, Any] | None) -> None:
+        self.input_names = list(input_names)
+        self.threads = threads
+        self.session_settings = dict(session or {})
+
+    def _open_cached(self, cache_path: Path) -> Any:
+        """A session on the cached export when it is verified and opens, else None (and it is deleted)."""
+        cached = _read_verified(cache_path)
+        if cached is None:
+            return None
+        try:
+            return self._session(cached)
+        except Exception as exc:  # noqa: BLE001  ONNX Runtime's errors derive from Exception only
+            log.info("ONNX Runtime could not open %s: %s", cache_path, exc)
+            _discard(cache_path, "ONNX Runtime could not open it")
+            return None
 
     def _session(self, model_bytes: bytes) -> Any:
         import onnxruntime as ort
@@ -174,6 +216,8 @@ def _export(
     dynamic_axes: dict[str, dict[int, str]],
 ) -> bytes:
     """The network as ONNX bytes (legacy TorchScript-based exporter, opset 17)."""
+    import torch
+
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

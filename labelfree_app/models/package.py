@@ -16,10 +16,7 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from labelfree_app import paths
 from labelfree_app.errors import ManifestError, ModelError, WeightsIntegrityError
@@ -32,6 +29,10 @@ from labelfree_app.models.manifest import (
     Manifest,
 )
 from labelfree_app.models.package_zip import extract_zip
+
+if TYPE_CHECKING:  # torch is imported where weights become tensors, never to open or verify a package
+    import torch
+    from torch import nn
 
 # Re-exported so callers need one import for everything about packages.
 __all__ = [
@@ -283,6 +284,7 @@ def save_package(
     The package appears all at once (built in a temp folder beside it, then renamed); an existing
     package is replaced only with ``overwrite=True``.
     """
+    import torch
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir).expanduser()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from labelfree_app.errors import LabelFreeError, ModelError
 from labelfree_app.models.package import ModelPackage
 
@@ -17,6 +15,8 @@ def run_smoke_test(package: ModelPackage) -> None:
     may instead define ``example_inputs(batch, spatial_shape) -> tuple[Tensor, ...]``.
     The output must be finite with shape (1, output.channels, *spatial).
     """
+    import torch  # here, not at the top: the registry imports this module on every prediction
+
     manifest = package.manifest
     network = package.build_network("cpu")
     multiple = int(getattr(network, "required_multiple", 16))
