@@ -129,16 +129,14 @@ def usable_cpu_count() -> int:
 
 
 def leave_a_core_for_the_window() -> None:
-    """Run torch's CPU work on all cores but one, so the GUI thread is never starved.
+    """Run the networks' CPU work (torch, ONNX Runtime) on all cores but one, so the GUI thread is never starved.
 
     With every core busy in torch's thread pool the event loop waited over 100 ms at times on a
     2-core machine; with one core left free the longest wait was about 40 ms.
     """
-    import torch
+    from labelfree_app.core.threads import set_cpu_threads  # torch's now, or once it is loaded
 
-    wanted = max(1, usable_cpu_count() - 1)
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
+    set_cpu_threads(max(1, usable_cpu_count() - 1))
 
 
 class CoreBackend:
