@@ -44,7 +44,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from labelfree_app.cli.interrupts import deferred_interrupts
     from labelfree_app.core.drive import drive
-    from labelfree_app.errors import TrainingDataError
     from labelfree_app.training.checkpoint import PREFIX as CHECKPOINT_PREFIX
     from labelfree_app.training.checkpoint import list_checkpoints
     from labelfree_app.training import (DiffusionSettings, StepDone, TrainConfig, TrainFinished, TrainStarted,
@@ -72,9 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else AugmentSettings(), augment=args.augment != "none",
     )
     work = config.resolved_work_dir
-    if args.resume and not list_checkpoints(work / "checkpoints"):
-        raise TrainingDataError(f"There is no checkpoint to resume in {work}; leave out --resume to start a new "
-                                "run.", path=work)
+    _check_resume(args, out, work)
     bar: Any = None
 
     def show(event: object) -> None:
@@ -116,6 +113,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(result)
     print(f"Install it with: labelfree models install {result}")
     return 0
+
+
+def _check_resume(args: argparse.Namespace, out: Path, work: Path) -> None:
+    """``--resume`` needs a checkpoint, and never replaces a finished model in ``out`` without ``--overwrite``."""
+    from labelfree_app.errors import TrainingDataError
+    from labelfree_app.training.checkpoint import list_checkpoints
+
+    if not args.resume:
+        return
+    if not list_checkpoints(work / "checkpoints"):
+        raise TrainingDataError(f"There is no checkpoint to resume in {work}; leave out --resume to start a new "
+                                "run.", path=work)
+    if not args.overwrite and (out / "manifest.json").is_file():
+        raise TrainingDataError(f"The output folder {out} already holds a finished model, which resuming would "
+                                "replace; add --overwrite to go on training into it.", path=out)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -310,14 +310,10 @@ def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ..
 
 
 def _refuse_to_clobber(config: TrainConfig, work: Path) -> None:
-    """Refuse to overwrite an earlier run unless resuming or told to overwrite, and a finished model unless told
-    to overwrite, even when resuming (no side effects)."""
-    out = Path(config.out_dir)
-    if config.resume and not config.overwrite and (out / "manifest.json").is_file():
-        raise TrainingDataError(f"The output folder {out} already holds a finished model, which resuming would "
-                                "replace; allow overwriting (--overwrite) to go on training into it.", path=out)
+    """Refuse to overwrite an earlier run unless resuming or told to overwrite (no side effects)."""
     if config.resume or config.overwrite:
         return
+    out = Path(config.out_dir)
     if out.exists() and any(out.iterdir()):
         raise TrainingDataError(
             f"The output folder {out} already holds files; choose another folder or allow overwriting.", path=out)
