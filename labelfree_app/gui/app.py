@@ -164,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if splash is not None:
         splash.finish(window)
     threading.Thread(target=_sweep_stale_runs, name="sweep-stale-runs", daemon=True).start()
-    if args.files:
-        window.open_paths(args.files)
+    if args.files:  # the same door as a drop; --screenshot has nobody to ask, so a plane series is a stack
+        window.open_inputs(args.files, ask=args.screenshot is None)
     if args.startup_time:
         poll = QTimer()
         poll.setInterval(5)

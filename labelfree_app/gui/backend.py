@@ -106,12 +106,15 @@ def is_image_file(path: Path) -> bool:
 
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders replaced by the image files directly inside them (sorted)."""
+    """Files as given, folders replaced by the image files directly inside them (in natural order:
+    plane 2 before plane 10)."""
+    from labelfree_app.io.reading import natural_sort_key
+
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir() and not is_image_file(path):  # an .ome.zarr folder opens as one image
-            found.extend(sorted(p for p in path.iterdir() if is_image_file(p)))
+            found.extend(sorted((p for p in path.iterdir() if is_image_file(p)), key=natural_sort_key))
         else:
             found.append(path)
     unique: list[Path] = []

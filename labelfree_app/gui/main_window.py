@@ -18,12 +18,14 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.errors import LabelFreeError
+from labelfree_app.io.reading import natural_sort_key
 from labelfree_app.gui.backend import Backend, channel_count, expand_paths, image_facts
 from labelfree_app.gui.batch.dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
 from labelfree_app.gui.files import plane_series
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.files.open_plan import plan_opening
 from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
 from labelfree_app.gui.models.card import model_card_dialog
 from labelfree_app.gui.models.manager import ModelManagerDialog
@@ -39,6 +41,8 @@ from labelfree_app.gui.train.page import open_train_dialog
 from labelfree_app.gui.viewer.large_image import InputView
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
 from labelfree_app.gui.worker import call_in_thread
+
+PICKED_MODEL = "picked_model"  # OpenFile.extra key: the model the user chose for that image
 
 
 class MainWindow(FileDrops, QMainWindow):
@@ -75,7 +79,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.menus = build_menus(self, self.panels, self._menu_callbacks())
 
         self.panels.hoverText.connect(self.hover_label.setText)
-        self.panels.filesDropped.connect(self.open_dropped)
+        self.panels.filesDropped.connect(self.open_inputs)
         self.panels.groundTruthDropped.connect(self._on_ground_truth_dropped)
         self.results.exported.connect(self.exported)
         self.file_list.currentFileChanged.connect(self.show_file)
@@ -83,6 +87,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.controls.runRequested.connect(self.run_current)
         self.controls.cancelRequested.connect(self.runner.cancel)
         self.controls.cardRequested.connect(self.show_model_card)
+        self.controls.modelPicked.connect(self._remember_model_pick)
         self.runner.message.connect(self.show_message)
         self.runner.failed.connect(self.report_error)
         self.input_view.message.connect(self.show_message)
@@ -149,24 +154,42 @@ class MainWindow(FileDrops, QMainWindow):
 
     # --- files ----------------------------------------------------------------------------
     def files_dropped(self, paths: list[Path]) -> None:
-        self.open_dropped(paths)
+        self.open_inputs(paths)
 
     def open_dialog(self) -> None:
         chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", self.settings.get("last_folder"), IMAGE_FILTER)
         if chosen:
-            self.open_paths([Path(p) for p in chosen])
+            self.open_inputs([Path(p) for p in chosen])
 
     def open_folder_dialog(self) -> None:
         chosen = QFileDialog.getExistingDirectory(self, "Open folder", self.settings.get("last_folder"))
         if chosen:
-            self.open_paths([Path(chosen)])
+            self.open_inputs([Path(chosen)])
 
-    def open_dropped(self, paths: Sequence[Path]) -> list[OpenFile]:
-        """Open what was dropped; files that look like one plane series may become one z-stack."""
+    def open_inputs(self, paths: Sequence[Path], *, ask: bool = True) -> list[OpenFile]:
+        """Every door's way in (drop, File ▸ Open, Open folder, the command line), as ``open_plan``
+        plans it: a plane series becomes one z-stack if the user says so (without ``ask``: always),
+        the other files open one by one in natural order, fluorescence-named files are set aside
+        with a word in the status bar. Shows the first entry."""
         files = expand_paths(paths)
-        if plane_series.looks_like_plane_series(files) and self.ask_open_as_stack(len(files)):
-            return [self.open_plane_stack(files)]
-        return self.open_paths(paths)
+        if not files:
+            self.show_message("No TIFF or PNG images were found in what was opened.")
+            return []
+        plan = plan_opening(files)
+        records: list[OpenFile] = []
+        singles = list(plan.singles)
+        for stack in plan.stacks:
+            if not ask or self.ask_open_as_stack(len(stack)):
+                records.append(self.open_plane_stack(stack))
+            else:
+                singles.extend(stack)
+        if singles:
+            records += self.open_paths(sorted(singles, key=natural_sort_key))
+        if records:
+            self.file_list.select(records[0])
+        if plan.note():
+            self.show_message(plan.note())
+        return records
 
     def ask_open_as_stack(self, count: int) -> bool:
         """Asks the user (a hook tests replace)."""
@@ -191,7 +214,7 @@ class MainWindow(FileDrops, QMainWindow):
         """Add files (folders expand to their images), read them in the background, show the first."""
         files = expand_paths(paths)
         if not files:
-            self.show_message("No TIFF or PNG images were found in what was dropped.")
+            self.show_message("No TIFF or PNG images were found in what was opened.")
             return []
         records = []
         for path in files:
@@ -251,6 +274,7 @@ class MainWindow(FileDrops, QMainWindow):
         if record is None or record.image is None:
             self.channel_combo.blockSignals(False)
             self.input_view.stop()
+            self.controls.set_image_facts(None, self._model_pick(record))
             if record is None:
                 self.panels.show_empty()
             elif record.state == FAILED:
@@ -269,8 +293,18 @@ class MainWindow(FileDrops, QMainWindow):
         self.channel_combo.blockSignals(False)
         self.setWindowTitle(f"LabelFree — {record.name}")
         self.input_view.show(record)
-        self.controls.set_image_facts(image_facts(record.image))
+        self.controls.set_image_facts(image_facts(record.image), self._model_pick(record))
         self.runner.show_result(record)
+
+    @staticmethod
+    def _model_pick(record: OpenFile | None) -> str:
+        """The model the user chose for ``record``'s image ('' when the one rule chooses)."""
+        return str(record.extra.get(PICKED_MODEL, "")) if record is not None else ""
+
+    def _remember_model_pick(self, model_id: str) -> None:
+        record = self.file_list.current()
+        if record is not None:
+            record.extra[PICKED_MODEL] = model_id
 
     def _on_channel_changed(self, index: int) -> None:
         record = self.file_list.current()
@@ -301,6 +335,10 @@ class MainWindow(FileDrops, QMainWindow):
         if not model_id:
             self.show_message("No model is installed; add one in Models ▸ Manage models.")
             return False
+        problem = self.controls.run_problem()
+        if problem:  # Run is disabled then; this guards Ctrl+R and the --screenshot run
+            self.show_message(problem)
+            return False
         large = self.input_view.is_large(record.image)
         refusal = huge_run_refusal(record.name, record.image.data.shape, self._model(model_id)) if large else ""
         if refusal:  # only 2D U-Nets stream a huge image; the others predict the whole image in memory
@@ -316,11 +354,14 @@ class MainWindow(FileDrops, QMainWindow):
 
     # --- models ---------------------------------------------------------------------------
     def refresh_models(self, select_id: str = "") -> None:
-        """List models and devices in the background (they may import torch)."""
+        """List models and devices in the background (they may import torch); then the one rule
+        chooses the model for the shown image, unless the user picked one (or ``select_id``) for it."""
 
         def got_models(models: Any) -> None:
             self.models = list(models)
-            self.controls.set_models(self.models, select_id or self.settings.get("last_model_id"))
+            self.controls.set_models(self.models, self.settings.get("last_model_id"))
+            if select_id:  # asked for by name: the user's pick for the shown image
+                self.controls.choose(select_id)
 
         call_in_thread(self.backend.list_models, got_models, lambda exc: self.report_error(str(exc)))
         call_in_thread(
@@ -332,7 +373,8 @@ class MainWindow(FileDrops, QMainWindow):
     def use_installed_model(self, model_id: str, models: Sequence[Any]) -> str | None:
         """Select a newly installed model and run it on the shown file; returns that file's name, if any."""
         self.models = list(models)
-        self.controls.set_models(self.models, model_id)
+        self.controls.set_models(self.models)
+        self.controls.choose(model_id)
         record = self.file_list.current()
         if record is not None and record.image is not None and self.run_current():
             return record.name
@@ -354,7 +396,7 @@ class MainWindow(FileDrops, QMainWindow):
 
     def open_model_manager(self) -> ModelManagerDialog:
         dialog = ModelManagerDialog(self.backend, self)
-        dialog.modelsChanged.connect(lambda: self.refresh_models(self.controls.model_id() or ""))
+        dialog.modelsChanged.connect(lambda: self.refresh_models())
         dialog.open()
         self.dialogs.append(dialog)
         return dialog

@@ -131,6 +131,30 @@ def looks_transmitted(name: str) -> bool:
     return "brightfield" in compact or "phasecontrast" in compact
 
 
+# Tokens (after trailing digits are stripped) of a file or channel name that say "fluorescence":
+# stains, fluorescent proteins, dyes, common antibody targets and the words for a training target.
+FLUORESCENCE_TOKENS = frozenset(
+    {
+        "dapi", "hoechst", "draq", "sytox", "dna", "nuclei", "nuclear",
+        "gfp", "egfp", "yfp", "cfp", "rfp", "mcherry", "tdtomato", "fitc", "tritc", "alexa",
+        "fluo", "fluor", "fluorescence", "fluorescent", "confocal",
+        "nfh", "tubulin", "actin", "phalloidin", "gfap", "lamin", "mitotracker",
+        "target", "gt", "groundtruth",
+    }
+)
+FLUORESCENCE_NAMES = frozenset({"map2", "tuj1", "cy2", "cy3", "cy5", "cy7", "af405", "af488", "af555", "af568",
+                                "af594", "af647"})  # only with their number: "map" or "af" alone say nothing
+
+
+def looks_fluorescent(name: str) -> bool:
+    """True when a file or channel name reads like a fluorescence image (DAPI, GFP, MAP2, 'target'…)
+    and nothing in it reads like transmitted light ('BF_and_DAPI' is not)."""
+    if looks_transmitted(name):
+        return False
+    return any(token in FLUORESCENCE_NAMES or token.rstrip("0123456789") in FLUORESCENCE_TOKENS
+               for token in _tokens(Path(name).stem))
+
+
 def _transmitted_by_metadata(image: ChannelledImage) -> list[int]:
     infos = image.metadata.get("channel_info") or []
     if len(infos) != image.n_channels:

@@ -81,6 +81,22 @@ def best_fitting(packages: Iterable[Any], facts: InputFacts, preferred: Iterable
     return min(fitting, key=lambda p: rank_key(p.manifest, facts))
 
 
+def default_for_image(entries: Iterable[Any], facts: InputFacts) -> Any | None:
+    """The window's default for an image (``best_fitting`` over every listed model); None when none fits.
+
+    The models someone set as a default (``stored_default``) come first when they fit, the best ranked
+    of them first; a model that is merely its target's default for a single plane has no say here, so a
+    13-plane stack gets the ISL model rather than the single-plane generalist.
+    """
+    known = [e for e in entries if getattr(e, "manifest", None) is not None]
+    stored = sorted((e for e in known if getattr(e, "stored_default", False)),
+                    key=lambda e: rank_key(e.manifest, facts))
+    try:
+        return best_fitting(known, facts, [e.manifest.id for e in stored]) if known else None
+    except ModelNotFoundError:
+        return None
+
+
 FINETUNABLE = {"fnet_unet": "unet", "cond_denoiser_unet": "diffusion"}  # architecture id -> model type
 
 

@@ -50,6 +50,7 @@ class ModelEntry:
     description: str = ""
     tta: bool = False
     manifest: Any = field(default=None, compare=False, repr=False)  # for fit checks (``models.fit``)
+    stored_default: bool = False  # someone set it as a default (``set_default``), not picked by the rule
 
     def to_json_dict(self) -> dict[str, Any]:
         """Plain JSON types, for ``labelfree models list --json``."""
@@ -70,7 +71,7 @@ class ModelEntry:
         }
 
 
-def _entry(package: ModelPackage, source: str, default: bool = False) -> ModelEntry:
+def _entry(package: ModelPackage, source: str, default: bool = False, stored: bool = False) -> ModelEntry:
     m = package.manifest
     return ModelEntry(
         id=m.id,
@@ -87,6 +88,7 @@ def _entry(package: ModelPackage, source: str, default: bool = False) -> ModelEn
         description=m.description,
         tta=m.tta,
         manifest=m,
+        stored_default=stored,
     )
 
 
@@ -159,7 +161,9 @@ class ModelRegistry:
     def _entries(self, found: list[tuple[ModelPackage, str]]) -> list[ModelEntry]:
         packages = [package for package, _ in found]
         default_ids = {self._pick_default(packages, package.manifest.target).manifest.id for package in packages}
-        return [_entry(package, source, package.manifest.id in default_ids) for package, source in found]
+        stored_ids = set(self._read_defaults().values())
+        return [_entry(package, source, package.manifest.id in default_ids, package.manifest.id in stored_ids)
+                for package, source in found]
 
     def ids(self) -> list[str]:
         return [entry.id for entry in self.list()]

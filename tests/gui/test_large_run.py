@@ -56,7 +56,7 @@ def huge_window(qtbot, monkeypatch, tmp_path):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitUntil(lambda: ids[0] in [m.id for m in win.models], timeout=20000)
-    win.controls.set_models(win.models, ids[0])
+    win.controls.choose(ids[0])  # picked before any image: it stays for the first one
     win.input_view.region_max_pixels = win.runner.saved_view.prediction.region_max_pixels = 40_000
     yield win
     if win.runner.is_running():
@@ -252,7 +252,7 @@ def test_a_time_series_says_the_window_shows_and_predicts_its_first_time_point(q
     message = win.statusBar().currentMessage()
     assert "3 time points" in message and "predicts the first" in message and "Batch export" in message
     qtbot.waitUntil(lambda: model_id in [m.id for m in win.models], timeout=20000)
-    win.controls.set_models(win.models, model_id)
+    win.controls.choose(model_id)
     assert _run(qtbot, win) == "done"
     assert "(time point 1 of 3; Batch export predicts every one): predicted in" in win.statusBar().currentMessage()
 

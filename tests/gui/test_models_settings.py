@@ -202,6 +202,30 @@ def test_the_model_list_marks_what_fits_the_image_and_switches_to_a_fitting_mode
     assert "takes a 13-plane z-stack" in controls.model_combo.itemData(stack_row, Qt.ItemDataRole.ToolTipRole)
     assert controls.fit_label.text() == "Fits this image (a single plane)."
     controls.set_image_facts(InputFacts(planes=13))
-    assert controls.model_id() == "plane-model"  # it fits a stack too (plane by plane): the user's pick stays
-    controls.model_combo.setCurrentIndex(stack_row)
+    assert controls.model_id() == "stack-model"  # a new image: the rule again (the whole stack first)
     assert controls.fit_label.text() == "Fits this image (a 13-plane z-stack)."
+    picks: list[str] = []
+    controls.modelPicked.connect(picks.append)
+    controls.model_combo.setCurrentIndex(controls.model_combo.findData("plane-model"))
+    assert picks == ["plane-model"]  # the user's pick, for the window to keep with this image
+    controls.set_image_facts(InputFacts(planes=13), picked="plane-model")
+    assert controls.model_id() == "plane-model"  # the user's pick for this image stays
+    controls.set_image_facts(InputFacts(planes=1), picked="stack-model")
+    assert controls.model_id() == "plane-model"  # ... unless it does not fit
+
+
+def test_run_is_disabled_while_the_chosen_model_does_not_fit_the_image(qtbot, tmp_path):
+    from labelfree_app.models.fit import InputFacts
+    from tests.factories import stack_and_plane_entries
+
+    controls = RunControls()
+    qtbot.addWidget(controls)
+    assert not controls.run_button.isEnabled()  # the model list has not loaded yet
+    controls.set_image_facts(InputFacts(planes=1))
+    controls.set_models(stack_and_plane_entries(tmp_path))
+    assert controls.model_id() == "plane-model" and controls.run_button.isEnabled()
+    controls.model_combo.setCurrentIndex(controls.model_combo.findData("stack-model"))
+    assert not controls.run_button.isEnabled()
+    assert "does not fit this image" in controls.run_problem() and "13-plane" in controls.run_button.toolTip()
+    controls.model_combo.setCurrentIndex(controls.model_combo.findData("plane-model"))
+    assert controls.run_button.isEnabled() and controls.run_problem() is None

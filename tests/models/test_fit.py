@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from labelfree_app.errors import ModelNotFoundError
-from labelfree_app.models.fit import InputFacts, best_fitting, best_start, fit_problem, start_problem
+from labelfree_app.models.fit import (InputFacts, best_fitting, best_start, default_for_image, fit_problem,
+                                      start_problem)
 from labelfree_app.models.registry import ModelRegistry
 from tests.factories import make_unet_package
 
@@ -44,6 +45,19 @@ def test_the_registry_default_depends_on_the_image(tmp_path, models):
     assert registry.default_for(facts=InputFacts(planes=13)).id == "stack-model"
     assert registry.default_for(facts=InputFacts(planes=1)).id == "plane-model"
     assert registry.default_for().id == "plane-model"  # no image: a single plane is assumed
+
+
+def test_the_windows_default_ignores_a_single_plane_default_for_a_stack_but_keeps_a_stored_one(tmp_path, models):
+    registry = ModelRegistry(bundled_dir=tmp_path, user_dir=tmp_path / "user")
+    entries = registry.list()
+    assert next(e for e in entries if e.id == "plane-model").default  # its target's default for one plane
+    assert default_for_image(entries, InputFacts(planes=13)).id == "stack-model"  # ... but a stack gets the stack model
+    assert default_for_image(entries, InputFacts(planes=1)).id == "plane-model"
+    assert default_for_image([e for e in entries if e.id == "stack-model"], InputFacts(planes=1)) is None
+    registry.set_default(entries[0].target, "demo-model")  # someone chose it: it comes first where it fits
+    entries = registry.list()
+    assert next(e for e in entries if e.id == "demo-model").stored_default
+    assert default_for_image(entries, InputFacts(planes=13)).id == "demo-model"
 
 
 def test_fine_tuning_starts_only_from_models_that_fit_the_pairs(models):

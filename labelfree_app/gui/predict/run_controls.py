@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.core.settings import TABLE, is_diffusion
-from labelfree_app.errors import ModelNotFoundError
-from labelfree_app.models.fit import InputFacts, best_fitting, fit_problem
+from labelfree_app.models.fit import InputFacts, default_for_image, fit_problem
 
 SAMPLERS = TABLE["sampler"].choices
 DEFAULT_FRAMES = TABLE["frames"].asked  # denoising frames kept for the replay (as `--save-steps`)
@@ -54,6 +53,7 @@ class RunControls(QWidget):
     cancelRequested = Signal()
     cardRequested = Signal(str)
     modelChanged = Signal(str)
+    modelPicked = Signal(str)  # the user chose this model (or target) for the shown image
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -131,13 +131,20 @@ class RunControls(QWidget):
         layout.addWidget(self.eta_label)
         layout.addStretch(1)
 
-        self.target_combo.currentIndexChanged.connect(self._fill_models_for_target)
-        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        # Programmatic choices block these signals, so they fire for the user's choices only.
+        self.target_combo.currentIndexChanged.connect(self._on_target_picked)
+        self.model_combo.currentIndexChanged.connect(self._on_model_picked)
         self.card_button.clicked.connect(lambda: self.cardRequested.emit(self.model_id() or ""))
         self.run_button.clicked.connect(self.runRequested)
         self.cancel_button.clicked.connect(self.cancelRequested)
         self._facts: InputFacts | None = None
-        self.set_models([])
+        self._picked = ""  # the model the user chose for the shown image ("": the rule chooses)
+        self._running = False
+        self._loading = True  # until the first set_models
+        self.model_combo.addItem("loading the model list…", None)
+        self.model_combo.setEnabled(False)
+        self.card_button.setEnabled(False)
+        self._update_run_button()
 
     @staticmethod
     def _spin(minimum: int, maximum: int, tip: str) -> QSpinBox:
@@ -149,7 +156,8 @@ class RunControls(QWidget):
 
     # --- models and devices ---------------------------------------------------------------
     def set_models(self, models: Sequence[Any], select_id: str = "") -> None:
-        """Fill the pickers; select ``select_id`` if present, else each target's default."""
+        """Fill the pickers and choose a model (``_choice``); ``select_id`` is shown while no image is."""
+        self._loading = False
         self._models = list(models)
         keep = select_id or self.model_id() or ""
         targets = sorted({str(m.target) for m in self._models})
@@ -158,17 +166,68 @@ class RunControls(QWidget):
         for target in targets:
             self.target_combo.addItem(target, target)
         self.target_combo.blockSignals(False)
-        chosen = next((m for m in self._models if m.id == keep), None)
-        if chosen is None:
-            chosen = next((m for m in self._models if getattr(m, "default", False)), None)
-        if chosen is not None:
-            self.target_combo.setCurrentIndex(targets.index(str(chosen.target)))
-        self._fill_models_for_target(select_id=chosen.id if chosen else "")
+        self._select(self._choice(fallback=keep))
         has_models = bool(self._models)
         self.model_combo.setEnabled(has_models)
         self.card_button.setEnabled(has_models)
         if not has_models:
             self.model_combo.addItem("no models installed — Models ▸ Manage models…", None)
+        self._update_run_button()
+
+    def set_image_facts(self, facts: InputFacts | None, picked: str = "") -> None:
+        """A new image is shown: mark which models fit it and choose one (``_choice``).
+
+        ``picked`` is the model the user chose for this image earlier; a pick made while no image was
+        shown carries over to the first image shown after it.
+        """
+        carried = self._picked if self._facts is None else ""
+        self._facts = facts
+        self._picked = picked or carried
+        self._select(self._choice())
+
+    def choose(self, model_id: str) -> None:
+        """Select ``model_id`` as the user's pick for the shown image (e.g. a model just installed)."""
+        self._picked = model_id
+        self._select(self._find(model_id))
+        self.modelPicked.emit(model_id)
+
+    def _find(self, model_id: str) -> Any:
+        return next((m for m in self._models if m.id == model_id), None) if model_id else None
+
+    def _choice(self, fallback: str = "") -> Any:
+        """The user's pick for the shown image when it fits; else the one rule for an image
+        (``models.fit.default_for_image``); else ``fallback``, the current model or a default."""
+        picked = self._find(self._picked)
+        if picked is not None and (self._facts is None or not self._fit_problem(picked)):
+            return picked
+        if self._facts is not None:
+            best = default_for_image(self._models, self._facts)
+            if best is not None:
+                return best
+        return (self._find(fallback) or self.current_model()
+                or next((m for m in self._models if getattr(m, "default", False)), None)
+                or (self._models[0] if self._models else None))
+
+    def _select(self, model: Any) -> None:
+        """Show ``model`` (its target, then it) without counting it as the user's pick."""
+        if model is not None:
+            self.target_combo.blockSignals(True)
+            self.target_combo.setCurrentIndex(max(self.target_combo.findData(str(model.target)), 0))
+            self.target_combo.blockSignals(False)
+        self._fill_models_for_target(select_id=model.id if model is not None else "")
+
+    def _on_target_picked(self, *_: Any) -> None:
+        self._fill_models_for_target()
+        self._remember_pick()
+
+    def _on_model_picked(self, *_: Any) -> None:
+        self._on_model_changed()
+        self._remember_pick()
+
+    def _remember_pick(self) -> None:
+        """The user chose a target or a model: it stays for this image (``modelPicked``)."""
+        self._picked = self.model_id() or ""
+        self.modelPicked.emit(self._picked)
 
     def _fill_models_for_target(self, *_: Any, select_id: str = "") -> None:
         target = self.target_combo.currentData()
@@ -188,7 +247,9 @@ class RunControls(QWidget):
             if problem:
                 index = self.model_combo.count() - 1
                 self.model_combo.setItemData(index, f"{model.id} {problem}.", Qt.ItemDataRole.ToolTipRole)
-        wanted = select_id or next((m.id for m in candidates if getattr(m, "default", False)), "")
+        best = default_for_image(candidates, self._facts) if self._facts is not None else None
+        wanted = select_id or (best.id if best is not None else "") or next(
+            (m.id for m in candidates if getattr(m, "default", False)), "")
         index = self.model_combo.findData(wanted) if wanted else 0
         self.model_combo.setCurrentIndex(max(index, 0))
         self.model_combo.blockSignals(False)
@@ -199,32 +260,20 @@ class RunControls(QWidget):
             return None
         return fit_problem(model.manifest, self._facts)
 
-    def set_image_facts(self, facts: InputFacts | None) -> None:
-        """Mark which models fit the shown image; switch to the best fitting one if the chosen one does not."""
-        self._facts = facts
-        current = self.current_model()
-        chosen = current.id if current is not None else ""
-        if facts is not None and (current is None or self._fit_problem(current)):
-            best = self._best_for(facts)
-            chosen = best.id if best is not None else chosen
-        if chosen:
-            target = next(str(m.target) for m in self._models if m.id == chosen)
-            self.target_combo.blockSignals(True)
-            self.target_combo.setCurrentIndex(max(self.target_combo.findData(target), 0))
-            self.target_combo.blockSignals(False)
-        self._fill_models_for_target(select_id=chosen)
+    def run_problem(self) -> str | None:
+        """Why Run cannot start with the chosen model on the shown image (one sentence), or None."""
+        model = self.current_model()
+        problem = self._fit_problem(model) if model is not None else None
+        if problem is None:
+            return None
+        return (f"{model.name} does not fit this image: it {problem}. Choose a model that fits "
+                "(those that do not are marked in the list).")
 
-    def _best_for(self, facts: InputFacts) -> Any:
-        """The best fitting model of the current target, else of any target (``models.fit``)."""
-        known = [m for m in self._models if getattr(m, "manifest", None) is not None]
-        preferred = [m.id for m in known if getattr(m, "default", False)]
-        target = self.target_combo.currentData()
-        for pool in ([m for m in known if str(m.target) == target], known):
-            try:
-                return best_fitting(pool, facts, preferred) if pool else None
-            except ModelNotFoundError:
-                continue
-        return None
+    def _update_run_button(self) -> None:
+        problem = self.run_problem()
+        self.run_button.setEnabled(not self._running and not self._loading and problem is None)
+        self.run_button.setToolTip("Waiting for the list of installed models" if self._loading
+                                   else problem or "Predict the shown image with the chosen model (Ctrl+R)")
 
     def _show_fit(self, model: Any) -> None:
         if self._facts is None or model is None:
@@ -247,6 +296,7 @@ class RunControls(QWidget):
             if offers_tta
             else "This model does not offer test-time augmentation"
         )
+        self._update_run_button()
         self.modelChanged.emit(model.id if model is not None else "")
 
     def model_id(self) -> str | None:
@@ -303,7 +353,8 @@ class RunControls(QWidget):
 
     # --- running state --------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
+        self._running = running
+        self._update_run_button()
         self.cancel_button.setEnabled(running)
         for widget in (self.target_combo, self.model_combo, self.device_combo, self.diffusion_box, self.unet_box):
             widget.setEnabled(not running)
