@@ -69,6 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         input_modality=args.modality, description=args.description or "", init_from=args.init_from,
         early_stop_patience=args.early_stop, augmentation=MICROSCOPE_AUGMENT if args.augment == "microscope"
         else AugmentSettings(), augment=args.augment != "none",
+        license=args.license or "unspecified", attribution=args.attribution or "",
     )
     work = config.resolved_work_dir
     _check_resume(args, out, work)
@@ -156,6 +157,9 @@ def register(sub: Any) -> None:
     t.add_argument("--target-name", default="fluorescence", help='what the model predicts, e.g. "DNA (Hoechst)"')
     t.add_argument("--modality", default="bright-field", help="input modality")
     t.add_argument("--description")
+    t.add_argument("--license", help="SPDX license of the training data, e.g. GPL-3.0-only (a model fine-tuned "
+                   "with --init-from also carries its parent's terms on its card)")
+    t.add_argument("--attribution", help="where the training data come from and whom to credit")
     t.add_argument("--dims", type=int, choices=[2, 3], default=2)
     t.add_argument("--val-region", help="validation region y0:y1,x0:x1 held out of every training image")
     t.add_argument("--max-steps", type=int, default=2000)

@@ -198,7 +198,7 @@ class TrainConfig:
     description: str = ""
     target_name: str = "fluorescence"
     input_modality: str = "transmitted light"
-    license: str = "unspecified"
+    license: str = "unspecified"  # the training data's; a fine-tuned model adds its parent's (training.licensing)
     attribution: str = ""
     data_description: str = ""
     demo: bool = False

@@ -33,9 +33,13 @@ class Parent:
     version: str
     sha256: str
     origin: str
+    license: str = ""
+    attribution: str = ""
 
     def record(self) -> dict[str, str]:
-        return {"id": self.id, "version": self.version, "sha256": self.sha256, "path": self.origin}
+        """The card's ``init_from``: which model, and the terms it passes on (``training.licensing``)."""
+        return {"id": self.id, "version": self.version, "sha256": self.sha256, "path": self.origin,
+                "license": self.license, "attribution": self.attribution}
 
 
 def parent_for(config: TrainConfig) -> Parent | None:
@@ -50,7 +54,8 @@ def parent_for(config: TrainConfig) -> Parent | None:
     except LabelFreeError as exc:
         raise TrainingDataError(f"Cannot start from '{config.init_from}': {exc}") from exc
     manifest = package.manifest
-    return Parent(package, manifest.id, manifest.version, manifest.weights.sha256, str(package.origin))
+    return Parent(package, manifest.id, manifest.version, manifest.weights.sha256, str(package.origin),
+                  manifest.license, manifest.attribution)
 
 
 def finetune_config(config: TrainConfig, parent: Parent) -> TrainConfig:

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from labelfree_app.training.config import TrainConfig
 from labelfree_app.training.datasets import describe_pairs
+from labelfree_app.training.licensing import derived_terms
 
 TARGET_NORMALIZATION_NOTE = (
     "Each training target was z-scored over its whole image (mean 0, std 1), so the network predicts "
@@ -31,7 +32,7 @@ class TrainingRecord:
     device: str
     stop_reason: str
     validation: dict[str, Any] | None  # the kept weights' validation result, with "step"
-    parent: dict[str, str] | None = None  # the model fine-tuned from: id, version, sha256, path
+    parent: dict[str, str] | None = None  # the model fine-tuned from: id, version, sha256, path, license, attribution
     stain_units: dict[str, Any] | None = None  # the targets' intensities (training/stain_units.py)
     kept_final: bool = False  # the package holds the final (annealed) weights, not the best validated ones
     trust: dict[str, Any] | None = None  # the training inputs' profile (training/input_profile.py), 2D only
@@ -65,6 +66,7 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
     else:
         input_names = [modality] if record.in_channels == 1 else [f"{modality} {k}" for k in range(record.in_channels)]
     units = record.stain_units
+    terms = derived_terms(config.license, config.attribution, record.parent)
     manifest: dict[str, Any] = {
         "format_version": 1,
         "id": model_id_for(config),
@@ -89,8 +91,8 @@ def build_manifest(config: TrainConfig, record: TrainingRecord) -> dict[str, Any
         "diffusion": _diffusion_block(config) if config.model_type == "diffusion" else None,
         "training": _training_block(config, record),
         "metrics": _metrics_block(config, record),
-        "license": config.license,
-        "attribution": config.attribution,
+        "license": terms.license,
+        "attribution": terms.attribution,
         "demo": config.demo,
         "tta": config.model_type == "unet",
     }
