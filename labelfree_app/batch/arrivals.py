@@ -100,6 +100,12 @@ class ArrivalQueue:
         now = self.clock()
         return sum(1 for c in self.candidates.values() if c.taken != c.seen and now - c.unchanged_since < self.settle_s)
 
+    def settling(self) -> list[BatchInput]:
+        """Files seen but not yet settled, in arrival order (those ``pending`` counts)."""
+        now = self.clock()
+        waiting = [c for c in self.candidates.values() if c.taken != c.seen and now - c.unchanged_since < self.settle_s]
+        return [c.entry for c in sorted(waiting, key=lambda c: c.arrival)]
+
     def next_settling_in(self) -> float | None:
         """Seconds until the next unsettled file may settle (None: none is settling)."""
         now = self.clock()

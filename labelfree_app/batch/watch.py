@@ -27,13 +27,18 @@ from labelfree_app.core.drive import relay
 from labelfree_app.errors import FileAccessError, LabelFreeError
 
 
+DEFAULT_SETTLE_S = 2.0  # a file is complete once unchanged this long (every door's default)
+
+
 @dataclass(frozen=True)
 class Waiting:
-    """Nothing to predict now: ``settling`` files are still being written; ``problem`` is a sentence
-    when the folder could not be read this time (a share that went away: the watch keeps trying)."""
+    """Nothing to predict now: ``settling`` files are still being written (``files``, in arrival
+    order); ``problem`` is a sentence when the folder could not be read this time (a share that went
+    away: the watch keeps trying)."""
 
     settling: int
     problem: str = ""
+    files: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,8 @@ WatchEvent = Waiting | JobStarted | JobFinished | WatchStopped
 
 def watch_folder(folder: Path, models: Sequence[ModelRef], out_dir: Path, options: BatchOptions, *,
                  should_stop: Callable[[], bool] = lambda: False,
-                 should_cancel: Callable[[], bool] = lambda: False, settle_s: float = 2.0, poll_s: float = 1.0,
-                 events: bool = True, engines: EngineCache | None = None) -> Generator[WatchEvent, None, WatchStopped]:
+                 should_cancel: Callable[[], bool] = lambda: False, settle_s: float = DEFAULT_SETTLE_S,
+                 poll_s: float = 1.0, events: bool = True, engines: EngineCache | None = None) -> Generator[WatchEvent, None, WatchStopped]:
     """Predict every image that arrives under ``folder`` with each of ``models`` into ``out_dir``
     until ``should_stop()``; yields events, the last one is ``WatchStopped``."""
     folder, out_dir = Path(folder), Path(out_dir)
@@ -83,7 +88,7 @@ def watch_folder(folder: Path, models: Sequence[ModelRef], out_dir: Path, option
                     if fatal:
                         break
                 if not ready and not fatal:
-                    yield Waiting(queue.pending(), problem)
+                    yield Waiting(queue.pending(), problem, tuple(e.path for e in queue.settling()))
                     woken.clear()
                     wait = queue.next_settling_in()
                     woken.wait(poll_s if wait is None else min(poll_s, max(wait, 0.05)))

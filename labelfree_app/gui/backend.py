@@ -293,6 +293,19 @@ class CoreBackend:
                                overwrite=overwrite, target_channel=target_channel, rgb="luminance")
         yield from run_batch(plan, options, should_stop=should_stop, should_cancel=should_cancel)
 
+    def run_watch(self, folder: Path, models: Sequence[str], out_dir: Path, settings: dict[str, Any], *,
+                  settle_s: float, overwrite: bool = False, target_channel: int | str | None = None,
+                  should_stop: Any = lambda: False, should_cancel: Any = lambda: False) -> Iterator[Any]:
+        """Watch a folder (``batch.watch.watch_folder``) as events; models resolve on the worker thread."""
+        from labelfree_app.batch.plan import resolve_models
+        from labelfree_app.batch.watch import watch_folder
+        from labelfree_app.gui.streamed_run import batch_options
+
+        leave_a_core_for_the_window()
+        options = batch_options(settings, overwrite=overwrite, target_channel=target_channel)
+        yield from watch_folder(Path(folder), resolve_models(list(models), self.registry), Path(out_dir), options,
+                                should_stop=should_stop, should_cancel=should_cancel, settle_s=settle_s)
+
     # --- metrics --------------------------------------------------------------------------
     def pearson_r(self, observed: np.ndarray, predicted: np.ndarray) -> float:
         from labelfree_app.core.metrics import pearson_r

@@ -6,8 +6,9 @@ import html
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLineEdit, QMessageBox, QPushButton,
-                               QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
+                               QMessageBox, QPushButton, QTextBrowser, QVBoxLayout, QWidget)
 
 from labelfree_app import __version__
 from labelfree_app.errors import LabelFreeError
@@ -34,6 +35,29 @@ def folder_row(placeholder: str, choose: Callable[[], None]) -> tuple[QLineEdit,
     row.addWidget(edit, 1)
     row.addWidget(browse)
     return edit, row
+
+
+class ModelChecklist(QListWidget):
+    """The installed models, each with a tick box ("id — target (kind)"); the ``checked`` ones run."""
+
+    def __init__(self, models: Sequence[Any], checked: Sequence[str] = (), parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        for model in models:
+            item = QListWidgetItem(f"{model.id} — {getattr(model, 'target', '')} ({getattr(model, 'kind', '')})")
+            item.setData(Qt.ItemDataRole.UserRole, model.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            self.addItem(item)
+        self.set_checked(checked)
+
+    def checked(self) -> list[str]:
+        items = (self.item(i) for i in range(self.count()))
+        return [item.data(Qt.ItemDataRole.UserRole) for item in items if item.checkState() == Qt.CheckState.Checked]
+
+    def set_checked(self, model_ids: Sequence[str]) -> None:
+        for i in range(self.count()):
+            item = self.item(i)
+            checked = item.data(Qt.ItemDataRole.UserRole) in model_ids
+            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
 
 def error_box(parent: QWidget | None, sentence: str, title: str = "LabelFree") -> QMessageBox:

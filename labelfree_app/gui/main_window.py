@@ -7,15 +7,7 @@ from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDockWidget,
-    QFileDialog,
-    QLabel,
-    QMainWindow,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.io.reading import natural_sort_key
@@ -24,7 +16,7 @@ from labelfree_app.gui.batch.dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
 from labelfree_app.gui.files import plane_series
 from labelfree_app.gui.files.drops import FileDrops
-from labelfree_app.gui.files.file_list import FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.files.file_list import DONE, FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.files.open_plan import plan_opening
 from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
 from labelfree_app.gui.models.card import model_card_dialog
@@ -40,6 +32,8 @@ from labelfree_app.gui.train.improve import open_improve
 from labelfree_app.gui.train.page import open_train_dialog
 from labelfree_app.gui.viewer.large_image import InputView
 from labelfree_app.gui.viewer.panel_grid import PanelGrid
+from labelfree_app.gui.watch.dialog import open_watch_dialog
+from labelfree_app.gui.watch.landing import WindowLanding
 from labelfree_app.gui.worker import call_in_thread
 
 PICKED_MODEL = "picked_model"  # OpenFile.extra key: the model the user chose for that image
@@ -76,6 +70,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.results = ResultActions(self, backend, self.file_list, self.panels, settings, self,
                                      self._model_target, self.dialogs)
         self.trust = TrustDisplay(self.panels, self.runner, self, self._model_target, self.improve_current)
+        self.landing = WindowLanding(self.file_list, self.open_paths, self.show_file)  # File ▸ Watch folder…
         self.menus = build_menus(self, self.panels, self._menu_callbacks())
 
         self.panels.hoverText.connect(self.hover_label.setText)
@@ -106,6 +101,8 @@ class MainWindow(FileDrops, QMainWindow):
             choose_export_folder=self.results.choose_export_folder,
             batch_export=lambda: open_batch_dialog(self, self.backend, self.models, self.controls, self.file_list,
                                                    self.settings, self.dialogs),
+            watch_folder=lambda: open_watch_dialog(self, self.backend, self.models, self.controls, self.settings,
+                                                   self.dialogs, self.landing.show),
             show_x0=self.runner.show_clean_estimate,
             compare=self.results.compare_current,
             manage_models=self.open_model_manager,
@@ -240,7 +237,7 @@ class MainWindow(FileDrops, QMainWindow):
                 record.channel = self.backend.transmitted_channel(image)
             except LabelFreeError:
                 record.channel = 0
-            self.file_list.set_state(record, LOADED)
+            self.file_list.set_state(record, DONE if record.result is not None else LOADED)  # a watch's result
             if self.file_list.current() is record:
                 self.show_file(record)
 

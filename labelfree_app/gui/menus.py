@@ -25,6 +25,7 @@ class MenuCallbacks:
     export: Slot
     choose_export_folder: Slot
     batch_export: Slot
+    watch_folder: Slot  # Watch folder…: predict each image as the microscope writes it
     show_x0: Callable[[bool], Any]
     compare: Slot
     manage_models: Slot
@@ -45,6 +46,7 @@ class Menus:
     recent_menu: QMenu
     export_action: QAction
     batch_export_action: QAction
+    watch_action: QAction
     max_projection_action: QAction
     overlay_action: QAction
     show_x0_action: QAction
@@ -78,6 +80,9 @@ def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
     _action(w, file_menu, "Choose export folder…", lambda: do.choose_export_folder())
     batch_export_action = _action(w, file_menu, "&Batch export…", lambda: do.batch_export(), "Ctrl+B")
     batch_export_action.setObjectName("batch_export_action")
+    watch_action = _action(w, file_menu, "&Watch folder…", lambda: do.watch_folder())
+    watch_action.setObjectName("watch_folder_action")
+    watch_action.setToolTip("Predict each image the microscope writes into a folder as soon as it is complete")
     file_menu.addSeparator()
     _action(w, file_menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
 
@@ -123,8 +128,8 @@ def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
     toolbar.addAction(overlay_action)
     toolbar.addAction(compare_action)
     toolbar.addAction(export_action)
-    return Menus(recent_menu, export_action, batch_export_action, max_projection_action, overlay_action,
-                 show_x0_action, compare_action, train_action, self_test_action, improve_action)
+    return Menus(recent_menu, export_action, batch_export_action, watch_action, max_projection_action,
+                 overlay_action, show_x0_action, compare_action, train_action, self_test_action, improve_action)
 
 
 def fill_recent_menu(menu: QMenu, recent: Sequence[str], open_path: Callable[[Path], Any]) -> None:

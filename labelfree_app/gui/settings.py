@@ -24,6 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "recent_files": [],
     "last_folder": "",
     "export_folder": "",
+    "watch_folder": "",  # File ▸ Watch folder…: the folder last watched and where its predictions went
+    "watch_output_folder": "",
     "device": "auto",
     "diffusion": {"samples": None, "steps": None, "sampler": None, "seed": 0},
     "tta": False,

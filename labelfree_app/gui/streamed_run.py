@@ -139,16 +139,37 @@ def _trust_of(meta: dict[str, Any], row: Any) -> Any:
         return row.trust_estimate()
 
 
+def batch_options(settings: dict[str, Any], *, overwrite: bool, target_channel: int | str | None = None) -> Any:
+    """The window's prediction settings as the batch job's ``BatchOptions`` (a colour camera's bright-field
+    read as luminance, as the window reads it)."""
+    from labelfree_app.batch.process import BatchOptions
+    from labelfree_app.core.engine import PredictSettings
+
+    known = set(PredictSettings.__dataclass_fields__) - {"frames", "preview_interval_s"}
+    return BatchOptions(settings=PredictSettings(**{k: v for k, v in settings.items() if k in known}),
+                        overwrite=overwrite, target_channel=target_channel, rgb="luminance")
+
+
+def saved_result_of(row: Any) -> SavedResult:
+    """The prediction a finished job (its report ``row``) wrote, as a ``SavedResult`` filled from the
+    written file's provenance (the report row's figures where the provenance lacks them)."""
+    from labelfree_app.io import read_provenance
+
+    meta = read_provenance(Path(row.outputs[0]))
+    variance = next((Path(p) for p in row.outputs[1:] if Path(p).name.endswith("__variance.ome.tif")), None)
+    return SavedResult(Path(row.outputs[0]), variance, str(row.model), dict(meta.get("settings") or {}),
+                       float(meta.get("seconds") or row.seconds), row.device or "cpu", tuple(meta.get("notes") or ()),
+                       _trust_of(meta, row))
+
+
 def predict_to_file(image: Any, package: Any, settings: dict[str, Any], inputs: Sequence[Path], engines: Any, *,
                     out_dir: Path | None = None) -> Iterator[Any]:
     """Predict the huge ``image`` (read from ``inputs``) with ``package`` through the batch job into a
     new run folder in ``out_dir`` (default ``saved_results_folder``); yields the job's progress and
     last a ``SavedResult``. Closing the generator (Cancel) or a failure removes the run folder."""
     from labelfree_app.batch.plan import BatchInput, BatchJob, model_ref
-    from labelfree_app.batch.process import BatchOptions, run_job
-    from labelfree_app.core.engine import PredictSettings
+    from labelfree_app.batch.process import run_job
     from labelfree_app.errors import LabelFreeError, SettingsError
-    from labelfree_app.io import read_provenance
 
     files = [Path(p) for p in inputs]
     refusal = huge_run_refusal(files[0].name, image.data.shape, package.manifest.to_dict())
@@ -156,9 +177,7 @@ def predict_to_file(image: Any, package: Any, settings: dict[str, Any], inputs: 
         raise SettingsError(refusal)
     if image.data.ndim == 5:  # the viewers show one time point: predict that one
         settings = {"time_point": 0, **settings}
-    known = set(PredictSettings.__dataclass_fields__) - {"frames", "preview_interval_s"}
-    options = BatchOptions(settings=PredictSettings(**{k: v for k, v in settings.items() if k in known}),
-                           overwrite=True, rgb="luminance")
+    options = batch_options(settings, overwrite=True)
     folder = Path(out_dir) if out_dir is not None else saved_results_folder(files[0])
     folder.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=folder))
@@ -168,11 +187,7 @@ def predict_to_file(image: Any, package: Any, settings: dict[str, Any], inputs: 
         row = yield from run_job(BatchJob(0, entry, model_ref(package)), run_dir, options, engines)
         if row.status != "done":
             raise LabelFreeError(row.error or f"Predicting {files[0].name} failed.", path=files[0])
-        meta = read_provenance(Path(row.outputs[0]))
-        variance = next((Path(p) for p in row.outputs[1:] if Path(p).name.endswith("__variance.ome.tif")), None)
-        yield SavedResult(Path(row.outputs[0]), variance, str(package.manifest.to_dict()["id"]),
-                          dict(meta.get("settings") or {}), float(meta.get("seconds") or row.seconds),
-                          row.device or "cpu", tuple(meta.get("notes") or ()), _trust_of(meta, row))
+        yield saved_result_of(row)
     except BaseException:  # cancelled (even after the files were written) or failed: nothing is left
         shutil.rmtree(run_dir, ignore_errors=True)
         raise

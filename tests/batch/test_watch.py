@@ -103,6 +103,20 @@ def test_a_file_is_offered_once_settled_in_arrival_order_and_again_only_when_it_
     assert [e.path.name for e in ready] == ["b.tif"] and queue.was_predicted(ready[0])
 
 
+def test_the_files_still_settling_are_listed_in_arrival_order(tmp_path):
+    clock = Clock()
+    queue = ArrivalQueue(tmp_path, settle_s=2.0, clock=clock)
+    (tmp_path / "b.tif").write_bytes(b"x")
+    queue.scan()
+    clock.now = 1.0
+    (tmp_path / "a.tif").write_bytes(b"y")
+    (tmp_path / "c.tif.part").write_bytes(b"z")
+    queue.scan()
+    assert [e.path.name for e in queue.settling()] == ["b.tif", "a.tif"]
+    clock.now = 2.5  # b.tif has settled: it is ready, no longer settling
+    assert [e.path.name for e in queue.settling()] == ["a.tif"] and len(queue.settling()) == queue.pending()
+
+
 def test_twenty_images_arriving_slowly_are_each_predicted_once_from_the_whole_file(tmp_path, unet_package):
     source, folder, out = tmp_path / "prepared", tmp_path / "microscope", tmp_path / "out"
     folder.mkdir()

@@ -12,11 +12,11 @@ from typing import Any, Sequence
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
-                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from labelfree_app.gui.batch.worker import BatchWorker
-from labelfree_app.gui.dialogs import folder_row
+from labelfree_app.gui.dialogs import ModelChecklist, folder_row
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import FileList
 from labelfree_app.gui.predict.run_controls import RunControls
@@ -78,13 +78,7 @@ class BatchDialog(FileDrops, QDialog):
         inputs_layout.addWidget(self.input_list)
         inputs_layout.addLayout(input_buttons)
 
-        self.model_list = QListWidget()
-        for model in models:
-            item = QListWidgetItem(f"{model.id} — {getattr(model, 'target', '')} ({getattr(model, 'kind', '')})")
-            item.setData(Qt.ItemDataRole.UserRole, model.id)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if model.id == selected_model else Qt.CheckState.Unchecked)
-            self.model_list.addItem(item)
+        self.model_list = ModelChecklist(models, [selected_model] if selected_model else [])
         models_box = QGroupBox("Models (tick one or more)")
         QVBoxLayout(models_box).addWidget(self.model_list)
         top = QHBoxLayout()
@@ -163,15 +157,10 @@ class BatchDialog(FileDrops, QDialog):
         return parse_channel(self.target_edit.text())
 
     def checked_models(self) -> list[str]:
-        items = (self.model_list.item(i) for i in range(self.model_list.count()))
-        return [item.data(Qt.ItemDataRole.UserRole) for item in items
-                if item.checkState() == Qt.CheckState.Checked]
+        return self.model_list.checked()
 
     def set_models_checked(self, model_ids: Sequence[str]) -> None:
-        for i in range(self.model_list.count()):
-            item = self.model_list.item(i)
-            checked = item.data(Qt.ItemDataRole.UserRole) in model_ids
-            item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
+        self.model_list.set_checked(model_ids)
 
     def _choose_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Add images", "", "Images (*.tif *.tiff *.png);;All files (*)")

@@ -129,7 +129,9 @@ class OverviewView(QObject):
 
     def _title(self) -> None:
         # Short enough for a quarter of the window; the window title and the file list name the file.
-        if self.loaded is not None:
+        if self.overview.factor == 1:  # a small file shown this way (a watch's result): every pixel is there
+            self.panel.set_title(self.label)
+        elif self.loaded is not None:
             self.panel.set_title(f"{self.label} — full resolution")
         else:
             self.panel.set_title(f"{self.label} — overview 1:{self.overview.factor}, zoom in for full res.")
@@ -137,7 +139,7 @@ class OverviewView(QObject):
     # --- the visible region ---------------------------------------------------------------
     def update_region(self) -> None:
         """Read the visible region at full resolution if it fits the budget, else show the overview."""
-        if self.overview is None or self.volume is None:
+        if self.overview is None or self.volume is None or self.overview.factor == 1:  # 1:1 is full resolution
             return
         depth, height, width = self.overview.full_shape
         (x_lo, x_hi), (y_lo, y_hi) = self.panel.view_box.viewRange()

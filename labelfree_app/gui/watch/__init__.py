@@ -1,0 +1,1 @@
+"""File ▸ Watch folder…: predict each image as the microscope writes it, and show the newest."""
