@@ -19,7 +19,7 @@ from labelfree_app.gui.watch import dialog as watch_dialog
 from labelfree_app.gui.watch.dialog import WatchDialog, status_line
 from labelfree_app.gui.watch.table import INPUT, MODEL, REASON, STATUS, TRUST
 from labelfree_app.io import read_image
-from tests.factories import make_unet_package, write_field
+from tests.factories import make_diffusion_package, make_unet_package, write_field
 
 pytest.importorskip("torch")
 
@@ -158,6 +158,27 @@ def test_a_failing_file_shows_its_sentence_and_the_watch_goes_on(qtbot, tmp_path
     assert {Path(row.input).name: row.status for row in stopped.rows} == {"broken.tif": "failed", "good.tif": "done"}
     assert (out / "batch_report.csv").is_file()
     dialog.close()
+
+
+def test_cancel_abandons_the_file_being_predicted_and_writes_nothing_for_it(qtbot, tmp_path, prepared):
+    package = make_diffusion_package(tmp_path / "models")
+    model = SimpleNamespace(id=str(package.path), target="DNA", kind="diffusion")
+    folder, out = tmp_path / "microscope", tmp_path / "out"
+    folder.mkdir()
+    dialog = WatchDialog(CoreBackend(), [model], selected_model=model.id, folder=str(folder), out_dir=str(out),
+                         settings={"samples": 2, "steps": 200, "seed": 0})
+    qtbot.addWidget(dialog)
+    dialog.settle_spin.setValue(SETTLE_S)
+    assert dialog.start()
+    arrive(prepared[0], folder, "slow.tif")
+    qtbot.waitUntil(lambda: any(s.startswith("predicting ") for s in statuses(dialog)), timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(dialog.watchFinished, timeout=60000) as blocker:
+        dialog.cancel()
+    stopped = blocker.args[0]
+    assert [row.status for row in stopped.rows] == ["cancelled"]
+    assert statuses(dialog) == ["cancelled"]
+    assert not list(out.glob("*.ome.tif")) and (out / "batch_report.csv").is_file()
+    qtbot.waitUntil(lambda: not dialog.is_running(), timeout=10000)
 
 
 def test_what_is_missing_is_said_in_one_sentence_before_starting(qtbot, tmp_path):
