@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDoubleSpinBox, QFileDialog, 
 
 from labelfree_app.gui.dialogs import ModelChecklist, folder_row
 from labelfree_app.gui.settings import GuiSettings
-from labelfree_app.gui.watch.table import PREDICTING, SETTLING, ArrivalTable
+from labelfree_app.gui.watch.table import SETTLING, ArrivalTable
 from labelfree_app.gui.watch.worker import WatchWorker
 
 # batch.watch.DEFAULT_SETTLE_S (the window does not import the batch package until it runs; a test
