@@ -175,11 +175,18 @@ def free_memory_bytes(device: str | Device | torch.device) -> int | None:
     return max(int(total - torch.mps.driver_allocated_memory()), 0)
 
 
+def release_cached_memory(device: str | Device | torch.device) -> None:
+    """Give the memory torch's CUDA allocator keeps cached back to the GPU (before a retry)."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc`` says a device (CUDA, MPS or the CPU allocator) ran out of memory."""
     torch = sys.modules.get("torch")  # torch's own error can only come from a loaded torch
-    oom_type = (getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-                if torch is not None else None)
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
     if oom_type is not None and isinstance(exc, oom_type):
         return True
     if isinstance(exc, MemoryError):

@@ -13,12 +13,14 @@ from typing import Any, Generator, Iterator
 import numpy as np
 
 from labelfree_app.core.allocator import tune_cpu_allocator
-from labelfree_app.core.devices import Device, choose_device, free_memory_bytes, is_out_of_memory, parse_device
+from labelfree_app.core.devices import (choose_device, free_memory_bytes, is_out_of_memory, parse_device,
+                                        release_cached_memory)
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, missing_mask,
                                        prepare_input, time_points)
 from labelfree_app.core.normalize import Normalizer
+from labelfree_app.core.runners import load_runner
 from labelfree_app.core.settings import CPU_GROUP, MIN_TILE, PredictSettings, is_diffusion
 from labelfree_app.core.streaming import StreamedResult, StreamSpec, stream_series
 from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
@@ -34,12 +36,11 @@ __all__ = ["MIN_TILE", "EngineRun", "PredictSettings", "PredictionEngine", "tta_
 class PredictionEngine:
     """Runs one model package on images; the network is loaded once and reused."""
 
-    def __init__(self, package: Any, device: Any = "auto") -> None:
-        """``device``: "auto", "cpu", "cuda", "cuda:N", "mps", a ``Device`` or a torch.device."""
+    def __init__(self, package: Any, device: Any = "auto") -> None:  # "auto", "cuda:1", a Device or torch.device
         tune_cpu_allocator()
         self.package = package
         self.manifest: dict[str, Any] = package.manifest.to_dict()
-        self.device: Device = choose_device(device)
+        self.device = choose_device(device)
         self.kind: str = self.manifest["kind"]
         self.dims: int = int(self.manifest["dims"])
         inp = self.manifest["input"]
@@ -185,24 +186,8 @@ class PredictionEngine:
 
     # -- runners --------------------------------------------------------------------------
     def _load_runner(self) -> Any:
-        """The model's runner: a U-Net's verified cached ONNX export when there is one (torch is not
-        imported), else the torch runner (which exports the ONNX file where ONNX Runtime runs it)."""
-        if self._runner is None and not is_diffusion(self.kind):
-            from labelfree_app.core.onnx_runner import cached_onnx_predictor
-
-            self._runner = cached_onnx_predictor(self.package, self.device)
         if self._runner is None:
-            if is_diffusion(self.kind):
-                from labelfree_app.core.diffusion_runner import DiffusionRunner
-
-                self._runner = DiffusionRunner(self.package, self.manifest, self.device)
-            else:
-                from labelfree_app.core.unet_runner import UNetPredictor
-
-                self._runner = UNetPredictor(self.package, device=self.device)
-            from labelfree_app.core.threads import sync_torch_threads
-
-            sync_torch_threads()
+            self._runner = load_runner(self.package, self.manifest, self.device)
         return self._runner
 
     def _tile_settings(self, spatial: tuple[int, ...], settings: PredictSettings) -> tuple[tuple[int, ...], tuple[int, ...], int]:
@@ -297,10 +282,7 @@ class PredictionEngine:
                     batch = max(1, batch // 2)
                 else:
                     tile = tuple(smaller)
-                if self.device.type == "cuda":
-                    import torch
-
-                    torch.cuda.empty_cache()
+                release_cached_memory(self.device)
                 yield Progress(stage, 0, 1, f"Out of memory: retrying with tiles {tile}, batch {batch}")
 
     def _run_diffusion(self, runner: Any, prepared: PreparedInput, settings: PredictSettings) -> Iterator[Event]:
