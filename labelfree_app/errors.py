@@ -76,6 +76,10 @@ class OverwriteInputError(ImageWriteError):
     """The output path is one of the inputs, which are never overwritten."""
 
 
+class ForeignOutputError(ImageWriteError):
+    """Something LabelFree did not write (a folder, a file) is at an output's name; it is never replaced."""
+
+
 # --- models ---------------------------------------------------------------------------------
 class ModelError(LabelFreeError):
     """A model package is missing, invalid or unsafe."""

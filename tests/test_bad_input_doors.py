@@ -234,7 +234,7 @@ def test_a_package_larger_than_the_bound_is_refused_and_says_why(tmp_path: Path,
 def _train_args(folder: Path, *extra: str) -> list[str]:
     return ["train", "--input", str(folder / "bf.tif"), "--target", str(folder / "dna.tif"), "--out",
             str(folder / "model"), "--max-steps", "5", "--patch", "32", "32", "--batch-size", "2", "--depth", "2",
-            "--base-channels", "4", "--val-every", "0", "--checkpoint-every", "100", "--device", "cpu",
+            "--base-channels", "4", "--val-every", "1000", "--checkpoint-every", "100", "--device", "cpu",
             "--augment", "none", *extra]
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from labelfree_app.errors import FileAccessError, LabelFreeError
+from labelfree_app.errors import FileAccessError, LabelFreeError, OverwriteInputError
 from labelfree_app.export import IMAGE_SUFFIXES, OutputPaths, image_stem, output_paths
 
 OME_ZARR_SUFFIX = ".ome.zarr"
@@ -154,10 +154,20 @@ def find_inputs(items: Sequence[str | Path], *, images_only: bool = True,
     unique: dict[Path, BatchInput] = {}
     for entry in found:
         resolved = _resolve(entry.path)
+        check_output_outside_store(resolved, excluded, entry.path)
         if excluded is not None and (resolved == excluded or excluded in resolved.parents):
             continue
         unique.setdefault(resolved, entry)
     return list(unique.values())
+
+
+def check_output_outside_store(store: Path, out_dir: Path | None, given: Path) -> None:
+    """Refuse an output folder that is an input OME-Zarr folder or lies inside one: writing there would change
+    the input (a store is one image, and its readers would meet LabelFree's files)."""
+    if out_dir is None or not (store == out_dir or store in out_dir.parents) or not os.path.isdir(store):
+        return
+    raise OverwriteInputError(f"The output folder {out_dir} is inside the OME-Zarr input {given}, which LabelFree "
+                              "never writes into; choose an output folder outside it.", path=out_dir)
 
 
 def _check_readable_folder(folder: Path) -> None:

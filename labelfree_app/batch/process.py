@@ -35,6 +35,7 @@ from labelfree_app.errors import (
 )
 from labelfree_app.export import OutputPaths, write_result
 from labelfree_app.io import ensure_free_space, read_image, read_plane_series
+from labelfree_app.io.ome_zarr import check_replaceable
 from labelfree_app.logfile import log_file_path
 
 _log = logging.getLogger(__name__)
@@ -288,6 +289,9 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     paths = job.outputs(out_dir, options.format)
     remove_stale_temps(paths.all())
     try:
+        for path in paths.all():  # a folder (or, for OME-Zarr, a file) of the user's at an output's name stays
+            if options.format == "ome-zarr" or path.is_dir():
+                check_replaceable(path)
         image = image if image is not None else read_input(job.input, options.rgb, options.position)
         engine = engines.get(job.model, options.settings.device)
         result: Any = None

@@ -144,6 +144,46 @@ def recorded_files(previous: list[BatchRow]) -> dict[tuple[str, str], dict[str, 
     return {key: row.files for key, row in _finished(previous).items() if row.files}
 
 
+def _damaged(part: Path, why: str) -> LabelFreeError:
+    return LabelFreeError(f"The shard report {part} is damaged ({why}); run that shard again (the same batch "
+                          "command with its --shard K/N) and merge again.", path=part)
+
+
+def read_shard_report(part: Path) -> tuple[list[BatchRow], int | None]:
+    """The rows of one shard report and the batch's input count it implies (None when it does not say),
+    refused with a sentence naming the shard when it is cut, edited or holds fewer rows than it counts."""
+    try:
+        document = json.loads(Path(part).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(part, f"it cannot be read: {getattr(exc, 'strerror', None) or exc}") from exc
+    except ValueError as exc:
+        raise _damaged(part, "it is not complete JSON, as when a write was cut short") from exc
+    items = document.get("rows") if isinstance(document, dict) else None
+    summary = document.get("summary") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not isinstance(summary, dict):
+        raise _damaged(part, "it has no rows or no summary")
+    names = {f.name for f in fields(BatchRow)}
+    rows = []
+    for item in items:
+        if not (isinstance(item, dict) and all(isinstance(item.get(k), str) for k in ("input", "key", "model"))
+                and item.get("status") in STATUSES and isinstance(item.get("index", 0), int)):
+            raise _damaged(part, "a row lacks its input, model or status")
+        try:
+            rows.append(BatchRow(**{k: v for k, v in item.items() if k in names}))
+        except TypeError as exc:
+            raise _damaged(part, "a row has unknown fields") from exc
+    counted = summary
+    numbers = [v for v in counted.values() if isinstance(v, int) and not isinstance(v, bool)]
+    if len(numbers) != len(counted) or sum(numbers) != len(rows) or summarize(rows) != {
+            status: counted.get(status, 0) for status in summarize(rows)}:
+        raise _damaged(part, f"it holds {len(rows)} row(s) but its summary counts {sum(numbers)}")
+    others = document.get("inputs_in_other_shards")
+    models = document.get("models")
+    if isinstance(others, int) and isinstance(models, list) and models:
+        return rows, len({row.key for row in rows}) + others
+    return rows, None
+
+
 def merge_shard_reports(out_dir: Path, name: str = "batch_report") -> tuple[Path, Path, dict[str, int]]:
     """Combine ``<name>.shard-K-of-N.json`` files into one report (rows ordered by input and model)."""
     parts = sorted(Path(out_dir).glob(f"{name}.shard-*-of-*.json"))
@@ -158,7 +198,13 @@ def merge_shard_reports(out_dir: Path, name: str = "batch_report") -> tuple[Path
     if len(parts) != expected:
         raise LabelFreeError(f"{len(parts)} of {expected} shard reports are in {out_dir}; "
                              "wait for the missing shards or run them again.", path=out_dir)
-    rows = [row for part in parts for row in read_report(part)]
+    read = [read_shard_report(part) for part in parts]
+    totals_of_inputs = {total for _, total in read if total is not None}
+    if len(totals_of_inputs) > 1:
+        raise LabelFreeError(f"The shard reports in {out_dir} disagree on how many inputs the batch has "
+                             f"({', '.join(str(n) for n in sorted(totals_of_inputs))}); a shard report is stale or "
+                             "damaged, so run its shard again and merge again.", path=out_dir)
+    rows = [row for part_rows, _ in read for row in part_rows]
     rows.sort(key=lambda r: (r.key, r.model))
     for index, row in enumerate(rows):
         row.index = index

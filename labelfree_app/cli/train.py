@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,28 @@ def _add_pair_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-channel", help="target channel name or index in multi-channel files")
 
 
+def _above_zero(text: str) -> float:
+    """An argparse type: a finite number above 0 (a learning rate, a time budget)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, not '{text}'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"takes a finite number above 0, not '{text}'")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (steps, an interval in steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number, not '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of 1 or more, not '{text}'")
+    return value
+
+
 def _channel(value: str | None) -> str | int | None:
     """A channel option as given: a name or an index (``io.channels.parse_channel``)."""
     from labelfree_app.io.channels import parse_channel
@@ -53,8 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.input_channel, args.target_channel = _channel(args.input_channel), _channel(args.target_channel)
     if args.threads:
         torch.set_num_threads(args.threads)
-    pairs = _pairs_from_args(args)
     out = Path(args.out)
+    _check_destination(out)
+    pairs = _pairs_from_args(args)
     config = TrainConfig(
         pairs=pairs, out_dir=out, model_type=args.model_type, dims=args.dims, val_region=args.val_region,
         patch_shape=tuple(args.patch) if args.patch else ((128, 128) if args.dims == 2 else (32, 64, 64)),
@@ -65,13 +89,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, unet=UNetSettings(depth=args.depth, base_channels=args.base_channels,
                                                     loss=args.loss),
         diffusion=DiffusionSettings(base_channels=args.base_channels, mean_model=args.mean_model),
-        model_id=args.id or out.name, name=args.name or args.id or out.name, target_name=args.target_name,
+        model_id=args.id, name=args.name or args.id or out.name, target_name=args.target_name,
         input_modality=args.modality, description=args.description or "", init_from=args.init_from,
         early_stop_patience=args.early_stop, augmentation=MICROSCOPE_AUGMENT if args.augment == "microscope"
         else AugmentSettings(), augment=args.augment != "none",
         license=args.license or "unspecified", attribution=args.attribution or "",
     )
+    config.check()  # the settings and the model id, before any image is read
     work = config.resolved_work_dir
+    _check_destination(work)
     _check_resume(args, out, work)
     bar: Any = None
 
@@ -114,6 +140,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(result)
     print(f"Install it with: labelfree models install {result}")
     return 0
+
+
+def _check_destination(folder: Path) -> None:
+    """The output (or work) folder must be a folder or not exist yet: a file there is one sentence, up front."""
+    from labelfree_app.errors import TrainingDataError
+
+    if folder.exists() and not folder.is_dir():
+        raise TrainingDataError(f"{folder} is a file, not a folder; give --out a folder name (new or empty) for the "
+                                "model package.", path=folder)
 
 
 def _check_resume(args: argparse.Namespace, out: Path, work: Path) -> None:
@@ -162,13 +197,13 @@ def register(sub: Any) -> None:
     t.add_argument("--attribution", help="where the training data come from and whom to credit")
     t.add_argument("--dims", type=int, choices=[2, 3], default=2)
     t.add_argument("--val-region", help="validation region y0:y1,x0:x1 held out of every training image")
-    t.add_argument("--max-steps", type=int, default=2000)
-    t.add_argument("--max-minutes", type=float, help="wall-clock budget")
+    t.add_argument("--max-steps", type=_at_least_one, default=2000)
+    t.add_argument("--max-minutes", type=_above_zero, help="wall-clock budget in minutes")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an earlier run's package and work files")
     t.add_argument("--patch", type=int, nargs="+", help="patch shape (Y X or Z Y X)")
     t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float)
+    t.add_argument("--lr", type=_above_zero, help="learning rate")
     t.add_argument("--depth", type=int, default=4, help="U-Net depth")
     t.add_argument("--base-channels", type=int, default=32, help="network width")
     t.add_argument("--loss", choices=["mse", "l1"], default="mse")
@@ -185,7 +220,7 @@ def register(sub: Any) -> None:
     t.add_argument("--augment", choices=["flips", "microscope", "none"], default="flips",
                    help="flips: flips and rotations; microscope: also gamma, defocus blur, noise and zoom, "
                         "for a model meant for other microscopes")
-    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--val-every", type=_at_least_one, default=250, help="validate every N steps")
     t.add_argument("--checkpoint-every", type=int, default=500)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from labelfree_app.errors import InputShapeError
+from labelfree_app.errors import EmptyImageError, InputShapeError
 
 if TYPE_CHECKING:
     from labelfree_app.core.settings import PredictSettings
@@ -114,3 +115,17 @@ def input_notes(image: Any, times: list[int], non_finite: int) -> list[str]:
 def image_name(image: Any) -> str:
     path = getattr(image, "path", None)
     return f"'{path.name}'" if path is not None else "the image"
+
+
+@contextmanager
+def naming_frame(name: str | None, t: int, count: int) -> Iterator[None]:
+    """Inside a time series, a time point with no finite pixel is refused naming that frame (1-based), so the user
+    can mend or drop it: a job writes every time point or nothing, and a resume never skips a half-made series."""
+    try:
+        yield
+    except EmptyImageError as exc:
+        if count <= 1:
+            raise
+        raise EmptyImageError(f"Time point {t + 1} of {count}{' of ' + name if name else ''} holds no finite pixel "
+                              "value (every pixel is NaN or infinite), so the series was not predicted; replace or "
+                              "remove that frame and run it again.", path=exc.path) from exc

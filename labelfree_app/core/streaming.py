@@ -27,6 +27,7 @@ import numpy as np
 
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Progress
+from labelfree_app.core.inputs import naming_frame
 from labelfree_app.core.normalize import DEFAULT_SAMPLE_LIMIT, Normalizer, _no_finite_values
 from labelfree_app.core.tiling import TileGrid, _as_float32_array, _check_output, _reflect_indices
 from labelfree_app.core.welford import Welford
@@ -346,7 +347,7 @@ def _emit_rows(emit: Emit, acc: np.ndarray, acc_var: np.ndarray | None, missing:
 
 
 def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: StreamSpec,
-                  sink: Any) -> Generator[Progress, None, StreamOutcome]:
+                  sink: Any, name: str | None = None) -> Generator[Progress, None, StreamOutcome]:
     """Predict every time point in ``times`` and every plane into ``sink``; yields progress.
 
     ``select(t)`` gives time point t as a lazy (Z, Y, X) or (C, Z, Y, X) array; one plane of one time
@@ -375,7 +376,8 @@ def stream_series(select: Callable[[int], Any], times: Sequence[int], spec: Stre
                 source = selected[z:z + 1] if len(selected.shape) == 3 else selected[:, z]
 
             watcher = spec.trust.watch_plane(height, width) if spec.trust is not None else None
-            normalizer = fit_streaming(source, spec.normalizer)
+            with naming_frame(name, t, len(times)):  # an empty frame of a series is named
+                normalizer = fit_streaming(source, spec.normalizer)
 
             def emit(y0: int, mean: np.ndarray, var: np.ndarray | None, missing: np.ndarray | None,
                      ti: int = ti, z: int = z, watcher: Any = watcher) -> None:

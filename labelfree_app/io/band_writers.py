@@ -26,6 +26,7 @@ import tifffile
 from labelfree_app import __version__
 from labelfree_app.io.atomic import atomic_path, check_not_input, check_writable_folder, ensure_free_space, write_error
 from labelfree_app.io.channels import default_channel_names
+from labelfree_app.io.interrupt_hold import interrupts_held
 from labelfree_app.io.tiff_metadata import PROVENANCE_NAMESPACE
 
 TIFF_TILE = 256
@@ -176,16 +177,21 @@ class OmeZarrBandWriter:
         check_not_input(self.path, self._protected)
         check_writable_folder(self.path.parent)
         ensure_free_space(self.path.parent, int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize)
-        try:
-            self._temp = _temp_folder(self.path)
-        except OSError as exc:
-            raise write_error(exc, self.path) from exc
-        self._group = zarr.open_group(str(self._temp), mode="w", zarr_format=3)
-        self._chunk = min(CHUNK_YX, self.shape[-2])
-        chunks = (1, 1, 1, self._chunk, min(CHUNK_YX, self.shape[-1]))
-        self._levels = [self._group.create_array(f"s{k}", shape=s, dtype=self.dtype, fill_value=0,
-                                                 chunks=tuple(min(c, n) for c, n in zip(chunks, s)))
-                        for k, s in enumerate(pyramid_shapes(self.shape))]
+        with interrupts_held():  # the temp folder exists only together with the writer that removes it
+            try:
+                self._temp = _temp_folder(self.path)
+            except OSError as exc:
+                raise write_error(exc, self.path) from exc
+            try:
+                self._group = zarr.open_group(str(self._temp), mode="w", zarr_format=3)
+                self._chunk = min(CHUNK_YX, self.shape[-2])
+                chunks = (1, 1, 1, self._chunk, min(CHUNK_YX, self.shape[-1]))
+                self._levels = [self._group.create_array(f"s{k}", shape=s, dtype=self.dtype, fill_value=0,
+                                                         chunks=tuple(min(c, n) for c, n in zip(chunks, s)))
+                                for k, s in enumerate(pyramid_shapes(self.shape))]
+            except BaseException:
+                shutil.rmtree(self._temp, ignore_errors=True)
+                raise
         return self
 
     def write_rows(self, t: int, c: int, z: int, y0: int, rows: np.ndarray) -> None:
@@ -197,13 +203,18 @@ class OmeZarrBandWriter:
         full = (end // self._chunk) * self._chunk if end < self.shape[-2] else end
         if full > start:
             block = np.concatenate(held, axis=0)
-            self._levels[0][t, c, z, start:full, :] = block[:full - start]
+            with interrupts_held():  # zarr writes on a thread of its own: never cut inside the call
+                self._levels[0][t, c, z, start:full, :] = block[:full - start]
             held = [block[full - start:]] if end > full else []
             start = full
         self._pending[key] = (start, held)
 
     def finish(self, provenance: Mapping[str, Any] | None) -> Path:
         """Build the smaller levels and the metadata, then rename the temp folder; returns the target."""
+        with interrupts_held():  # zarr writes on a thread of its own: never cut inside the call
+            return self._finish(provenance)
+
+    def _finish(self, provenance: Mapping[str, Any] | None) -> Path:
         from ome_zarr.format import FormatV05
         from ome_zarr.writer import write_multiscales_metadata
 

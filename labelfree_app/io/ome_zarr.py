@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -23,11 +24,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from labelfree_app.errors import FileAccessError, ImageReadError, UnsupportedFormatError
+from labelfree_app.errors import FileAccessError, ForeignOutputError, UnsupportedFormatError
 from labelfree_app.io.atomic import check_not_input, check_writable_folder, ensure_free_space, write_error
 from labelfree_app.io.channels import default_channel_names
 from labelfree_app.io.image import Image, to_canonical
+from labelfree_app.io.interrupt_hold import interrupts_held
 from labelfree_app.io.lazy import LazyArray
+from labelfree_app.io.ngff_metadata import OmeZarrError, dicts, image_metadata, malformed, pixel_sizes, text
 from labelfree_app.io.pixels import check_dtype
 from labelfree_app.io.zarr_chunks import unexplained_missing
 
@@ -36,14 +39,8 @@ PROVENANCE_KEY = "labelfree"  # group attribute holding {"provenance": {...}}
 CHUNK_YX = 1024  # chunk edge in Y and X (one Z plane, one channel per chunk)
 PYRAMID_MIN_EDGE = 256  # levels are added until the longer edge is at most this
 PYRAMID_MAX_LEVELS = 8
-_UNIT_TO_UM = {"angstrom": 1e-4, "nanometer": 1e-3, "micrometer": 1.0, "millimeter": 1e3, "centimeter": 1e4,
-               "meter": 1e6, "nm": 1e-3, "um": 1.0, "µm": 1.0, "mm": 1e3}
 
 _log = logging.getLogger(__name__)
-
-
-class OmeZarrError(ImageReadError):
-    """A folder is not OME-Zarr, lacks an array, has a damaged chunk, or needs a plate position."""
 
 
 def is_ome_zarr(path: Path) -> bool:
@@ -59,7 +56,8 @@ def is_ome_zarr(path: Path) -> bool:
 # --- reading ----------------------------------------------------------------------------------
 def _ome_attrs(group: Any) -> dict[str, Any]:
     attrs = dict(group.attrs)
-    return dict(attrs.get("ome", attrs))  # NGFF 0.5 nests under "ome"; 0.4 and older do not
+    nested = attrs.get("ome", attrs)  # NGFF 0.5 nests under "ome"; 0.4 and older do not
+    return dict(nested) if isinstance(nested, dict) else {}
 
 
 def _open_group(path: Path) -> Any:
@@ -87,18 +85,22 @@ def inside(store: Path, relative: str, what: str) -> Path:
 def plate_positions(path: Path) -> list[str]:
     """The positions (``row/column/field``, e.g. "A/1/0") of an OME-Zarr plate."""
     root = _open_group(path)
-    plate = _ome_attrs(root).get("plate") or {}
+    plate = _ome_attrs(root).get("plate")
+    if not isinstance(plate, dict):
+        raise malformed(path, "its plate is not an object")
     positions: list[str] = []
-    for well in plate.get("wells", []):
-        well_path = str(well.get("path", ""))
+    for well in dicts(plate.get("wells", []), path, "the plate's wells"):
+        well_path = text(well.get("path"), path, "a well's path").strip("/")
         inside(path, well_path, "a well")
         try:
-            images = (_ome_attrs(root[well_path]).get("well") or {}).get("images", [])
-        except Exception:  # noqa: BLE001 - a missing well group lists no positions
-            images = []
-        for image in images:
-            inside(path, f"{well_path}/{image.get('path')}", "a well image")
-            positions.append(f"{well_path}/{image.get('path')}")
+            well_meta = _ome_attrs(root[well_path]).get("well")
+        except Exception:  # noqa: BLE001 - a missing well group lists no positions (a partly acquired plate)
+            continue
+        images = well_meta.get("images", []) if isinstance(well_meta, dict) else []
+        for image in dicts(images, path, f"the images of well {well_path}"):
+            image_path = text(image.get("path"), path, f"an image path of well {well_path}").strip("/")
+            inside(path, f"{well_path}/{image_path}", "a well image")
+            positions.append(f"{well_path}/{image_path}")
     return positions
 
 
@@ -111,6 +113,9 @@ def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str
     image_path = path
     if "plate" in attrs:
         positions = plate_positions(path)
+        if not positions:
+            raise OmeZarrError(f"{path} is a plate with no images (its wells are missing or list no fields); "
+                               "copy or export the plate again.", path=path)
         if position is None:
             shown = ", ".join(positions[:12]) + (", …" if len(positions) > 12 else "")
             raise OmeZarrError(f"{path} is a plate with {len(positions)} positions ({shown}); pick one with "
@@ -129,40 +134,20 @@ def read_ome_zarr(path: Path, *, position: str | None = None, channel: int | str
     return _read_multiscale(image_path, attrs, channel=channel, source=path)
 
 
-def _image_metadata(attrs: Mapping[str, Any], image_path: Path, source: Path) -> tuple[list[str], dict[str, Any]]:
-    """(dataset paths, full resolution first; metadata) of an NGFF image group from its attributes: its axes (names, with type and
-    unit from NGFF 0.4 on; none before 0.3, meaning t, c, z, y, x), the datasets' coordinate
-    transforms and the OMERO channel labels. Not read with ome-zarr: importing it imports dask
-    (~70 MB), and its ``Reader`` opens every pyramid level."""
-    try:
-        first = attrs["multiscales"][0]
-        datasets = first["datasets"]
-        paths = [str(datasets[0]["path"])] + [str(d["path"]) for d in datasets[1:2] if isinstance(d, dict) and "path" in d]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (its multiscales metadata is missing "
-                           f"{exc}); copy or export it again.", path=source) from exc
-    axes = first.get("axes") or []
-    metadata: dict[str, Any] = {"axes": [a if isinstance(a, dict) else {"name": str(a)} for a in axes]}
-    transforms = [d.get("coordinateTransformations") for d in datasets if isinstance(d, dict)]
-    if any(t is not None for t in transforms):
-        metadata["coordinateTransformations"] = transforms
-    channels = (attrs.get("omero") or {}).get("channels")
-    if isinstance(channels, list):
-        metadata["channel_names"] = [str(ch.get("label")) if isinstance(ch, dict) and ch.get("label") is not None
-                                     else f"channel_{i}" for i, ch in enumerate(channels)]
-    return paths, metadata
-
-
 def _read_multiscale(image_path: Path, attrs: Mapping[str, Any], *, channel: int | str | None,
                      source: Path) -> Image:
-    datasets, metadata = _image_metadata(attrs, image_path, source)
+    datasets, metadata = image_metadata(attrs, image_path, source)
     array = _full_resolution([inside(image_path, d, "a dataset") for d in datasets], image_path, source)
     axes_meta = metadata.get("axes") or [{"name": n} for n in "tczyx"[-array.ndim:]]
     names = [str(a.get("name", "?")).lower() for a in axes_meta]
     if len(names) != array.ndim or not set(names) <= set("tczyx") or len(set(names)) != len(names):
         raise OmeZarrError(f"{image_path} has axes {names}, which LabelFree cannot map to T, C, Z, Y, X.",
                            path=source)
-    sizes = _pixel_sizes(metadata, axes_meta)
+    empty = [name for name, size in zip(names, array.shape) if int(size) == 0]
+    if empty:
+        raise OmeZarrError(f"{source} has no pixels: its {empty[0].upper()} axis is 0 long; export it again.",
+                           path=source)
+    sizes = pixel_sizes(metadata, axes_meta, image_path, source)
     data, axes = to_canonical(array, "".join(names).upper())  # transposes stay lazy
     n_channels = data.shape[axes.index("C")]
     labels = metadata.get("channel_names")
@@ -192,6 +177,7 @@ def _full_resolution(level_paths: list[Path], image_path: Path, source: Path) ->
         raise OmeZarrError(f"{image_path} is not a complete OME-Zarr image (its full-resolution array is missing: "
                            f"{exc}); copy or export it again.", path=source) from exc
     check_dtype(array.dtype, source)
+    _check_readable_size(array, image_path, source)
     try:
         lower = zarr.open_array(str(level_paths[1]), mode="r") if len(level_paths) > 1 else None
     except Exception:  # noqa: BLE001 - without a readable lower level no absence is corroborated
@@ -209,20 +195,26 @@ def _full_resolution(level_paths: list[Path], image_path: Path, source: Path) ->
     return LazyArray(array, source, error=OmeZarrError)
 
 
-def _pixel_sizes(metadata: Mapping[str, Any], axes_meta: Sequence[Any]) -> dict[str, float]:
-    """Z, Y, X sizes in µm from the first dataset's scale, for the axes whose unit is a length."""
-    transforms = (metadata.get("coordinateTransformations") or [[]])[0] or []
-    scale = next((t.get("scale") for t in transforms if t.get("type") == "scale"), None)
-    if not scale or len(scale) != len(axes_meta):
-        return {}
-    sizes: dict[str, float] = {}
-    for axis, value in zip(axes_meta, scale):
-        if not isinstance(axis, dict) or axis.get("name", "").lower() not in "zyx" or axis.get("type") == "channel":
-            continue
-        factor = _UNIT_TO_UM.get(str(axis.get("unit", "")).lower())  # no unit: the size is not stated
-        if factor is not None and float(value) > 0:
-            sizes[axis["name"].upper()] = float(value) * factor
-    return sizes
+def _check_readable_size(array: Any, image_path: Path, source: Path) -> None:
+    """One stored chunk (or shard) must fit in memory, since zarr decodes it whole, and an array must store
+    some chunk: a few bytes of metadata can declare terabytes of pixels that are not there."""
+    import psutil
+
+    from labelfree_app.errors import ImageTooLargeError
+    from labelfree_app.io.atomic import human_bytes
+
+    unit = tuple(int(n) for n in (getattr(array, "shards", None) or array.chunks))
+    needed = math.prod(unit) * np.dtype(array.dtype).itemsize
+    available = psutil.virtual_memory().available
+    if needed > 0.25 * available:
+        raise ImageTooLargeError(f"{source} stores its pixels in chunks of {'×'.join(map(str, unit))} "
+                                 f"({human_bytes(needed)} each), too large to read in the free memory "
+                                 f"({human_bytes(available)}); rechunk it smaller, or if the folder is small, its "
+                                 "metadata is damaged.", path=source)
+    if array.nchunks and not array.nchunks_initialized:
+        shape = "×".join(str(int(n)) for n in array.shape)
+        raise OmeZarrError(f"{source} declares {shape} pixels but stores none of them (every chunk of its "
+                           "full-resolution array is missing); copy or export it again.", path=source)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -286,21 +278,29 @@ def write_ome_zarr(
     Level 0 is copied chunk row by chunk row; each smaller level is built from the one above as
     stored, so no level but the caller's array is ever whole in memory. Returns ``path``.
     """
-    import zarr
-    from ome_zarr.format import FormatV05
-    from ome_zarr.writer import write_multiscales_metadata
-
-    from labelfree_app.io.provenance import provenance_block
-
     target = Path(os.fspath(path)).expanduser().absolute()
     check_not_input(target, protected_paths)
     check_writable_folder(target.parent)
+    check_replaceable(target)
     if axes not in ("CZYX", "TCZYX") or getattr(data, "ndim", 0) != len(axes):
         raise ValueError(f"write_ome_zarr takes CZYX or TCZYX data, not {axes!r} with shape {np.shape(data)}")
     ensure_free_space(target.parent, int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize)
     n_channels = data.shape[axes.index("C")]
     names = list(channel_names) if channel_names else list(default_channel_names(n_channels))
     sizes = {k.upper(): float(v) for k, v in (pixel_size_um or {}).items()}
+    with interrupts_held():  # zarr writes on a thread of its own: a stop waits for the folder to be whole or gone
+        return _write_levels(target, data, axes, names, sizes, provenance)
+
+
+def _write_levels(target: Path, data: Any, axes: str, names: list[str], sizes: dict[str, float],
+                  provenance: Mapping[str, Any] | None) -> Path:
+    """Build the pyramid in a temp folder beside ``target`` and rename it into place (``write_ome_zarr``)."""
+    import zarr
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import write_multiscales_metadata
+
+    from labelfree_app.io.provenance import provenance_block
+
     try:
         temp = _temp_folder(target)
     except OSError as exc:
@@ -340,8 +340,36 @@ def write_ome_zarr(
     return target
 
 
+def is_labelfree_output(path: Path) -> bool:
+    """True for an OME-Zarr folder whose group metadata holds LabelFree's provenance (one LabelFree wrote)."""
+    for name in ("zarr.json", ".zattrs"):
+        meta = Path(path) / name
+        try:
+            if meta.is_file() and meta.stat().st_size < (16 << 20):
+                document = json.loads(meta.read_text(encoding="utf-8"))
+                attrs = document.get("attributes", {}) if name == "zarr.json" else document
+                if isinstance(attrs, dict) and isinstance(attrs.get(PROVENANCE_KEY), dict):
+                    return True
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse to replace something at an output's name that LabelFree did not write (a folder or file of the
+    user's): only a missing target or an earlier LabelFree OME-Zarr output may be replaced."""
+    if not os.path.lexists(target) or (target.is_dir() and not target.is_symlink() and is_labelfree_output(target)):
+        return
+    what = "folder" if target.is_dir() else "file"
+    raise ForeignOutputError(f"A {what} named {target} is already there and is not a LabelFree output, so "
+                                 f"LabelFree will not replace it; move or rename it, or choose another output "
+                                 "folder.", path=target)
+
+
 def _replace_folder(temp: Path, target: Path) -> None:
-    """Rename ``temp`` to ``target``; an older ``target`` is moved aside first and removed after."""
+    """Rename ``temp`` to ``target``; an older ``target`` is moved aside first and removed after. Anything at
+    ``target`` that is not a LabelFree output is refused (``check_replaceable``), never deleted."""
+    check_replaceable(target)
     if not target.exists():
         os.replace(temp, target)
         return

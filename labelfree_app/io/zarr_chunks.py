@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+MAX_ABSENT = 65536  # chunks one image may leave out as empty (each is checked against the lower level)
+
 
 def _unit(array: Any) -> tuple[int, ...]:
     """The shape of one stored object: a shard where the array is sharded, else a chunk."""
@@ -39,11 +41,17 @@ def stored_keys(array: Any) -> Iterator[tuple[tuple[int, ...], str]]:
         yield coords, array.metadata.encode_chunk_key(coords)
 
 
+def iter_missing(array: Any, folder: Path) -> Iterator[tuple[int, ...]]:
+    """Grid coordinates of the chunks inside the extent that have no file under ``folder``, lazily (a
+    declared grid can be far larger than the store)."""
+    if array.nchunks_initialized >= array.nchunks and getattr(array, "shards", None) is None:
+        return  # every chunk is stored (a listing, no stat per chunk)
+    yield from (coords for coords, key in stored_keys(array) if not (Path(folder) / key).is_file())
+
+
 def missing_chunks(array: Any, folder: Path) -> list[tuple[int, ...]]:
     """Grid coordinates of the chunks inside the extent that have no file under ``folder``."""
-    if array.nchunks_initialized >= array.nchunks and getattr(array, "shards", None) is None:
-        return []  # every chunk is stored (a listing, no stat per chunk)
-    return [coords for coords, key in stored_keys(array) if not (Path(folder) / key).is_file()]
+    return list(iter_missing(array, folder))
 
 
 def chunk_region(array: Any, coords: tuple[int, ...]) -> tuple[slice, ...]:
@@ -76,9 +84,9 @@ def absence_is_legitimate(array: Any, coords: tuple[int, ...], lower: Any | None
 
 def unexplained_missing(array: Any, folder: Path, lower: Any | None) -> tuple[int, ...] | None:
     """The first chunk that is missing without the store showing why (see the module's rule), or None."""
-    for coords in missing_chunks(array, folder):
-        if not absence_is_legitimate(array, coords, lower):
-            return coords
+    for count, coords in enumerate(iter_missing(array, folder)):
+        if count >= MAX_ABSENT or not absence_is_legitimate(array, coords, lower):
+            return coords  # past MAX_ABSENT the store is more hole than image: damage, not a sparse image
     return None
 
 

@@ -50,12 +50,34 @@ def load_description(source: Path) -> Any:
     try:
         descr = load_model_description(source, format_version="latest", perform_io_checks=True)
     except Exception as exc:  # noqa: BLE001  the spec raises many kinds for unreadable sources
-        raise _refuse(source, f"it is not a readable bioimage.io model ({str(exc).splitlines()[0][:200]})") from exc
+        raise _refuse(source, spec_problem(exc)) from exc
     if isinstance(descr, InvalidDescr) or getattr(descr, "type", None) != "model":
         errors = getattr(getattr(descr, "validation_summary", None), "errors", None) or []
         first = f" ({errors[0].loc}: {errors[0].msg})" if errors else ""
         raise _refuse(source, f"bioimage.io's validator rejects its description{first}")
     return descr
+
+
+PICKLED = ("is a pickled .npy file (Python objects), which LabelFree never loads because unpickling can run "
+           "code; ask its authors for a plain numeric .npy")
+
+
+def spec_problem(exc: BaseException) -> str:
+    """What bioimage.io's loader found wrong, as the clause of one sentence: a file that fails its sha256, a
+    pickled test tensor, else the first problem it lists (its message starts with a bare heading line)."""
+    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
+    details = [line for line in lines if not line.rstrip().endswith(":")] or lines or [type(exc).__name__]
+    for line in details:
+        found = re.search(r"SHA256 mismatch for (?::zipfile:/)?(\S+?)\.? Expected", line)
+        if found:
+            name = Path(found.group(1)).name
+            return (f"its file {name} does not match the sha256 its rdf.yaml records, so it was changed or damaged "
+                    "on the way; download the model again")
+        if "allow_pickle" in line or "Object arrays cannot be loaded" in line:
+            where = line.split(":", 1)[0].strip() or "a test tensor"
+            return f"its {where if where.endswith('test_tensor') else 'test tensor'} {PICKLED}"
+    first = re.sub(r"\s+", " ", details[0])[:200].rstrip(". ")
+    return f"it is not a readable bioimage.io model ({first})"
 
 
 def _read_file(source: Path, descr: Any, what: str) -> bytes:
@@ -242,7 +264,11 @@ def reproduce_test(source: Path, descr: Any, package: ModelPackage) -> float:
         if tensor.test_tensor is None:
             raise _refuse(source, f"it has no {what}, so LabelFree cannot check that it runs it correctly")
         raw = _read_file(source, tensor.test_tensor, what)
-        arrays.append(np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float32))
+        try:
+            arrays.append(np.load(io.BytesIO(raw), allow_pickle=False).astype(np.float32))
+        except ValueError as exc:
+            why = PICKLED if "allow_pickle" in str(exc) else "is not a numeric .npy array"
+            raise _refuse(source, f"its {what} {why}") from exc
     test_in, expected = arrays
     norm = package.manifest.normalization
     fitted = Normalizer.from_dict({"method": norm.input.method, "params": norm.input.params})

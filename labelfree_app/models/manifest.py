@@ -35,6 +35,11 @@ _ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}\Z")
 
 
+def valid_model_id(text: str) -> bool:
+    """Whether ``text`` may be a model id: a-z, 0-9, '.', '_', '-', starting with a-z or 0-9."""
+    return bool(_ID_PATTERN.match(text))
+
+
 @dataclass(frozen=True)
 class ArchitectureSpec:
     id: str

@@ -26,6 +26,7 @@ from labelfree_app.models.package import (
     usual_permissions,
 )
 from labelfree_app.models.smoke_test import run_smoke_test
+from labelfree_app.models.install_lock import installing
 
 DEFAULTS_FILE = "defaults.json"
 _ANY_TARGET = "*"  # key in defaults.json for the overall default (target None)
@@ -206,7 +207,8 @@ class ModelRegistry:
         """Validate a package folder or .zip, check its weights, run it once, and copy it into the
         user folder (as ``<id>/``, appearing all at once). Returns the new entry."""
         with opened_package(path) as package:  # a zip's extraction is removed afterwards
-            return self._install(package, path, smoke_test=smoke_test, overwrite=overwrite)
+            with installing(self.user_dir):  # one install at a time: the id check and the copy are one step
+                return self._install(package, path, smoke_test=smoke_test, overwrite=overwrite)
 
     def _install(self, package: ModelPackage, path: str | Path, *, smoke_test: bool, overwrite: bool) -> ModelEntry:
         package.verify()

@@ -104,12 +104,38 @@ def load_checkpoint(path: Path) -> Checkpoint:
         ema_path = path / "ema.safetensors"
         ema_state = load_file(str(ema_path)) if ema_path.is_file() else None
         blob = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise TrainingDataError(
-            f"The checkpoint {path} cannot be read ({exc}); delete it to resume from an earlier one.",
-            path=path) from exc
-    return Checkpoint(path=path, step=int(state["step"]), model_state=model_state, ema_state=ema_state,
+    except Exception as exc:  # noqa: BLE001 - safetensors, pickle (a refused class) and json raise their own kinds
+        raise damaged(path, f"a file cannot be read: {type(exc).__name__}") from exc
+    step = state.get("step") if isinstance(state, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise damaged(path, "its state.json records no step")
+    if not isinstance(blob, dict) or not {"optimizer", "scaler", "torch_rng", "noise_rng"} <= set(blob):
+        raise damaged(path, "its optimizer state lacks parts a resume needs")
+    return Checkpoint(path=path, step=step, model_state=model_state, ema_state=ema_state,
                       optimizer_blob=blob, state=state)
+
+
+def damaged(path: Path, why: str) -> TrainingDataError:
+    """The sentence for a checkpoint that cannot be resumed: what is wrong, and how to go on."""
+    return TrainingDataError(f"The checkpoint {path} cannot be resumed ({why}); delete that folder to resume from "
+                             "an earlier checkpoint, or leave out --resume to start again.", path=path)
+
+
+def check_optimizer_state(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """After ``load_state_dict``: every per-parameter tensor has its parameter's shape and every
+    hyper-parameter is a finite number, so a tampered state fails here and not steps later."""
+    import math
+
+    for group in optimizer.param_groups:
+        for key in ("lr", "weight_decay", "eps"):
+            value = group.get(key, 0.0)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise damaged(path, f"its optimizer's {key} is {value!r}")
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise damaged(path, f"its optimizer's {name} has shape {tuple(value.shape)}, not "
+                                        f"{tuple(param.shape)}")
 
 
 def load_latest_checkpoint(folder: Path) -> Checkpoint | None:

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from labelfree_app.errors import TrainingDataError
 from labelfree_app.models.manifest import DiffusionSettings as _PackageDefaults
+from labelfree_app.models.manifest import valid_model_id
 
 PACKAGE_DEFAULTS = _PackageDefaults()  # the prediction defaults a package records, from one table
 
@@ -230,6 +232,15 @@ class TrainConfig:
             raise TrainingDataError(f"The intensity jitter must be between 0 and 1, not {self.intensity_jitter}.")
         if not 0.0 <= self.unet.ema_decay < 1.0:
             raise TrainingDataError(f"The weight-averaging decay must be at least 0 and below 1, not {self.unet.ema_decay}.")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr >= 0):
+            raise TrainingDataError(f"The learning rate must be a number of 0 or more, not {self.lr}.")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise TrainingDataError(f"The time budget must be a number of minutes above 0, not {self.max_minutes}.")
+        if self.val_every < 0 or self.checkpoint_every < 0:
+            raise TrainingDataError("The validation and checkpoint intervals must not be negative (0 = never).")
+        if self.model_id is not None and not valid_model_id(self.model_id):
+            raise TrainingDataError(f"The model id '{self.model_id}' may only hold a-z, 0-9, '.', '_' and '-', "
+                                    "starting with a letter or digit; choose another id.")
         if self.input_normalization not in ("zscore", "percentile", "minmax"):
             raise TrainingDataError(f"Unknown input normalization '{self.input_normalization}'; use zscore or percentile.")
 

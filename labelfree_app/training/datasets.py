@@ -14,6 +14,7 @@ whole image, so a trained model predicts in z-score units of its training target
 from __future__ import annotations
 
 import csv
+import os
 import glob
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from labelfree_app.errors import LabelFreeError, TrainingDataError
 from labelfree_app.io.channels import parse_channel
 from labelfree_app.io.reading import natural_sort_key
+from labelfree_app.training.pair_signal import check_signal
 from labelfree_app.models.package import sha256_of_file
 from labelfree_app.training.config import PairSpec
 
@@ -63,12 +65,8 @@ def pairs_from_csv(csv_path: str | Path) -> tuple[PairSpec, ...]:
     ``path_target`` also work) and optional ``input_channel`` / ``target_channel`` columns.
     Relative paths are relative to the CSV's folder."""
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise TrainingDataError(f"The pairs file {csv_path} does not exist; check the path.", path=csv_path)
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+    check_regular_file(csv_path, "pairs file", "check the path")
+    columns, rows = _read_pairs_table(csv_path)
     input_col = _pick_column(columns, INPUT_COLUMNS)
     target_col = _pick_column(columns, TARGET_COLUMNS)
     if input_col is None or target_col is None:
@@ -94,6 +92,33 @@ def pairs_from_csv(csv_path: str | Path) -> tuple[PairSpec, ...]:
     if not pairs:
         raise TrainingDataError(f"The pairs file {csv_path} lists no pairs; add one row per pair.", path=csv_path)
     return tuple(pairs)
+
+
+def _read_pairs_table(csv_path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header (lower case) and rows of a pairs CSV in UTF-8; a row with more cells than the header, or
+    another encoding (UTF-16, as some spreadsheets save "Unicode text"), is one sentence."""
+    head = csv_path.read_bytes()[:4] if csv_path.stat().st_size else b""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) >= 2 and 0 in head[:2]):
+        raise TrainingDataError(f"The pairs file {csv_path} is saved as UTF-16; save it as CSV UTF-8 (comma "
+                                "delimited) and try again.", path=csv_path)
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise TrainingDataError(
+                        f"Row {reader.line_num} of {csv_path} has more cells than its header names "
+                        f"({len(columns)}); remove the extra cells or name their column.", path=csv_path)
+                rows.append({(k or "").strip().lower(): (v or "").strip() for k, v in row.items()})
+    except UnicodeDecodeError as exc:
+        raise TrainingDataError(f"The pairs file {csv_path} is not UTF-8 text (byte {exc.start} cannot be read); "
+                                "save it as CSV UTF-8 and try again.", path=csv_path) from exc
+    except csv.Error as exc:
+        raise TrainingDataError(f"The pairs file {csv_path} is not a readable CSV ({exc}); check it.",
+                                path=csv_path) from exc
+    return columns, rows
 
 
 def pairs_from_dirs(
@@ -152,9 +177,21 @@ def check_pairs_exist(pairs: Sequence[PairSpec]) -> None:
             raise TrainingDataError(
                 f"No plane files match the input pattern {spec.input}; check the pattern.", path=str(spec.input))
         for path in (*inputs, Path(spec.target)):
-            if not path.is_file():
-                raise TrainingDataError(
-                    f"The training file {path} does not exist; fix the path or remove the pair.", path=path)
+            check_regular_file(path, "training file", "fix the path or remove the pair")
+
+
+def check_regular_file(path: Path, what: str, fix: str) -> None:
+    """Refuse, naming ``path``, anything but an existing regular file: a folder, or a FIFO or device that
+    reading would block on or never finish."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        why = "is a folder, not an image file"
+    elif os.path.lexists(path) and path.exists():
+        why = "is not a regular file (a pipe or a device)"
+    else:
+        why = "does not exist"
+    raise TrainingDataError(f"The {what} {path} {why}; {fix}.", path=path)
 
 
 # --- reading pairs ---------------------------------------------------------------------------
@@ -236,6 +273,7 @@ def _read_pair(spec: PairSpec) -> tuple[np.ndarray, np.ndarray, float | None]:
         raise TrainingDataError(
             f"The input {spec.describe_input()} is {_yx(source)} but its target {spec.target} is "
             f"{_yx(target)}; paired images must be registered and the same size.", path=spec.target)
+    check_signal(source, target, spec)
     return source, target, spec.pixel_size_um or image.pixel_size_um.get("X")
 
 

@@ -127,7 +127,11 @@ def run_training(config: TrainConfig, *, should_stop: Callable[[], bool] | None 
     if config.resume:
         found = ckpt.load_latest_checkpoint(work / "checkpoints")
         if found is not None:
-            _restore(found, config, state, network, optimizer, ema, scaler, sampler, rng, noise_gen, device)
+            try:
+                _restore(found, config, state, network, optimizer, ema, scaler, sampler, rng, noise_gen, device)
+                ckpt.check_optimizer_state(optimizer, found.path)
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise ckpt.damaged(found.path, f"it does not fit this network: {type(exc).__name__}") from exc
     truncate_log(log_path, state.step)
 
     run_start = time.perf_counter()
@@ -311,9 +315,12 @@ def _load_all(config: TrainConfig, region: Region | None, max_val: tuple[int, ..
 
 def _refuse_to_clobber(config: TrainConfig, work: Path) -> None:
     """Refuse to overwrite an earlier run unless resuming or told to overwrite (no side effects)."""
+    out = Path(config.out_dir)
+    for folder in (out, work):
+        if folder.exists() and not folder.is_dir():
+            raise TrainingDataError(f"{folder} is a file, not a folder; choose a folder for the model.", path=folder)
     if config.resume or config.overwrite:
         return
-    out = Path(config.out_dir)
     if out.exists() and any(out.iterdir()):
         raise TrainingDataError(
             f"The output folder {out} already holds files; choose another folder or allow overwriting.", path=out)
