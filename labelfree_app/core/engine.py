@@ -18,7 +18,7 @@ from labelfree_app.core.devices import (choose_device, free_memory_bytes, is_out
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, missing_mask,
-                                       prepare_input, time_points)
+                                       naming_frame, prepare_input, time_points)
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.runners import load_runner
 from labelfree_app.core.settings import CPU_GROUP, MIN_TILE, PredictSettings, is_diffusion
@@ -93,10 +93,11 @@ class PredictionEngine:
             prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=image_name(image))
             missing, count = missing_mask(prepared, self.dims)
             non_finite += count
-            if is_diffusion(self.kind):
-                prediction, variance, frames = yield from self._run_diffusion(runner, prepared, settings)
-            else:
-                prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
+            with naming_frame(image_name(image), t, len(times)):  # an empty frame of a series is named
+                if is_diffusion(self.kind):
+                    prediction, variance, frames = yield from self._run_diffusion(runner, prepared, settings)
+                else:
+                    prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
             _mark_missing(missing, prediction, variance)
             outputs.append((prediction, variance, frames))
         notes = input_notes(image, times, non_finite)
@@ -350,7 +351,8 @@ class PredictionEngine:
             channel_names=names, z_as_channels=self.input_spec.z_as_channels,
             transforms=tta_transforms(self.dims) if resolved["tta"] else None, finish_rows=self._finish_rows,
             trust=TrustRecorder(self.manifest))
-        outcome = yield from stream_series(lambda t: self._select_lazy(image, settings, t), times, spec, sink)
+        outcome = yield from stream_series(lambda t: self._select_lazy(image, settings, t), times, spec, sink,
+                                           name=image_name(image))
         self._tile_used, axes = outcome.tile, "TCZYX" if len(times) > 1 else "CZYX"
         return StreamedResult(
             axes=axes, shape=outcome.shape, channel_names=names,
