@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage.filters import threshold_otsu
-from skimage.metrics import normalized_root_mse, structural_similarity
 
 from labelfree_app.errors import LabelFreeError
 
@@ -51,6 +49,8 @@ def nrmse(pred: Any, target: Any, normalization: str = "min-max") -> float:
         raise ValueError(f"unknown normalization {normalization!r}; use 'min-max', 'mean' or 'euclidean'")
     if divisor() == 0:
         return 0.0 if np.array_equal(p, t) else math.inf
+    from skimage.metrics import normalized_root_mse  # scikit-image and SciPy cost a predict seconds to import
+
     return float(normalized_root_mse(t, p, normalization=normalization))
 
 
@@ -68,6 +68,8 @@ def ssim(pred: Any, target: Any, *, data_range: float | None = None) -> float:
         data_range = float(t.max() - t.min()) or 1.0
     window = min(_SSIM_WINDOW, min(t.shape))
     window -= 1 - window % 2
+    from skimage.metrics import structural_similarity
+
     return float(structural_similarity(t, p, data_range=data_range, win_size=window))
 
 
@@ -77,6 +79,8 @@ def otsu_mask(image: Any) -> np.ndarray:
     finite = data[np.isfinite(data)] if np.issubdtype(data.dtype, np.floating) else data
     if finite.size == 0:
         return np.zeros(data.shape, dtype=bool)
+    from skimage.filters import threshold_otsu
+
     threshold = threshold_otsu(finite)
     with np.errstate(invalid="ignore"):
         return data > threshold
@@ -103,13 +107,21 @@ def _same_shape(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- a prediction against a fluorescence channel of its input (the batch report's pearson_r) ---
+def target_channel(image: Any, target: int | str) -> Any:
+    """The channel to score against, found by index, name or a name part (``io.channels.find_target_channel``:
+    "DAPI" finds "DNA (DAPI, real stain)", as Compare does)."""
+    from labelfree_app.io.channels import find_target_channel
+
+    return image.channel(find_target_channel(image.channel_names, target, path=image.path))
+
+
 def pearson_of_prediction(image: Any, target: int | str, prediction: np.ndarray) -> tuple[float | None, str]:
     """Pearson r of a prediction in memory (channel 0) and the target channel (max-projected when the
     prediction is one plane of a stack)."""
     from labelfree_app.core.metrics import pearson_r
 
     try:
-        observed = np.asarray(image.channel(target), dtype=np.float32)
+        observed = np.asarray(target_channel(image, target), dtype=np.float32)
     except LabelFreeError as exc:
         return None, f"no Pearson r: {exc}"
     predicted = prediction[:, 0] if prediction.ndim == 5 else prediction[0]  # (T,) Z, Y, X
@@ -125,7 +137,7 @@ def pearson_of_file(image: Any, target: int | str, prediction_path: Path) -> tup
     from labelfree_app.io import read_image
 
     try:
-        observed = image.channel(target)
+        observed = target_channel(image, target)
     except LabelFreeError as exc:
         return None, f"no Pearson r: {exc}"
     data = read_image(prediction_path, lazy=True).data

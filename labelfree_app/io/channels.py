@@ -193,3 +193,51 @@ def find_transmitted_channel(image: ChannelledImage) -> int:
         "pass --channel with the name or index of the one to use.",
         path=image.path,
     )
+
+
+# Names under which a structure's stain shows up in channel names.
+STAIN_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "dna": ("dna", "dapi", "hoechst", "nuclei", "nucleus", "nuclear", "h2b", "draq5", "sir-dna"),
+    "membrane": ("membrane", "cellmask", "wga", "caax"),
+    "actin": ("actin", "phalloidin", "lifeact"),
+    "tubulin": ("tubulin", "microtubule"),
+    "mitochondria": ("mito", "tomm20", "mitotracker"),
+    "neurites": ("map2", "nfh", "tuj1", "neurofilament"),
+}
+
+
+def stain_words(text: str) -> set[str]:
+    words = {w.strip("()[],;:").lower() for w in str(text).replace("-", " ").split()} - {""}
+    expanded = set(words)
+    for names in STAIN_SYNONYMS.values():
+        if words & set(names):
+            expanded.update(names)
+    return {w for w in expanded if len(w) > 2}
+
+
+def matching_channel(channel_names: Any, target: str, exclude: int) -> int | None:
+    """Index of a channel whose name matches ``target`` by a name part or a stain synonym (e.g. "DAPI"
+    for "DNA", or "DNA (DAPI, real stain)" for "DAPI"); never ``exclude``. Compare, Improve and the
+    batch's target channel all use this one match."""
+    wanted = stain_words(target)
+    for index, name in enumerate(str(n) for n in (channel_names or ())):
+        if index == exclude:
+            continue
+        lowered = name.lower()
+        if lowered and (lowered in str(target).lower() or any(word in lowered for word in wanted)):
+            return index
+    return None
+
+
+def find_target_channel(names: Sequence[str], wanted: int | str, *, path: Path | None = None) -> int:
+    """A fluorescence channel to score against: by index or name (``resolve_channel_index``), else by a
+    name part as Compare matches it ("DAPI" finds "DNA (DAPI, real stain)"); ChannelError if none."""
+    try:
+        return resolve_channel_index(names, wanted, path=path)
+    except ChannelError:
+        if isinstance(wanted, (int, np.integer)):
+            raise
+        found = matching_channel(names, str(wanted), exclude=-1)
+        if found is None:
+            raise
+        return found

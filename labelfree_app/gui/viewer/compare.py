@@ -7,13 +7,12 @@ between them. Differences are taken between z-scored images, so units do not mat
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PySide6.QtWidgets import QCheckBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from labelfree_app.gui.backend import Backend
 from labelfree_app.gui.viewer.image_panel import ImagePanel, auto_levels
+from labelfree_app.io.channels import matching_channel  # noqa: F401 (the one name-part match; Compare's)
 
 DIVERGING_COLORMAP = "CET-D1"
 
@@ -142,35 +141,3 @@ class CompareDialog(QDialog):
         if self.flip_box.isChecked() != self.flipped:
             self.flip_box.setChecked(self.flipped)
         self._show_pair()
-
-
-# Names under which a structure's stain shows up in channel names.
-STAIN_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "dna": ("dna", "dapi", "hoechst", "nuclei", "nucleus", "nuclear", "h2b", "draq5", "sir-dna"),
-    "membrane": ("membrane", "cellmask", "wga", "caax"),
-    "actin": ("actin", "phalloidin", "lifeact"),
-    "tubulin": ("tubulin", "microtubule"),
-    "mitochondria": ("mito", "tomm20", "mitotracker"),
-    "neurites": ("map2", "nfh", "tuj1", "neurofilament"),
-}
-
-
-def _stain_words(text: str) -> set[str]:
-    words = {w.strip("()[],;:").lower() for w in str(text).replace("-", " ").split()} - {""}
-    expanded = set(words)
-    for names in STAIN_SYNONYMS.values():
-        if words & set(names):
-            expanded.update(names)
-    return {w for w in expanded if len(w) > 2}
-
-
-def matching_channel(channel_names: Any, target: str, exclude: int) -> int | None:
-    """Index of a channel whose name matches the model's target (e.g. "DAPI" for "DNA")."""
-    wanted = _stain_words(target)
-    for index, name in enumerate(str(n) for n in (channel_names or ())):
-        if index == exclude:
-            continue
-        lowered = name.lower()
-        if lowered and (lowered in str(target).lower() or any(word in lowered for word in wanted)):
-            return index
-    return None
