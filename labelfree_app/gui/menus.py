@@ -90,7 +90,7 @@ def build_menus(w: QMainWindow, panels: PanelGrid, do: MenuCallbacks) -> Menus:
     max_projection_action = _action(w, view, "&Max projection", panels.set_max_projection, "Ctrl+M", True)
     panels.max_projection_box.toggled.connect(max_projection_action.setChecked)
     overlay_action = _action(w, view, "&Overlay prediction on input", panels.set_overlay, "Ctrl+L", True)
-    panels.overlay_box.toggled.connect(overlay_action.setChecked)
+    panels.overlayChanged.connect(overlay_action.setChecked)  # one state: the panels'
     layout_menu = view.addMenu("Panel &layout")
     group = QActionGroup(w)
     for text, columns in (("Automatic", None), ("In a row", 4), ("2 × 2 grid", 2)):

@@ -61,6 +61,7 @@ class PanelGrid(QWidget):
     groundTruthDropped = Signal(list)  # a file dropped on Prediction: compare against it
     planeChanged = Signal()  # the z plane or the max projection changed: layers drawn per plane follow
     resultsCleared = Signal()  # the result panels were emptied (a new file, no result)
+    overlayChanged = Signal(bool)  # the one overlay state, after every change or refusal (menus follow it)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -307,20 +308,21 @@ class PanelGrid(QWidget):
 
     # --- overlay --------------------------------------------------------------------------
     def set_overlay(self, enabled: bool) -> None:
-        """Show the prediction in colour over the bright-field, in the Prediction panel."""
+        """Show the prediction in colour over the bright-field, in the Prediction panel (off while there
+        is no prediction). ``overlay_active`` is the one state; the box and View ▸ Overlay follow it."""
         enabled = bool(enabled) and self.prediction_panel.plane is not None
         if self.overlay_box.isChecked() != enabled:
             self.overlay_box.blockSignals(True)
             self.overlay_box.setChecked(enabled)
             self.overlay_box.blockSignals(False)
-        if enabled == self.overlay_active:
-            return
-        self.overlay_active = enabled
-        if enabled:
-            self._render_overlay()
-        else:
-            self.prediction_panel.set_rgb(None)
-        self._show_prediction_title()
+        if enabled != self.overlay_active:
+            self.overlay_active = enabled
+            if enabled:
+                self._render_overlay()
+            else:
+                self.prediction_panel.set_rgb(None)
+            self._show_prediction_title()
+        self.overlayChanged.emit(enabled)  # also when refused: a toggled action or box goes back
 
     def set_prediction_note(self, text: str, colour: str | None = None, *, framed: bool = False) -> None:
         """A few words after the Prediction panel's title (e.g. "not trustworthy") in ``colour``;
