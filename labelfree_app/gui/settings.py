@@ -23,7 +23,8 @@ _log = logging.getLogger(__name__)
 DEFAULTS: dict[str, Any] = {
     "recent_files": [],
     "last_folder": "",
-    "export_folder": "",
+    "export_folder": "",  # File ▸ Export: changed only when the user picks a folder for it
+    "batch_folder": "",  # File ▸ Batch export's output folder (never the export folder)
     "watch_folder": "",  # File ▸ Watch folder…: the folder last watched and where its predictions went
     "watch_output_folder": "",
     "device": "auto",

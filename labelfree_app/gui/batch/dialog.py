@@ -1,7 +1,9 @@
 """File ▸ Batch export: many files or folders × one or more models into an output folder.
 
 The same batch as ``labelfree batch``: outputs are written atomically, finished ones are skipped
-when run again, and ``batch_report.csv`` lists every input × model with its status and reason.
+when run again, and ``batch_report.csv`` lists every input × model with its status and reason. The
+prediction settings it runs with are shown and editable in the dialog (``settings_box``); the status
+and the ETA move with each file's per-step progress (``progress.BatchClock``).
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QBrush, QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from labelfree_app.gui.batch.progress import BatchClock
+from labelfree_app.gui.batch.settings_box import BatchSettingsBox, window_settings
 from labelfree_app.gui.batch.worker import BatchWorker
 from labelfree_app.gui.dialogs import ModelChecklist, folder_row
 from labelfree_app.gui.files.drops import FileDrops
@@ -24,6 +28,7 @@ from labelfree_app.gui.settings import GuiSettings
 
 COLUMNS = ("Input", "Model", "Status", "Seconds", "Pearson r", "Reason")
 FAILED_COLOUR = QColor(255, 220, 220)
+TICK_MS = 1000  # the ETA counts down and the status line's seconds move between progress events
 
 
 def format_eta(seconds: float | None) -> str:
@@ -51,6 +56,10 @@ class BatchDialog(FileDrops, QDialog):
         self.backend = backend
         self.settings = dict(settings or {})
         self.worker: BatchWorker | None = None
+        self.clock = BatchClock()
+        self.ticker = QTimer(self)
+        self.ticker.setInterval(TICK_MS)
+        self.ticker.timeout.connect(self._tick)
         self.last_done: Any = None
         self._reported = False  # the running batch has sent its result (its thread may still be quitting)
         self._build(models, selected_model)
@@ -79,6 +88,9 @@ class BatchDialog(FileDrops, QDialog):
         inputs_layout.addLayout(input_buttons)
 
         self.model_list = ModelChecklist(models, [selected_model] if selected_model else [])
+        self.settings_box = BatchSettingsBox(self.settings)
+        self.model_list.itemChanged.connect(lambda *_: self.settings_box.follow_models(models, self.checked_models))
+        self.settings_box.follow_models(models, self.checked_models)
         models_box = QGroupBox("Models (tick one or more)")
         QVBoxLayout(models_box).addWidget(self.model_list)
         top = QHBoxLayout()
@@ -94,6 +106,9 @@ class BatchDialog(FileDrops, QDialog):
         form.addRow("Output folder:", out_row)
         form.addRow("Score against channel:", self.target_edit)
         form.addRow("", self.overwrite_box)
+        middle = QHBoxLayout()
+        middle.addLayout(form, 3)
+        middle.addWidget(self.settings_box, 2)
 
         self.job_label = QLabel("")
         self.job_bar = QProgressBar()
@@ -129,7 +144,7 @@ class BatchDialog(FileDrops, QDialog):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top, 2)
-        layout.addLayout(form)
+        layout.addLayout(middle)
         layout.addWidget(self.job_label)
         layout.addWidget(self.job_bar)
         progress_row = QHBoxLayout()
@@ -205,14 +220,15 @@ class BatchDialog(FileDrops, QDialog):
             self.summary_label.setText(reason)
             return False
         self.table.setRowCount(0)
-        self.summary_label.setText("Starting… (loading models)")
+        self.summary_label.setText("Starting…")
         self.overall_bar.setValue(0)
         self.job_bar.setValue(0)
         self.eta_label.setText(format_eta(None))
         self.last_done = None
         self._reported = False
+        self.clock = BatchClock()
         self.worker = BatchWorker(self.backend, self.inputs(), self.checked_models(),
-                                  Path(self.out_edit.text().strip()), self.settings,
+                                  Path(self.out_edit.text().strip()), self.settings_box.values(),
                                   overwrite=self.overwrite_box.isChecked(), target_channel=self.target_channel())
         self.worker.jobStarted.connect(self._on_job_started)
         self.worker.jobProgress.connect(self._on_job_progress)
@@ -249,8 +265,19 @@ class BatchDialog(FileDrops, QDialog):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.cancel_button.setEnabled(running)
-        for widget in (self.input_list, self.model_list, self.out_edit, self.overwrite_box, self.target_edit):
+        for widget in (self.input_list, self.model_list, self.out_edit, self.overwrite_box, self.target_edit,
+                       self.settings_box):
             widget.setEnabled(not running)
+        if running:
+            self.ticker.start()
+        else:
+            self.ticker.stop()
+
+    def _tick(self) -> None:
+        """Between progress events: the ETA counts down, the seconds on this file count up."""
+        if self.is_running() and not self._reported:
+            self.eta_label.setText(format_eta(self.clock.eta()))
+            self.summary_label.setText(self.clock.status())
 
     def _on_thread_finished(self) -> None:
         if not self.is_running():  # a finished old thread must not unlock a newer running batch
@@ -258,6 +285,8 @@ class BatchDialog(FileDrops, QDialog):
 
     def _on_job_started(self, label: str, position: int, total: int) -> None:
         self.job_label.setText(f"File {position + 1} of {total}: {label}")
+        self.clock.job_started(position, total)
+        self.summary_label.setText(self.clock.status())
         self.job_bar.setRange(0, 0)  # busy until the first progress arrives
         self.job_bar.setFormat("")
         self.overall_bar.setRange(0, total)
@@ -266,11 +295,15 @@ class BatchDialog(FileDrops, QDialog):
         self.job_bar.setRange(0, max(total, 1))
         self.job_bar.setValue(done)
         self.job_bar.setFormat(f"{stage} {done}/{total}")
+        self.clock.job_progress(done, total, stage)
+        self.eta_label.setText(format_eta(self.clock.eta()))
+        self.summary_label.setText(self.clock.status())
 
     def _on_job_finished(self, row: Any, finished: int, total: int, eta: float | None) -> None:
         self.overall_bar.setRange(0, total)
         self.overall_bar.setValue(finished)
-        self.eta_label.setText(format_eta(eta) if finished < total else "")
+        self.clock.job_finished(row.seconds, row.status in ("done", "failed"), eta)
+        self.eta_label.setText(format_eta(self.clock.eta()) if finished < total else "")
         self._add_row(row)
 
     def _add_row(self, row: Any) -> None:
@@ -324,12 +357,14 @@ def open_batch_dialog(
     settings: GuiSettings,
     dialogs: list[QWidget],
 ) -> BatchDialog:
-    """Open the dialog prefilled with the open files, the chosen model and settings, and the export folder."""
+    """Open the dialog prefilled with the open files, the chosen model, the Run panel's settings (shown
+    and editable there) and the last batch folder. The export folder is Export's own: a batch never changes it."""
     # A z-stack opened from plane files is one image of many files: the batch takes whole files only.
     inputs = [record.path for record in files.files if not record.extra.get("plane_paths")]
-    dialog = BatchDialog(backend, models, settings=controls.settings(), selected_model=controls.model_id(),
-                         inputs=inputs, out_dir=settings.get("export_folder") or "", parent=parent)
-    dialog.batchFinished.connect(lambda _: settings.set("export_folder", dialog.out_edit.text().strip()))
+    out_dir = settings.get("batch_folder") or settings.get("export_folder") or ""
+    dialog = BatchDialog(backend, models, settings=window_settings(controls), selected_model=controls.model_id(),
+                         inputs=inputs, out_dir=out_dir, parent=parent)
+    dialog.batchFinished.connect(lambda _: settings.set("batch_folder", dialog.out_edit.text().strip()))
     dialog.show()
     dialogs.append(dialog)
     return dialog

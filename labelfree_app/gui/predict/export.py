@@ -8,6 +8,7 @@ extras: the denoising GIF and a PNG of the panels, written through ``io.atomic``
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -66,6 +67,31 @@ def copy_saved_result(result: SavedResult, paths: Any, inputs: Sequence[Path]) -
     return written
 
 
+def export_names(folder: Path, first_input: Path, model_id: str, stem: str | None = None) -> list[Path]:
+    """Every file an export of ``model_id``'s result for ``first_input`` may write into ``folder``."""
+    from labelfree_app.export import output_paths
+
+    paths = output_paths(Path(first_input), model_id, Path(folder), stem=stem)
+    base = paths.prediction.name[: -len(".ome.tif")]
+    return [*paths.all(), Path(folder) / f"{base}__steps.gif", Path(folder) / f"{base}__panels.png"]
+
+
+def existing_exports(folder: Path, first_input: Path, model_id: str) -> list[Path]:
+    """The files an export would replace (empty: nothing is in the way)."""
+    return [p for p in export_names(folder, first_input, model_id) if os.path.lexists(p)]
+
+
+def numbered_stem(folder: Path, first_input: Path, model_id: str) -> str:
+    """``<stem>-2``, ``-3``…: the first name under which an export replaces nothing."""
+    from labelfree_app.export import image_stem
+
+    stem = image_stem(Path(first_input))
+    number = 2
+    while any(os.path.lexists(p) for p in export_names(folder, first_input, model_id, f"{stem}-{number}")):
+        number += 1
+    return f"{stem}-{number}"
+
+
 def export_result(
     folder: Path,
     inputs: Path | Sequence[Path],
@@ -75,11 +101,13 @@ def export_result(
     pixel_size_um: dict[str, float] | None = None,
     frames: np.ndarray | None = None,
     save_panels_png: Callable[[Path], bool] | None = None,
+    stem: str | None = None,
 ) -> list[Path]:
     """Write everything there is for ``result`` into ``folder``; returns the written paths.
 
     ``inputs`` are the files the image was read from (the planes of a z-stack, in order): the
-    outputs are named after the first, and the provenance records them all with their sha256.
+    outputs are named after the first (or ``stem``: a numbered name that replaces nothing), and
+    the provenance records them all with their sha256.
     """
     from labelfree_app.batch.process import save_result  # torch-backed: not at window start
     from labelfree_app.export import output_paths
@@ -95,7 +123,7 @@ def export_result(
         if stack.ndim == 4:  # (F, Z, Y, X): one channel
             stack = stack[:, np.newaxis]
         result = dataclasses.replace(result, frames=stack)
-    paths = output_paths(files[0], result.model_id, folder)
+    paths = output_paths(files[0], result.model_id, folder, stem=stem)
     if isinstance(result, SavedResult):  # already written by the job, with its provenance
         written = copy_saved_result(result, paths, files)
     else:

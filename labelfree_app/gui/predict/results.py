@@ -7,18 +7,21 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.backend import Backend, channel_count, channel_volume
 from labelfree_app.gui.files.file_list import FileList, OpenFile
-from labelfree_app.gui.predict.export import export_result
+from labelfree_app.gui.predict.export import existing_exports, export_result, numbered_stem
 from labelfree_app.gui.settings import GuiSettings
 from labelfree_app.gui.streamed_run import SavedResult
 from labelfree_app.gui.viewer.compare import CompareDialog, matching_channel
 from labelfree_app.gui.viewer.image_panel import plane_of
 from labelfree_app.gui.viewer.panel_grid import PanelGrid, first_channel
 from labelfree_app.gui.worker import call_in_thread
+
+
+REPLACE, NUMBER, CANCEL = "replace", "number", "cancel"  # answers to "these files exist"
 
 
 class Messages(Protocol):
@@ -149,8 +152,20 @@ class ResultActions(QObject):
         self.settings.save()
         return Path(chosen)
 
+    def ask_replace(self, folder: Path, taken: list[Path]) -> str:
+        """Files of this export exist in ``folder``: REPLACE them, NUMBER the new ones, or CANCEL."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Export result",
+                          f"{len(taken)} files of this export already exist in {folder} (e.g. {taken[0].name}). "
+                          "Replace them, or keep both and number the new files?", parent=self.parent_widget)
+        buttons = {box.addButton("Keep both (number the new files)", QMessageBox.ButtonRole.AcceptRole): NUMBER,
+                   box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole): REPLACE,
+                   box.addButton(QMessageBox.StandardButton.Cancel): CANCEL}
+        box.exec()
+        return buttons.get(box.clickedButton(), CANCEL)
+
     def export_current(self, folder: Path | None = None) -> bool:
-        """Export the shown result in the background to ``folder`` (default: remembered, asked once).
+        """Export the shown result in the background to ``folder`` (default: the export folder the user
+        picked, asked once); files already there are replaced or numbered only as the user answers.
 
         Returns whether an export started; ``exported`` fires with the written paths.
         """
@@ -163,19 +178,25 @@ class ResultActions(QObject):
             folder = Path(remembered) if remembered and Path(remembered).is_dir() else self.choose_export_folder()
             if folder is None:
                 return False
+        folder = Path(folder)
         result = record.result
         frames = getattr(result, "frames", None)
         frames = frames if frames is not None else record.extra.get("recorded_frames")
-        panels_image = self.panels.grab().toImage()  # QImage: safe to save from another thread
-        self.messages.show_message(f"Exporting to {folder}…")
-
         inputs = [Path(p) for p in record.extra.get("plane_paths") or ()] or [record.path]
         pixel_size_um = getattr(record.image, "pixel_size_um", None)
+        taken = existing_exports(folder, inputs[0], result.model_id) if folder.is_dir() else []
+        answer = self.ask_replace(folder, taken) if taken else REPLACE
+        if answer == CANCEL:
+            self.messages.show_message(f"Export cancelled: nothing in {folder} was replaced.")
+            return False
+        stem = numbered_stem(folder, inputs[0], result.model_id) if answer == NUMBER else None
+        panels_image = self.panels.grab().toImage()  # QImage: safe to save from another thread
+        self.messages.show_message(f"Exporting to {folder}…")
 
         def work() -> list[Path]:
             return export_result(
                 folder, inputs, result, self.backend, pixel_size_um=pixel_size_um, frames=frames,
-                save_panels_png=lambda tmp: panels_image.save(str(tmp), "PNG"),
+                save_panels_png=lambda tmp: panels_image.save(str(tmp), "PNG"), stem=stem,
             )
 
         def done(written: list[Path]) -> None:
