@@ -18,6 +18,7 @@ from labelfree_app.gui.files import plane_series
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import DONE, FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
 from labelfree_app.gui.files.open_plan import plan_opening
+from labelfree_app.gui.files.shown_file import ShownFile
 from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
 from labelfree_app.gui.models.card import model_card_dialog
 from labelfree_app.gui.models.manager import ModelManagerDialog
@@ -37,6 +38,7 @@ from labelfree_app.gui.watch.landing import WindowLanding
 from labelfree_app.gui.worker import call_in_thread
 
 PICKED_MODEL = "picked_model"  # OpenFile.extra key: the model the user chose for that image
+UNREADABLE = "This file could not be read — hover it in the list to see why"
 
 
 class MainWindow(FileDrops, QMainWindow):
@@ -67,6 +69,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.hover_label.setMinimumWidth(640)  # room for every panel's value at the crosshair
         self.statusBar().addPermanentWidget(self.hover_label)
         self.runner = PredictionRunner(backend, self.panels, self.controls, self.file_list, self._is_diffusion)
+        self.shown = ShownFile(self, self.hover_label, self.controls, self.runner.is_running)
         self.results = ResultActions(self, backend, self.file_list, self.panels, settings, self,
                                      self._model_target, self.dialogs)
         self.trust = TrustDisplay(self.panels, self.runner, self, self._model_target, self.improve_current)
@@ -246,7 +249,7 @@ class MainWindow(FileDrops, QMainWindow):
             self.file_list.set_state(record, FAILED, reason)
             self.show_message(reason)
             if self.file_list.current() is record:
-                self.panels.input_panel.clear("This file could not be read — hover it in the list to see why")
+                self.panels.input_panel.clear(UNREADABLE)
                 self.panels.clear_results()
 
         call_in_thread(read, done, failed)
@@ -266,6 +269,7 @@ class MainWindow(FileDrops, QMainWindow):
 
     def show_file(self, record: OpenFile | None) -> None:
         """Show ``record``'s input (its chosen channel) and its last result, if any."""
+        self.shown.show(record)
         self.channel_combo.blockSignals(True)
         self.channel_combo.clear()
         if record is None or record.image is None:
@@ -274,11 +278,8 @@ class MainWindow(FileDrops, QMainWindow):
             self.controls.set_image_facts(None, self._model_pick(record))
             if record is None:
                 self.panels.show_empty()
-            elif record.state == FAILED:
-                self.panels.input_panel.clear("This file could not be read — hover it in the list to see why")
-                self.panels.clear_results()
             else:
-                self.panels.input_panel.clear("Reading…")
+                self.panels.input_panel.clear(UNREADABLE if record.state == FAILED else "Reading…")
                 self.panels.clear_results()
             return
         names = list(getattr(record.image, "channel_names", ()) or ())
@@ -288,7 +289,6 @@ class MainWindow(FileDrops, QMainWindow):
         self.channel_combo.setCurrentIndex(record.channel)
         self.channel_combo.setEnabled(channels > 1)
         self.channel_combo.blockSignals(False)
-        self.setWindowTitle(f"LabelFree — {record.name}")
         self.input_view.show(record)
         self.controls.set_image_facts(image_facts(record.image), self._model_pick(record))
         self.runner.show_result(record)

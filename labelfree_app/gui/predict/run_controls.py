@@ -381,6 +381,12 @@ class RunControls(QWidget):
             text += f" — about {format_duration(left)} left"
         self.eta_label.setText(text)
 
+    def show_file_state(self, seconds: float | None) -> None:
+        """Nothing runs: show the shown file's own last run (its seconds), or nothing for a file never run."""
+        self.progress_bar.setValue(1000 if seconds is not None else 0)
+        self.progress_bar.setFormat("done" if seconds is not None else "")
+        self.eta_label.setText(f"Predicted in {format_duration(seconds)}." if seconds is not None else "")
+
     def show_finished(self, text: str) -> None:
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         self.progress_bar.setValue(1000 if text == "done" else self.progress_bar.value())

@@ -70,6 +70,7 @@ class PredictionRunner(QObject):
         self.preview_kind = "x_t"
         self.worker: EventWorker | None = None
         self.record: OpenFile | None = None
+        self._awaiting: OpenFile | None = None  # the record whose run has not given its result yet
         self.model_id = ""
         self._seen_kinds: set[str] = set()
         self._recorded: list[tuple[str, np.ndarray]] = []
@@ -91,7 +92,7 @@ class PredictionRunner(QObject):
         """Start predicting ``record`` with ``model_id``; False if a run is already going."""
         if self.is_running():
             return False
-        self.record = record
+        self.record = self._awaiting = record
         self.model_id = model_id
         self._seen_kinds = set()
         self._recorded = []
@@ -127,8 +128,11 @@ class PredictionRunner(QObject):
         return record is not None and self.file_list.current() is record
 
     def _prepare_panels(self) -> None:
+        """A run starts on the shown file: its earlier result and variance leave the panels (they come
+        back if the run is cancelled or fails)."""
         diffusion = self._is_diffusion(self.model_id)
-        self.panels.denoising_panel.set_title("Denoising")
+        self.panels.clear_results()
+        self.panels.prediction_panel.clear("predicting…")
         self.panels.denoising_panel.clear("waiting for the first step…" if diffusion else "U-Net model: one pass")
 
     # --- events ---------------------------------------------------------------------------
@@ -157,6 +161,7 @@ class PredictionRunner(QObject):
         if self.record is None:
             return
         previous, self.record.result = self.record.result, result
+        self._awaiting = None
         if isinstance(result, SavedResult):
             self._saved.append(result)
         if previous is not result and previous in self._saved:  # a huge result's files go with it
@@ -175,7 +180,11 @@ class PredictionRunner(QObject):
             self.message.emit(" ".join(result.notes))
 
     def show_result(self, record: OpenFile) -> None:
-        """Fill the result panels from ``record.result`` (or clear them when it has none)."""
+        """Fill the result panels from ``record.result`` (or clear them when it has none); a record
+        whose run goes on shows that run, not the result it had before."""
+        if record is self._awaiting:
+            self._prepare_panels()
+            return
         self._fill_panels(record)
         self.resultShown.emit(record)
 
@@ -219,6 +228,7 @@ class PredictionRunner(QObject):
     @Slot(str)
     def _on_finished(self, status: str) -> None:
         record = self.record
+        self._awaiting = None
         self.controls.set_running(False)
         self.controls.show_finished(status)
         if record is not None:
