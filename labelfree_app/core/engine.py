@@ -28,6 +28,7 @@ from labelfree_app.core.trust_recorder import TrustRecorder
 from labelfree_app.core.tta import tta_transforms
 from labelfree_app.core.welford import Welford
 from labelfree_app.errors import InputShapeError, SettingsError
+from labelfree_app.models.onnx_int8 import choose as choose_precision
 
 EngineRun = Generator[Event, None, PredictionResult]
 __all__ = ["MIN_TILE", "EngineRun", "PredictSettings", "PredictionEngine", "tta_transforms"]
@@ -48,6 +49,7 @@ class PredictionEngine:
             dims=self.dims, channels=int(inp["channels"]), z_as_channels=bool(inp.get("z_as_channels", False))
         )
         self._runner: Any = None
+        self._precision = self._runner_for = "fp32"  # of the run in progress (resolved), of the loaded runner
         self._resolved: dict[PredictSettings, dict[str, Any]] = {}
         self._tile_used: tuple[int, ...] | None = None
         self._units = "zscore"
@@ -61,6 +63,9 @@ class PredictionEngine:
             values = settings.resolve(self.manifest)
             self._check_device(settings.device)
             values["device"] = str(self.device)
+            if values.get("precision") is not None:
+                where = getattr(self.package, "path", None)
+                values["precision"] = choose_precision(values["precision"], self.manifest, where, self.device)
             self._resolved[settings] = values
         return self._resolved[settings]
 
@@ -81,6 +86,7 @@ class PredictionEngine:
         """Predict ``image`` (an ``io.Image``); yields events, the last one is the result."""
         settings = settings or PredictSettings()
         self._units = self.resolve(settings)["units"]  # refused with a sentence before the model loads
+        self._precision = self.resolve(settings)["precision"]
         start = time.perf_counter()
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         runner = self._load_runner()
@@ -187,8 +193,9 @@ class PredictionEngine:
 
     # -- runners --------------------------------------------------------------------------
     def _load_runner(self) -> Any:
-        if self._runner is None:
-            self._runner = load_runner(self.package, self.manifest, self.device)
+        if self._runner is None or self._runner_for != self._precision:  # an int8 run after fp32 loads anew
+            self._runner = load_runner(self.package, self.manifest, self.device, self._precision)
+            self._runner_for = self._precision
         return self._runner
 
     def _tile_settings(self, spatial: tuple[int, ...], settings: PredictSettings) -> tuple[tuple[int, ...], tuple[int, ...], int]:
@@ -334,7 +341,7 @@ class PredictionEngine:
         if not self.can_stream():
             raise SettingsError("Streaming prediction takes 2D U-Net models; run this model with run().")
         resolved = self.resolve(settings)
-        self._units = resolved["units"]
+        self._units, self._precision = resolved["units"], resolved["precision"]
         start = time.perf_counter()
         yield Progress("loading", 0, 1, f"Loading model {self.manifest['id']}")
         predictor = self._load_runner()
@@ -373,6 +380,8 @@ class PredictionEngine:
     def _effective_settings(self, settings: PredictSettings) -> dict[str, Any]:
         """The resolved values of this run (provenance), with the tile actually used."""
         values = {k: v for k, v in self.resolve(settings).items() if v is not None}
+        if "precision" in values:  # what ran: an int8 network that cannot be rebuilt here falls back to fp32
+            values["precision"] = getattr(self._runner, "precision", "fp32")
         if self._tile_used is not None:
             values["tile"] = self._tile_used
         return values

@@ -56,8 +56,9 @@ class OnnxUNetPredictor:
 
     backend = "onnxruntime"
 
-    def __init__(self, module: Any, shape: TileShape, package: Any) -> None:
+    def __init__(self, module: Any, shape: TileShape, package: Any, precision: str = "fp32") -> None:
         self._module = module
+        self.precision = precision  # "fp32", or "int8" for the checked quantized network
         self.shape = shape
         self.package = package
         self.manifest: Manifest = package.manifest
@@ -93,3 +94,39 @@ def cached_onnx_predictor(package: Any, device: Any) -> OnnxUNetPredictor | None
         return None
     shape = TileShape(int(manifest.dims), int(manifest.input.channels), int(manifest.output.channels), multiple)
     return OnnxUNetPredictor(module, shape, package)
+
+
+def int8_onnx_predictor(package: Any, device: Any) -> OnnxUNetPredictor | None:
+    """The U-Net of ``package`` as its checked int8 network (``models.onnx_int8``) on ONNX Runtime; None
+    when it cannot run here (not the CPU, or the rebuilt network is not the one that was checked).
+
+    The int8 network is cached like the float32 export; it is built from that export (made first
+    where it is not cached yet, which imports torch once) and the package's calibrated ranges."""
+    from labelfree_app.core.threads import cpu_threads
+    from labelfree_app.models.onnx_backend import OnnxModule, _read_verified, _write_cache, onnx_wanted
+    from labelfree_app.models.onnx_int8 import build_int8, int8_cache_path, refusal
+
+    manifest: Manifest = package.manifest
+    if not onnx_wanted(device) or refusal(manifest.to_dict(), package.path):
+        return None
+    package.verify()
+    path = int8_cache_path(manifest)
+    if not path.is_file():
+        fp32 = unet_cache_path(manifest)
+        data = _read_verified(fp32)
+        if data is None:  # export the float32 network once (torch), then read it back verified
+            from labelfree_app.core.unet_runner import UNetPredictor
+
+            UNetPredictor(package, device=device, backend="onnx")._onnx_module()
+            data = _read_verified(fp32)
+        network = build_int8(data, package.path, manifest) if data is not None else None
+        if network is None:
+            return None
+        _write_cache(path, network)
+    module = OnnxModule.from_cache(path, ["input"], threads=cpu_threads())
+    if module is None:
+        return None
+    arch = manifest.architecture
+    shape = TileShape(int(manifest.dims), int(manifest.input.channels), int(manifest.output.channels),
+                      int(required_multiple(arch.id, arch.kwargs) or 16))
+    return OnnxUNetPredictor(module, shape, package, precision="int8")

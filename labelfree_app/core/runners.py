@@ -12,8 +12,15 @@ from labelfree_app.core.settings import is_diffusion
 from labelfree_app.core.threads import sync_torch_threads
 
 
-def load_runner(package: Any, manifest: dict[str, Any], device: Device) -> Any:
-    """The loaded runner of ``package`` (its manifest as a dict) on ``device``."""
+def load_runner(package: Any, manifest: dict[str, Any], device: Device, precision: str | None = "fp32") -> Any:
+    """The loaded runner of ``package`` (its manifest as a dict) on ``device``; with ``precision`` "int8"
+    a U-Net's checked int8 network where it runs here (its ``precision`` says; else float32)."""
+    if precision == "int8" and not is_diffusion(manifest["kind"]):
+        from labelfree_app.core.onnx_runner import int8_onnx_predictor
+
+        int8 = int8_onnx_predictor(package, device)
+        if int8 is not None:
+            return int8
     if is_diffusion(manifest["kind"]):
         from labelfree_app.core.diffusion_runner import DiffusionRunner
 

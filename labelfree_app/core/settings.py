@@ -53,6 +53,8 @@ TABLE: dict[str, Bound] = {
     "tta": Bound(False, "test-time augmentation"),
     "units": Bound(None, "output units", choices=UNITS),
     "dtype": Bound("auto", "output pixel type", choices=("auto", *OUTPUT_DTYPES)),
+    # U-Nets: int8 only where the model's int8 network was checked against float32 (models/onnx_int8.py)
+    "precision": Bound("auto", "network precision", choices=("auto", "fp32", "int8")),
 }
 DIFFUSION_ONLY = ("samples", "steps", "sampler", "eta")
 
@@ -115,12 +117,13 @@ class PredictSettings:
     time_point: int | None = None  # of a time series: None predicts every time point
     units: str | None = None  # "stain" or "zscore"; None: stain where the model knows them
     dtype: str = TABLE["dtype"].default  # of the written prediction: "auto" = the training targets' type
+    precision: str = TABLE["precision"].default  # of the network: "auto" = int8 where it was checked, else fp32
 
     def __post_init__(self) -> None:
         """Out-of-range values are refused here, so every door (CLI, GUI, batch) says the same."""
         object.__setattr__(self, "channel", parse_channel(self.channel))
         for name in ("samples", "steps", "sampler", "eta", "seed", "frames", "batch_size", "preview_interval_s",
-                     "units", "dtype"):
+                     "units", "dtype", "precision"):
             check(name, getattr(self, name))
         if self.tile_shape is not None:
             tile = tuple(self.tile_shape)
@@ -171,6 +174,7 @@ class PredictSettings:
             raise SettingsError(f"This model is {dims}D, so the tile shape needs {dims} sizes, not "
                                 f"{len(self.tile_shape)} ({self.tile_shape}).")
         out["units"], out["dtype"] = _units_and_dtype(self.units, self.dtype, data)
+        out["precision"] = None if diffusion else self.precision  # the engine settles auto (onnx_int8.choose)
         out["tile_auto"] = self.tile_shape is None  # the engine may grow the model's tile to fit memory
         out["tile"] = self.tile_shape or tuple(int(t) for t in (tiling.get("tile_shape")
                                                                 or (TABLE["tile"].default,) * dims))
