@@ -18,6 +18,7 @@ from typing import Any, Callable, Generator, Iterator
 
 from labelfree_app.batch.lock import BatchLock
 from labelfree_app.batch.plan import BatchJob, BatchPlan
+from labelfree_app.batch.prefetch import InputPrefetch
 from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, remove_stale_temps, run_job
 from labelfree_app.batch.report import (BatchRow, carry_forward, read_report, recorded_files, summarize,
                                         write_report)
@@ -28,6 +29,7 @@ from labelfree_app.io.atomic import check_writable_folder, ensure_free_space
 
 
 REPORT_INTERVAL_S = 2.0  # a killed batch's report lags by at most this; the outputs are the truth
+PREFETCH = True  # read the next input while the network runs (benchmarks/bench_batch_throughput.py turns it off)
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,18 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
     total = len(plan.jobs)
     last_report = time.monotonic()
     position, run = -1, None
+    prefetch = InputPrefetch(plan.out_dir, options)
     try:
         for position, job in enumerate(plan.jobs):
             if should_stop():
                 stopped = True
                 break
             yield JobStarted(job, position, total)
-            run = run_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)))
+            image = prefetch.take(job)
+            if PREFETCH and position + 1 < total:
+                prefetch.ahead(plan.jobs[position + 1])
+            run = run_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)),
+                          image=image)
             try:
                 rows[position] = yield from relay(run, partial(job_progress, job),
                                                   before_step=partial(raise_if_cancelled, should_cancel))
@@ -188,6 +195,7 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
                 last_report = time.monotonic()
             yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
     except BaseException:  # Ctrl-C, or the consumer closed the batch: the report still says where it stopped
+        prefetch.close()
         if run is not None:
             run.close()
         if position >= 0 and rows[position].status == "not run":
@@ -195,6 +203,7 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
         with contextlib.suppress(LabelFreeError):
             write_report(rows, plan.out_dir, plan.report_name, extra=extra)
         raise
+    prefetch.close()
     report = (plan.out_dir / f"{plan.report_name}.csv", plan.out_dir / f"{plan.report_name}.json")
     try:
         report = write_report(rows, plan.out_dir, plan.report_name, extra=extra)
