@@ -251,7 +251,8 @@ def selftest_settings(kind: str, device: str) -> Any:
     from labelfree_app.core.engine import PredictSettings
 
     extra = DIFFUSION_SETTINGS if is_diffusion(kind) else {}
-    return PredictSettings(channel=0, device=device, units="zscore", **extra)
+    # fp32: the stored statistics are the float32 network's (an int8 network is matched to its checked sha256)
+    return PredictSettings(channel=0, device=device, units="zscore", precision="fp32", **extra)
 
 
 def predict_stats(package: Any, image: Any, device: str = "auto") -> tuple[Any, ImageStats, str]:
