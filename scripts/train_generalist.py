@@ -236,18 +236,22 @@ def cmd_train(args: argparse.Namespace) -> None:
     work = args.work
     sources = [s for s in SOURCES if s != args.holdout]
     name = "lf-nuclei-2d" if args.holdout == "none" else f"loso-{args.holdout}"
+    name += f"-{args.tag}" if args.tag else ""
     out = work / "models" / name
     extra = {}
     if args.holdout == "none":
         extra = dict(model_id="lf-nuclei-2d", name="Nuclei from any transmitted light (2D, generalist)",
                      license=MODEL_LICENSE, attribution=attribution(sources), data_description=data_text(sources),
                      description=("Generalist fnet-style U-Net predicting a nuclear stain (DAPI/Hoechst) from one plane "
-                                  "of bright-field or phase contrast, trained on four microscopes and cell types with "
-                                  "augmentation for illumination, contrast, gamma, defocus, noise and pixel size."))
+                                  "of bright-field or phase contrast, trained on five microscopes and cell types with "
+                                  "augmentation for scale, illumination (vignetting), polarity, contrast, gamma, "
+                                  "defocus, 8-bit quantization, noise and pixel size."))
     if args.resume:
         extra["resume"] = True
     if args.steps:
         extra["max_steps"] = args.steps
+    if args.schedule != "constant":
+        extra["lr_schedule"] = args.schedule
     if args.base_channels:
         extra["unet"] = UNetSettings(depth=args.depth, base_channels=args.base_channels)
     config = unet_config(weighted(sources, work), out, work / "runs" / name, args.minutes, **extra)
@@ -283,6 +287,30 @@ def cmd_score_run(args: argparse.Namespace) -> None:
     if (package / "manifest.json").is_file():  # the run's kept weights (best validation)
         points["package"] = round(score(package, args.source, args.work)["pearson_r"], 4)
     print(args.run, json.dumps(points), flush=True)
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    """Pearson r of one model (a package, or a run's checkpoint) on the test fields of each source."""
+    package = Path(args.model) if Path(args.model).is_dir() else args.work / "models" / args.model
+    if args.checkpoint:
+        package = checkpoint_package(args.model, args.checkpoint, args.work)
+    rows = {source: round(score(package, source, args.work)["pearson_r"], 4) for source in args.sources}
+    print(args.model, args.checkpoint or "kept", json.dumps(rows), "mean", round(float(np.mean(list(rows.values()))), 4),
+          flush=True)
+
+
+def checkpoint_package(run: str, step: int, work: Path) -> Path:
+    """A model package of the run's checkpoint at ``step`` (built next to the run's kept package)."""
+    from safetensors.torch import load_file
+
+    from labelfree_app.models.package import load_package, save_package
+
+    folder = work / "runs" / run / "checkpoints" / f"step-{step:08d}"
+    out = work / "models" / f"{run}-step{step}"
+    if not (out / "manifest.json").is_file():
+        kept = load_package(work / "models" / run)
+        save_package(out, kept.manifest.to_dict(), load_file(str(folder / "model.safetensors")), overwrite=True)
+    return out
 
 
 def cmd_diffusion(args: argparse.Namespace) -> None:
@@ -433,7 +461,7 @@ def cmd_finalize(args: argparse.Namespace) -> None:
     work = args.work
     report = json.loads((work / "report.json").read_text()) if (work / "report.json").is_file() else {}
     name = args.model
-    package = load_package(work / "models" / name)
+    package = load_package(work / "models" / (args.package or name))
     manifest = package.manifest.to_dict()
     manifest["target"] = "DNA (DAPI)"
     manifest["license"] = MODEL_LICENSE
@@ -491,6 +519,9 @@ def main() -> int:
     p.add_argument("--resume", action="store_true", help="go on from the run's last checkpoint (this many minutes more)")
     p.add_argument("--base-channels", type=int, default=0, help="U-Net width (default 16)")
     p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--tag", default="", help="suffix of the run's name (size probes)")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: annealed over --minutes (or --steps, whichever ends first); the long run")
     p = sub.add_parser("curve")
     p.add_argument("--source", choices=SOURCES, required=True)
     p.add_argument("--start", choices=["loso", "scratch"], required=True)
@@ -504,11 +535,16 @@ def main() -> int:
     p.add_argument("--run", required=True)
     p.add_argument("--source", choices=SOURCES, required=True)
     p.add_argument("--up-to", type=float, default=10)
+    p = sub.add_parser("score")
+    p.add_argument("--model", required=True, help="a model folder, or a name under WORK/models (a run's name with --checkpoint)")
+    p.add_argument("--checkpoint", type=int, default=0, help="score the run's checkpoint at this step")
+    p.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     p = sub.add_parser("diffusion")
     p.add_argument("--minutes", type=float, default=25)
     p = sub.add_parser("finalize")
     p.add_argument("--model", choices=["lf-nuclei-2d", "lf-nuclei-2d-diffusion"], required=True)
     p.add_argument("--hardware", default="2-core x86-64 CPU (torch, 1 thread), no GPU")
+    p.add_argument("--package", help="the trained package under WORK/models (default: the model's name)")
     p = sub.add_parser("report")
     p.add_argument("--redo", action="store_true", help="score again what report.json already holds")
     args = parser.parse_args()
@@ -518,7 +554,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve, "score-run": cmd_score_run,
+    {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve, "score-run": cmd_score_run, "score": cmd_score,
      "diffusion": cmd_diffusion, "report": cmd_report,
      "finalize": cmd_finalize}[args.command](args)
     return 0

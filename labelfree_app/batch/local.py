@@ -142,7 +142,8 @@ def holding_output_folder(plan: BatchPlan, options: BatchOptions) -> Iterator[No
     dead_owner = lock.acquire()
     try:
         if dead_owner is not None:  # a killed batch held the folder: its temp files are nobody's now
-            remove_stale_temps((p for job in plan.jobs for p in job.outputs(plan.out_dir, options.format).all()),
+            reports = [plan.out_dir / f"{plan.report_name}{suffix}" for suffix in (".csv", ".json")]
+            remove_stale_temps([*reports, *(p for job in plan.jobs for p in job.outputs(plan.out_dir, options.format).all())],
                                older_than_s=0)
         yield
     finally:

@@ -22,7 +22,7 @@ from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
 from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
 from labelfree_app.batch.verify import check_output
-from labelfree_app.core import trust_recorder
+from labelfree_app.core import scale, trust_recorder
 from labelfree_app.core.drive import drive
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.core.events import PredictionResult
@@ -202,9 +202,13 @@ def read_input(entry: BatchInput, rgb: str | int = "error", position: str | None
 
 
 def streams(engine: PredictionEngine, image: Any, save_steps: bool = False,
-            min_pixels: int | None = None) -> bool:
-    """Whether this job streams: a 2D U-Net and an input above ``STREAM_MIN_PIXELS``."""
-    return engine.can_stream() and _pixels(image) > (STREAM_MIN_PIXELS if min_pixels is None else min_pixels)
+            min_pixels: int | None = None, settings: PredictSettings | None = None) -> bool:
+    """Whether this job streams: a 2D U-Net and an input above ``STREAM_MIN_PIXELS`` (above
+    ``scale.RESAMPLED_STREAM_MIN_PIXELS`` where the input is to be resampled: that needs whole planes)."""
+    if min_pixels is None:
+        resampled = settings is not None and scale.may_resample(settings, image, engine.manifest)
+        min_pixels = scale.RESAMPLED_STREAM_MIN_PIXELS if resampled else STREAM_MIN_PIXELS
+    return engine.can_stream() and _pixels(image) > min_pixels
 
 
 def _pixels(image: Any) -> int:
@@ -295,7 +299,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         image = image if image is not None else read_input(job.input, options.rgb, options.position)
         engine = engines.get(job.model, options.settings.device)
         result: Any = None
-        if streams(engine, image, options.save_steps):
+        if streams(engine, image, options.save_steps, settings=options.settings):
             result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
                                                        trust_map=options.trust_map, hash_inputs=options.hash_inputs)
         else:

@@ -48,6 +48,12 @@ def add_predict_options(p: argparse.ArgumentParser, *, many_models: bool = False
                    help="output format: OME-TIFF files or OME-Zarr folders with a pyramid (default ome-tiff)")
     p.add_argument("--position", help="an OME-Zarr plate input: the field to predict, as row/column/field "
                    "such as A/1/0")
+    p.add_argument("--scale", choices=TABLE["scale"].choices, default=TABLE["scale"].default,
+                   help="pixel-size: resample to the model's pixel size where the file (or --pixel-size) and the "
+                        "model state theirs; search: where not, also try 0.5-2x on a central crop and predict at the "
+                        "scale the model is surest of (costs about one more prediction); off: as it is")
+    p.add_argument("--pixel-size", type=float, metavar="UM", help="the input's pixel size in µm, where its file "
+                   "does not say")
     p.add_argument("--trust-map", action="store_true", help="also write <name>__<model-id>__trust.ome.tif: how "
                    "familiar each region of the input looks to the model (1: like its training images, near 0: "
                    "the model is guessing); 2D models that record their training inputs")
@@ -61,6 +67,7 @@ def predict_settings(args: argparse.Namespace) -> Any:
         "channel": args.channel, "samples": args.samples, "steps": args.steps, "sampler": args.sampler,
         "eta": args.eta, "seed": args.seed, "frames": args.save_steps, "tta": args.tta, "device": args.device,
         "tile_shape": args.tile, "batch_size": args.batch_size, "units": args.units, "dtype": args.dtype,
+        "scale": args.scale, "pixel_size_um": args.pixel_size,
         "precision": getattr(args, "precision", None),
     })
 

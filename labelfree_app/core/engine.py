@@ -15,12 +15,13 @@ import numpy as np
 from labelfree_app.core.allocator import tune_cpu_allocator
 from labelfree_app.core.devices import (choose_device, free_memory_bytes, is_out_of_memory, parse_device,
                                         release_cached_memory)
-from labelfree_app.core.drive import relay
+from labelfree_app.core.drive import drive, relay
 from labelfree_app.core.events import Event, PredictionResult, Progress
 from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, missing_mask,
                                        naming_frame, prepare_input, time_points)
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.runners import load_runner
+from labelfree_app.core.scale import Rescaler, choose as choose_scale, streamed_scale_note
 from labelfree_app.core.settings import CPU_GROUP, MIN_TILE, PredictSettings, is_diffusion
 from labelfree_app.core.streaming import StreamedResult, StreamSpec, stream_series
 from labelfree_app.core.tiling import fit_tile_shape_to_memory, iter_predict_tiled, shrink_tile_shape
@@ -95,8 +96,10 @@ class PredictionEngine:
         outputs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         non_finite = 0
         self._trust = TrustRecorder(self.manifest)  # this run's features; kept after it for the caller
+        scale = Rescaler(self._choose_scale(image, settings, runner, times[0]))
         for t in times:
-            prepared = prepare_input(self._select_pixels(image, settings, t), self.input_spec, name=image_name(image))
+            pixels = scale.pixels(self._select_pixels(image, settings, t))
+            prepared = prepare_input(pixels, self.input_spec, name=image_name(image))
             missing, count = missing_mask(prepared, self.dims)
             non_finite += count
             with naming_frame(image_name(image), t, len(times)):  # an empty frame of a series is named
@@ -104,9 +107,10 @@ class PredictionEngine:
                     prediction, variance, frames = yield from self._run_diffusion(runner, prepared, settings)
                 else:
                     prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
-            _mark_missing(missing, prediction, variance)
+            prediction, variance, frames = scale.back(prediction), scale.back(variance), scale.back(frames)
+            _mark_missing(scale.back_mask(missing), prediction, variance)
             outputs.append((prediction, variance, frames))
-        notes = input_notes(image, times, non_finite)
+        notes = input_notes(image, times, non_finite) + ([scale.choice.note] if scale.choice.note else [])
         if len(times) > 1:
             prediction = np.stack([o[0] for o in outputs])
             variance = np.stack([o[1] for o in outputs]) if outputs[0][1] is not None else None
@@ -122,7 +126,7 @@ class PredictionEngine:
             frames=frames,
             channel_names=tuple(self.manifest["output"].get("channel_names") or ()),
             model_id=self.manifest["id"],
-            settings=self._effective_settings(settings),
+            settings={**self._effective_settings(settings), "scale": scale.choice.to_dict(settings.scale)},
             seconds=time.perf_counter() - start,
             device=str(self.device),
             backend=str(getattr(runner, "backend", "torch")),
@@ -141,6 +145,19 @@ class PredictionEngine:
         return result
 
     # -- input ----------------------------------------------------------------------------
+    def _choose_scale(self, image: Any, settings: PredictSettings, runner: Any, t: int) -> Any:
+        """The run's ``core.scale.ScaleChoice``; the search predicts crops of time point ``t``."""
+        resolved = self.resolve(settings)
+
+        def predict_z(crop: np.ndarray) -> np.ndarray:
+            part = prepare_input(crop[None], self.input_spec, name="the scale search").parts[0]
+            tile, halo, batch = self._tile_settings(part.shape[1:], settings)
+            return drive(self._tiled_with_retry(runner.predict, self._normalize(part), tile, halo,
+                                                runner.required_multiple, batch, stage="scale", label="scale search"))[0]
+
+        return choose_scale(resolved["scale"], image, self.manifest, resolved["pixel_size_um"],
+                            lambda: self._select_pixels(image, settings, t), predict_z)
+
     def _select_pixels(self, image: Any, settings: PredictSettings, t: int = 0) -> np.ndarray:
         """Pick the transmitted-light channel(s) the model takes at time point ``t``, as (Z, Y, X) or
         (C, Z, Y, X)."""
@@ -366,7 +383,9 @@ class PredictionEngine:
             model_id=self.manifest["id"], settings=self._effective_settings(settings),
             seconds=time.perf_counter() - start, device=str(self.device),
             backend=str(getattr(predictor, "backend", "torch")),
-            notes=tuple(input_notes(image, times, outcome.non_finite)), has_variance=spec.transforms is not None,
+            notes=tuple(input_notes(image, times, outcome.non_finite)
+                        + streamed_scale_note(settings, image, self.manifest)),
+            has_variance=spec.transforms is not None,
             trust=spec.trust.estimate(), trust_map=spec.trust.trust_map(outcome.shape[-len(axes):]))
 
     def _finish_rows(self, mean: np.ndarray, var: np.ndarray | None,

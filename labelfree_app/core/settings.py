@@ -55,6 +55,9 @@ TABLE: dict[str, Bound] = {
     "dtype": Bound("auto", "output pixel type", choices=("auto", *OUTPUT_DTYPES)),
     # U-Nets: int8 only where the model's int8 network was checked against float32 (models/onnx_int8.py)
     "precision": Bound("auto", "network precision", choices=("auto", "fp32", "int8")),
+    # core/scale.py: the model's pixel size where both are known; "search" also tries 0.5-2x where not
+    "scale": Bound("pixel-size", "scale", choices=("pixel-size", "search", "off")),
+    "pixel_size_um": Bound(None, "pixel size in µm", 0.001, 1000.0),
 }
 DIFFUSION_ONLY = ("samples", "steps", "sampler", "eta")
 
@@ -118,12 +121,14 @@ class PredictSettings:
     units: str | None = None  # "stain" or "zscore"; None: stain where the model knows them
     dtype: str = TABLE["dtype"].default  # of the written prediction: "auto" = the training targets' type
     precision: str = TABLE["precision"].default  # of the network: "auto" = int8 where it was checked, else fp32
+    scale: str = TABLE["scale"].default  # core/scale.py
+    pixel_size_um: float | None = None  # the input's, where its file does not say (µm); None: the file's
 
     def __post_init__(self) -> None:
         """Out-of-range values are refused here, so every door (CLI, GUI, batch) says the same."""
         object.__setattr__(self, "channel", parse_channel(self.channel))
         for name in ("samples", "steps", "sampler", "eta", "seed", "frames", "batch_size", "preview_interval_s",
-                     "units", "dtype", "precision"):
+                     "units", "dtype", "precision", "scale", "pixel_size_um"):
             check(name, getattr(self, name))
         if self.tile_shape is not None:
             tile = tuple(self.tile_shape)
@@ -175,6 +180,7 @@ class PredictSettings:
                                 f"{len(self.tile_shape)} ({self.tile_shape}).")
         out["units"], out["dtype"] = _units_and_dtype(self.units, self.dtype, data)
         out["precision"] = None if diffusion else self.precision  # the engine settles auto (onnx_int8.choose)
+        out["scale"], out["pixel_size_um"] = self.scale, self.pixel_size_um
         out["tile_auto"] = self.tile_shape is None  # the engine may grow the model's tile to fit memory
         out["tile"] = self.tile_shape or tuple(int(t) for t in (tiling.get("tile_shape")
                                                                 or (TABLE["tile"].default,) * dims))

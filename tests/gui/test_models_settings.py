@@ -40,7 +40,8 @@ def test_diffusion_settings_go_to_the_engine_and_default_to_the_models(qtbot):
 
     controls.set_models(FakeBackend().models)
     assert controls.settings() == {"device": "auto", "seed": 0, "samples": None, "steps": None,
-                                   "sampler": None, "frames": 24, "preview_interval_s": 0.08}
+                                   "sampler": None, "frames": 24, "preview_interval_s": 0.08, "scale": "pixel-size",
+                                   "pixel_size_um": None}
     controls.samples_spin.setValue(4)
     controls.steps_spin.setValue(10)
     controls.sampler_combo.setCurrentIndex(controls.sampler_combo.findData("ddpm"))
@@ -151,7 +152,7 @@ def test_settings_survive_a_restart(qtbot, backend, tiff_2d):
     first.controls.steps_spin.setValue(12)
     first.controls.seed_spin.setValue(42)
     first.open_paths([tiff_2d])
-    first.resize(first.width(), 520)  # the offscreen screen is 800 px wide: widths are clamped
+    first.resize(first.width(), 700)  # the offscreen screen is 800 px wide: widths are clamped
     first.close()
     assert settings_path().is_file()
 
@@ -164,7 +165,7 @@ def test_settings_survive_a_restart(qtbot, backend, tiff_2d):
     assert second.controls.steps_spin.value() == 12 and second.controls.seed_spin.value() == 42
     assert second.menus.recent_menu.actions()[0].toolTip() == str(tiff_2d)
     assert second.settings.get("last_folder") == str(tiff_2d.parent)
-    assert second.height() == 520  # not the default 900
+    assert second.height() == 700  # not the default 900
 
 
 def test_recent_files_are_unique_newest_first_and_capped(tmp_path):

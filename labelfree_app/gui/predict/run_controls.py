@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.core.settings import TABLE, is_diffusion
+from labelfree_app.gui.predict.scale_controls import ScaleControls
 from labelfree_app.models.fit import InputFacts, default_for_image, fit_problem
 
 SAMPLERS = TABLE["sampler"].choices
@@ -119,6 +120,7 @@ class RunControls(QWidget):
         diffusion_form.addRow("Seed", self.seed_spin)
         self.unet_box = QGroupBox("U-Net")
         QVBoxLayout(self.unet_box).addWidget(self.tta_box)
+        self.scale_box = ScaleControls()
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -126,6 +128,7 @@ class RunControls(QWidget):
         layout.addWidget(model_box)
         layout.addWidget(self.diffusion_box)
         layout.addWidget(self.unet_box)
+        layout.addWidget(self.scale_box)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.eta_label)
@@ -333,7 +336,7 @@ class RunControls(QWidget):
             values["preview_interval_s"] = PREVIEW_INTERVAL_S
         else:
             values["tta"] = self.tta_box.isChecked() and self.tta_box.isEnabled()
-        return values
+        return values | self.scale_box.values()
 
     def restore(self, diffusion: dict[str, Any], tta: bool) -> None:
         self.samples_spin.setValue(int(diffusion.get("samples") or 0))
