@@ -72,13 +72,13 @@ def test_model_card_is_one_click_away_and_says_what_matters(qtbot, window):
     window.controls.card_button.click()
     dialog = window.dialogs[-1]
     text = dialog.browser.toPlainText()
-    for expected in ("Diffusion nuclei", "DNA (DAPI)", "BSD-3-Clause", "pearson_r", "synthetic", "Demo model"):
+    for expected in ("Diffusion nuclei", "DNA (DAPI)", "BSD-3-Clause", "Pearson r", "synthetic", "Demo model"):
         assert expected in text
 
 
 def test_model_card_html_escapes_and_lists_metrics():
     html = model_card_html({"name": "<b>x</b>", "target": "DNA", "metrics": {"pearson_r": 0.876543}})
-    assert "&lt;b&gt;x&lt;/b&gt;" in html and "0.8765" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "Pearson r 0.88" in html
 
 
 def test_model_manager_sets_default_removes_and_installs(qtbot, backend, tmp_path):

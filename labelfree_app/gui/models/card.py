@@ -8,39 +8,24 @@ from typing import Any
 from PySide6.QtWidgets import QWidget
 
 from labelfree_app.gui.dialogs import TextDialog
-
-_CARD_FIELDS = (
-    ("Target", "target"),
-    ("Input modality", "input_modality"),
-    ("Kind", "kind"),
-    ("Dimensions", "dims"),
-    ("Version", "version"),
-    ("License", "license"),
-    ("Attribution", "attribution"),
-)
+from labelfree_app.training.card_text import CardSection, card_sections
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_text(v) for v in value)
-    return html.escape(str(value))
-
-
-def _table(mapping: dict[str, Any]) -> str:
-    rows = []
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={_text(v)}" for k, v in value.items()) or "–"
-        else:
-            value = _text(value)
-        rows.append(f"<tr><td><b>{html.escape(str(key))}</b></td><td>{value}</td></tr>")
-    return "<table cellspacing='4'>" + "".join(rows) + "</table>"
+def _section_html(section: CardSection) -> str:
+    parts = [f"<h3>{html.escape(section.title)}</h3>"]
+    if section.rows:
+        rows = "".join(f"<tr><td valign='top'><b>{html.escape(label)}</b></td><td>{html.escape(value)}</td></tr>"
+                       for label, value in section.rows)
+        parts.append(f"<table cellspacing='4'>{rows}</table>")
+    if len(section.lines) == 1:
+        parts.append(f"<p>{html.escape(section.lines[0])}</p>")
+    elif section.lines:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in section.lines) + "</ul>")
+    return "".join(parts)
 
 
 def model_card_html(manifest: dict[str, Any]) -> str:
-    """Render the parts of a manifest a person needs to decide whether to trust the model."""
+    """The card (training/card_text) as HTML: sentences and short tables, never raw manifest values."""
     name = html.escape(str(manifest.get("name", manifest.get("id", "model"))))
     parts = [f"<h2>{name}</h2>"]
     if manifest.get("demo"):
@@ -48,24 +33,7 @@ def model_card_html(manifest: dict[str, Any]) -> str:
             "<p style='color:#b35900'><b>Demo model:</b> trained on synthetic data, "
             "for trying the app only — not for real images.</p>"
         )
-    if manifest.get("description"):
-        parts.append(f"<p>{html.escape(str(manifest['description']))}</p>")
-    basics = {label: manifest[key] for label, key in _CARD_FIELDS if manifest.get(key) not in (None, "")}
-    basics["Id"] = manifest.get("id", "")
-    inputs = manifest.get("input") or {}
-    if inputs:
-        basics["Input channels"] = inputs.get("channel_names") or inputs.get("channels", "")
-    basics["Test-time augmentation"] = "yes" if manifest.get("tta") else "no"
-    parts.append(_table(basics))
-    diffusion = manifest.get("diffusion")
-    if isinstance(diffusion, dict) and diffusion:
-        parts.append("<h3>Diffusion sampling defaults</h3>" + _table(diffusion))
-    training = manifest.get("training")
-    if isinstance(training, dict) and training:
-        parts.append("<h3>Training</h3>" + _table(training))
-    metrics = manifest.get("metrics")
-    if isinstance(metrics, dict) and metrics:
-        parts.append("<h3>Metrics</h3>" + _table(metrics))
+    parts.extend(_section_html(section) for section in card_sections(manifest))
     return "\n".join(parts)
 
 
@@ -73,5 +41,6 @@ def model_card_dialog(parent: QWidget | None, manifest: dict[str, Any]) -> TextD
     """Show ``manifest``'s model card in a non-modal dialog."""
     title = f"Model card — {manifest.get('name', manifest.get('id', ''))}"
     dialog = TextDialog(title, model_card_html(manifest), parent)
+    dialog.resize(680, 720)
     dialog.open()
     return dialog
