@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -105,6 +105,12 @@ def as_output_dtype(prediction: np.ndarray, dtype: str) -> tuple[np.ndarray, str
     return out, (f"Written as {dtype}: " + "; ".join(parts) + ".") if parts else ""
 
 
+def variance_names(names: list[str] | None) -> list[str] | None:
+    """The variance file's channel names: each prediction channel's, said to be its variance, so the
+    file cannot be taken for the prediction in another viewer."""
+    return [f"{name} (variance)" for name in names] if names else None
+
+
 def write_result(
     result: PredictionResult,
     manifest: dict[str, Any],
@@ -134,7 +140,7 @@ def write_result(
                                      or not is_diffusion(manifest) else "mean"},
                          **common))
     if result.variance is not None:
-        written.append(write(paths.variance, result.variance, result.axes, channel_names=names,
+        written.append(write(paths.variance, result.variance, result.axes, channel_names=variance_names(names),
                              provenance={**meta, "content": "variance"}, **common))
     if save_steps and result.frames is not None:
         frames = np.asarray(result.frames, dtype=np.float32)  # (F, C, Z, Y, X): frames as time
@@ -212,7 +218,8 @@ class StreamedFiles:
             self._writer_type(self.paths.prediction, shape, self.counts.dtype, channel_names=names, **self._common))
         if has_variance:
             self._variance = self._stack.enter_context(
-                self._writer_type(self.paths.variance, shape, np.float32, channel_names=names, **self._common))
+                self._writer_type(self.paths.variance, shape, np.float32, channel_names=variance_names(names),
+                                  **self._common))
 
     def write(self, t: int, z: int, y0: int, prediction: np.ndarray, variance: np.ndarray | None) -> None:
         cast = self.counts.cast(prediction)
@@ -239,3 +246,82 @@ class StreamedFiles:
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self._stack.__exit__(kind, exc, tb)
+
+
+# --- several stains in one file (`predict --merge`, `batch --merge`, the window's Export of a composite) ---
+MERGED_SEPARATOR = "+"  # ``<stem>__<idA>+<idB>.ome.tif``
+
+
+def merged_id(model_ids: Sequence[str]) -> str:
+    """The name part of a merged output: the model ids joined by ``+`` in the order given."""
+    return MERGED_SEPARATOR.join(model_ids)
+
+
+def merged_channel_names(manifests: Sequence[dict[str, Any]]) -> list[str]:
+    """One channel name per model: its target ('DAPI'), or its id where it names none; a target two
+    models share is told apart by the model id ('DAPI (model-b)')."""
+    targets = [str(m.get("target") or m.get("id") or f"channel {i}") for i, m in enumerate(manifests)]
+    return [f"{name} ({m.get('id')})" if targets.count(name) > 1 else name for name, m in zip(targets, manifests)]
+
+
+def merged_pixels(results: Sequence[PredictionResult]) -> tuple[np.ndarray, str, list[str]]:
+    """The predictions stacked along C, each cast to its own run's dtype (a common type where they
+    differ: float32 holds every integer type written here exactly); returns (pixels, axes, notes)."""
+    from labelfree_app.errors import LabelFreeError
+
+    if len(results) < 2:
+        raise LabelFreeError("A merged output needs two or more models; name each with --model.")
+    axes = results[0].axes
+    shapes = {tuple(np.shape(r.prediction)[:axes.index("C")] + np.shape(r.prediction)[axes.index("C") + 1:])
+              for r in results}
+    if len(shapes) != 1 or any(r.axes != axes for r in results):
+        raise LabelFreeError("These models predict images of different shapes (a 2D and a 3D model, say), so "
+                             "they cannot share one file; merge models of the same kind.")
+    cast, notes = [], []
+    for result in results:
+        pixels, note = as_output_dtype(result.prediction, str(result.settings.get("dtype", "float32")))
+        cast.append(pixels)
+        if note:
+            notes.append(f"{result.model_id}: {note}")
+    dtype = np.result_type(*cast)
+    dtype = dtype if all(p.dtype == dtype for p in cast) else np.dtype(np.float32)
+    return np.concatenate([p.astype(dtype, copy=False) for p in cast], axis=axes.index("C")), axes, notes
+
+
+def merged_provenance(results: Sequence[PredictionResult], manifests: Sequence[dict[str, Any]],
+                      inputs: Iterable[Path], *, hash_inputs: bool = True) -> dict[str, Any]:
+    """The provenance of a merged file: software and inputs once, then per channel its name, model,
+    settings, device and trust estimate."""
+    paths = list(inputs)
+    base = provenance(results[0], manifests[0], paths, hash_inputs=hash_inputs)
+    names = merged_channel_names(manifests)
+    channels = []
+    for name, result, manifest in zip(names, results, manifests):
+        one = provenance(result, manifest, paths, hash_inputs=False)
+        channels.append({"name": name, **{k: one[k] for k in ("model", "settings", "device", "backend", "trust",
+                                                              "seconds") if k in one},
+                         **({"notes": one["notes"]} if "notes" in one else {}),
+                         "content": "mean" if is_diffusion(manifest) else "prediction"})
+    ids = [str(m.get("id")) for m in manifests]
+    return {
+        **{k: base[k] for k in ("software", "app_version", "python")},
+        "model": {"id": merged_id(ids), "kind": "merged", "target": MERGED_SEPARATOR.join(names)},
+        "content": "merged prediction",
+        "channels": channels,
+        "seconds": round(sum(r.seconds for r in results), 3),
+        "inputs": base["inputs"],
+    }
+
+
+def write_merged(results: Sequence[PredictionResult], manifests: Sequence[dict[str, Any]], inputs: list[Path],
+                 path: Path, *, pixel_size_um: dict[str, float] | None = None, hash_inputs: bool = True) -> Path:
+    """Write several models' predictions of one input as ONE multi-channel file (channel names = the
+    targets), atomically, with each channel's model and trust estimate in the provenance. The one
+    merged writer behind `predict --merge`, `batch --merge` and the window's Export."""
+    pixels, axes, notes = merged_pixels(results)
+    meta = merged_provenance(results, manifests, inputs, hash_inputs=hash_inputs)
+    if notes:
+        meta["notes"] = notes
+    write = _writer(OutputPaths(path, path, path, path))
+    return write(path, pixels, axes, channel_names=merged_channel_names(manifests), provenance=meta,
+                 pixel_size_um=pixel_size_um or None, protected_paths=inputs)

@@ -17,7 +17,7 @@ def make_unet_package(folder: Path, *, dims: int = 2, in_channels: int = 1, dept
                       **fields: Any) -> ModelPackage:
     torch.manual_seed(seed)
     net = UNet(dims=dims, in_channels=in_channels, out_channels=1, depth=depth, base_channels=base)
-    manifest = unet_manifest(net.architecture_kwargs(), model_id=model_id, name=model_id, target="DNA", **fields)
+    manifest = unet_manifest(net.architecture_kwargs(), model_id=model_id, name=model_id, **{"target": "DNA", **fields})
     if z_as_channels:
         manifest["input"]["z_as_channels"] = True
     return load_package(save_package(folder / model_id, manifest, net.state_dict()))

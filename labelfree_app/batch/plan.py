@@ -54,6 +54,7 @@ class ModelRef:
     sha256: str
     kind: str
     trust_map: bool = False  # it draws a trust map: a 2D model whose manifest records its training inputs
+    parts: tuple["ModelRef", ...] = ()  # a merged job's models (``batch.merge.merged_ref``), one channel each
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,8 @@ def expected_outputs(job: BatchJob, out_dir: Path, options: BatchOptions, image:
     large that a U-Net streams it and its map would pass ``trust_recorder.STREAMED_MAP_MAX_PIXELS``."""
     paths = job.outputs(out_dir, options.format)
     wanted = [paths.prediction]
+    if job.model.parts:  # a merged job writes one multi-channel file (``batch.merge``)
+        return wanted
     if is_diffusion(job.model) or options.settings.tta:
         wanted.append(paths.variance)
     if options.save_steps and is_diffusion(job.model):
@@ -278,6 +280,10 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     ``image`` is the input already read (a door that looked at it to choose the model).
     Only ``FATAL_ERRORS`` escape: any other failure becomes a "failed" row with its one-sentence reason.
     """
+    if job.model.parts:  # several models into one file: the same steps, in ``batch.merge``
+        from labelfree_app.batch.merge import run_merged_job
+
+        return (yield from run_merged_job(job, out_dir, options, engines, recorded, image=image))
     start = time.perf_counter()
     row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id)
     image = _read_for_trust_map(job, options, image)

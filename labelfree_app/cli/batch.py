@@ -24,6 +24,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     registry = ModelRegistry()
     models = resolve_models(args.model or [default_model_for(args.inputs, registry)], registry)
+    if args.merge:  # one job (one file, one report row) per input
+        from labelfree_app.batch.merge import merged_ref
+
+        models = [merged_ref(models)]
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)
     options = BatchOptions(settings=predict_settings(args), rgb=RGB_CHOICES.get(args.rgb or "", "error"),
@@ -92,6 +96,8 @@ def register(sub: Any) -> None:
     b.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     b.add_argument("-o", "--output", required=True, help="output folder (sub-folders of folder inputs are kept)")
     add_predict_options(b, many_models=True)
+    b.add_argument("--merge", action="store_true", help="one multi-channel OME-TIFF <name>__<A>+<B>.ome.tif per "
+                   "input instead of one file per model (one report row per input)")
     b.add_argument("--overwrite", action="store_true", help="redo outputs that already exist")
     b.add_argument("--target-channel", help="fluorescence channel in the inputs to score (Pearson r in the report)")
     b.add_argument("--shard", metavar="K/N", help="run only shard K of N (job arrays; merge with batch-report)")

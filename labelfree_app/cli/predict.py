@@ -28,12 +28,26 @@ def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> li
     return inputs
 
 
+def _named_model(ids: Sequence[str], merge: bool, registry: Any) -> Any:
+    """The ``ModelRef`` the user named (None: the input decides); with ``merge`` the models named, as one
+    merged job (``batch.merge.merged_ref``: one multi-channel file per input)."""
+    from labelfree_app.batch.merge import merged_ref
+    from labelfree_app.batch.plan import BatchPlanError, resolve_models
+
+    if merge:
+        return merged_ref(resolve_models(list(ids), registry))
+    if len(ids) > 1:
+        raise BatchPlanError("predict takes one --model; add --merge to write several models' stains into one "
+                             "file, or use `labelfree batch` for one file per model.")
+    return resolve_models(list(ids), registry)[0] if ids else None
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Predict each input and print the paths written; 1 when any input failed."""
     from tqdm import tqdm
 
     from labelfree_app.batch.local import prepare_output_folder
-    from labelfree_app.batch.plan import BatchJob, ModelRef, model_ref, resolve_models
+    from labelfree_app.batch.plan import BatchJob, ModelRef, model_ref
     from labelfree_app.batch.process import BatchOptions, EngineCache, read_input, run_job
     from labelfree_app.core.drive import drive
     from labelfree_app.core.events import Progress
@@ -42,7 +56,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from labelfree_app.models.registry import ModelRegistry
 
     registry = ModelRegistry()
-    named = resolve_models([args.model], registry)[0] if args.model else None
+    named = _named_model(args.model or [], bool(args.merge), registry)
     chosen: dict[InputFacts, ModelRef] = {}  # the default is chosen once per kind of input
 
     def model_for(image: object) -> ModelRef:
@@ -104,5 +118,7 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--z-stack", action="store_true", help="the inputs are the planes of ONE z-stack (in name order)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no estimate line (warnings stay)")
-    add_predict_options(p)
+    add_predict_options(p, many_models=True)
+    p.add_argument("--merge", action="store_true", help="with two or more --model: one multi-channel OME-TIFF "
+                   "<name>__<A>+<B>.ome.tif per input, one channel per model named after its target")
     p.set_defaults(func=cmd_predict)
