@@ -82,11 +82,21 @@ def channel_volume(image: Any, index: int) -> np.ndarray:
     return data[index]
 
 
-def time_point_note(image: Any, name: str) -> str:
-    """'' without time points, else the sentence saying the window shows and predicts only the first."""
+def frame_volume(image: Any, index: int, t: int) -> np.ndarray:
+    """Channel ``index`` of time point ``t`` as (Z, Y, X), read now (a lazy series reads that frame only)."""
+    data = image.data
+    return np.asarray(data[t][index] if data.ndim == 5 else data[index])
+
+
+def time_point_note(image: Any, name: str, *, slider: bool = False) -> str:
+    """'' without time points, else the sentence saying what the window shows and predicts of them
+    (``slider``: the T slider shows every time point, as it does for images shown whole)."""
     count = int(getattr(image, "n_timepoints", 1))
     if count < 2:
         return ""
+    if slider:
+        return (f"{name} has {count} time points: the T slider under the panels shows each; Run predicts the "
+                "first, Predict all time points (Run panel) every one.")
     return (f"{name} has {count} time points: the window shows and predicts the first; File ▸ Batch export… "
             "(or `labelfree predict`) predicts every one.")
 
@@ -157,12 +167,15 @@ class CoreBackend:
     # --- images ---------------------------------------------------------------------------
     def read_image(self, path: Path, channel: int | str | None = None) -> Any:
         """The image; its pixels stay lazy when a plane is larger than ``large_plane_pixels`` (the
-        viewers then show an overview and read the visible region), else they are read whole."""
+        viewers then show an overview and read the visible region) or the image is a time series (the
+        T slider reads the frame it shows), else they are read whole."""
         from labelfree_app.io import read_image
         from labelfree_app.io.pixels import check_fits_in_memory
 
         image = read_image(path, channel=channel, rgb="luminance", lazy=True)  # a colour camera's bright-field
-        if not isinstance(image.data, np.ndarray) and not is_large(image.data.shape, self.large_plane_pixels):
+        series = image.data.ndim == 5 and int(image.data.shape[0]) > 1  # frames are read one at a time
+        if not isinstance(image.data, np.ndarray) and not is_large(image.data.shape, self.large_plane_pixels) \
+                and not series:
             import dataclasses
 
             check_fits_in_memory(path, tuple(image.data.shape), image.data.dtype)
@@ -266,6 +279,14 @@ class CoreBackend:
         leave_a_core_for_the_window()
         yield from predict_to_file(image, package, settings, inputs, self._job_engines(model_id, settings),
                                    out_dir=out_dir)
+
+    def predict_series(self, image: Any, series: Any, inputs: Sequence[Path]) -> Iterator[Any]:
+        """The frames ``series`` (a ``predict.series_run.SeriesResult``) lacks, one batch job each."""
+        from labelfree_app.gui.predict.series_run import predict_series
+
+        package = self.registry.get(series.model_id)
+        leave_a_core_for_the_window()
+        yield from predict_series(image, package, series, inputs, self._job_engines(series.model_id, series.settings))
 
     def _job_engines(self, model_id: str, settings: dict[str, Any]) -> Any:
         """The batch job's engine cache; one loaded network at a time, as ``_engine`` keeps."""

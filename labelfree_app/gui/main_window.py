@@ -25,6 +25,8 @@ from labelfree_app.gui.models.manager import ModelManagerDialog
 from labelfree_app.gui.predict.results import ResultActions
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.runner import PredictionRunner
+from labelfree_app.gui.predict.stains import StainsFeature
+from labelfree_app.gui.predict.time_lapse import TimeLapse
 from labelfree_app.gui.predict.trust_display import TrustDisplay
 from labelfree_app.gui.self_test import open_self_test_dialog
 from labelfree_app.gui.settings import GuiSettings
@@ -72,7 +74,11 @@ class MainWindow(FileDrops, QMainWindow):
         self.shown = ShownFile(self, self.hover_label, self.controls, self.runner.is_running)
         self.results = ResultActions(self, backend, self.file_list, self.panels, settings, self,
                                      self._model_target, self.dialogs)
+        self.stains = StainsFeature(backend, self.controls, self.file_list, self.panels,  # several stains at once
+                                    self.results.export_folder, self)
         self.trust = TrustDisplay(self.panels, self.runner, self, self._model_target, self.improve_current)
+        self.time_lapse = TimeLapse(self.panels, backend, self.controls, self.runner, self.channel_combo, self,
+                                    self.input_view.is_large, self.results.export_folder)  # the T slider
         self.landing = WindowLanding(self.file_list, self.open_paths, self.show_file)  # File ▸ Watch folder…
         self.menus = build_menus(self, self.panels, self._menu_callbacks())
 
@@ -423,9 +429,9 @@ class MainWindow(FileDrops, QMainWindow):
 
     def shut_down(self) -> None:
         """Stop a running prediction, let background reads finish, and save the settings."""
-        if self.runner.is_running():
-            self.runner.cancel()
-            self.runner.wait(10000)
+        for run in (self.runner, self.time_lapse):
+            run.cancel()
+            run.wait(10000)
         QThreadPool.globalInstance().waitForDone(10000)
         self.save_settings()
 

@@ -234,7 +234,7 @@ def test_a_run_folder_names_its_owner_and_a_crashed_windows_folders_are_swept(qt
     assert sweep_stale_runs(tmp_path / "no-cache-yet") == []
 
 
-def test_a_time_series_says_the_window_shows_and_predicts_its_first_time_point(qtbot, tmp_path):
+def test_a_time_series_opens_at_its_first_time_point_and_names_the_t_slider(qtbot, tmp_path):
     from labelfree_app.gui.main_window import MainWindow
     from labelfree_app.gui.settings import GuiSettings
 
@@ -250,11 +250,11 @@ def test_a_time_series_says_the_window_shows_and_predicts_its_first_time_point(q
     assert win.panels.input_panel.title_label.text.endswith("timelapse.ome.tif (time point 1 of 3)")
     assert np.all(win.panels.input_panel.plane == 100)  # the first time point is what is shown
     message = win.statusBar().currentMessage()
-    assert "3 time points" in message and "predicts the first" in message and "Batch export" in message
+    assert "3 time points" in message and "T slider" in message and "Predict all time points" in message
     qtbot.waitUntil(lambda: model_id in [m.id for m in win.models], timeout=20000)
     win.controls.choose(model_id)
     assert _run(qtbot, win) == "done"
-    assert "(time point 1 of 3; Batch export predicts every one): predicted in" in win.statusBar().currentMessage()
+    assert "(time point 1 of 3; Predict all time points predicts every one): predicted in" in win.statusBar().currentMessage()
 
 
 def test_a_huge_result_shows_its_trust_estimate_in_the_note_without_a_map(qtbot, huge_window, scan, monkeypatch):

@@ -152,6 +152,11 @@ class ResultActions(QObject):
         self.settings.save()
         return Path(chosen)
 
+    def export_folder(self) -> Path | None:
+        """The export folder the user picked (asked once, or again when it is gone); None: cancelled."""
+        remembered = self.settings.get("export_folder")
+        return Path(remembered) if remembered and Path(remembered).is_dir() else self.choose_export_folder()
+
     def ask_replace(self, folder: Path, taken: list[Path]) -> str:
         """Files of this export exist in ``folder``: REPLACE them, NUMBER the new ones, or CANCEL."""
         box = QMessageBox(QMessageBox.Icon.Question, "Export result",
@@ -173,11 +178,9 @@ class ResultActions(QObject):
         if record is None or record.result is None:
             self.messages.show_message("Nothing to export yet: run a prediction first.")
             return False
+        folder = folder if folder is not None else self.export_folder()
         if folder is None:
-            remembered = self.settings.get("export_folder")
-            folder = Path(remembered) if remembered and Path(remembered).is_dir() else self.choose_export_folder()
-            if folder is None:
-                return False
+            return False
         folder = Path(folder)
         result = record.result
         frames = getattr(result, "frames", None)
@@ -190,7 +193,7 @@ class ResultActions(QObject):
             self.messages.show_message(f"Export cancelled: nothing in {folder} was replaced.")
             return False
         stem = numbered_stem(folder, inputs[0], result.model_id) if answer == NUMBER else None
-        panels_image = self.panels.grab().toImage()  # QImage: safe to save from another thread
+        panels_image = self.panels.grab_without_crosshair()  # QImage: safe to save from another thread
         self.messages.show_message(f"Exporting to {folder}…")
 
         def work() -> list[Path]:

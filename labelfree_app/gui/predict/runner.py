@@ -255,7 +255,8 @@ class PredictionRunner(QObject):
         if result is None:
             return
         count = int(getattr(record.image, "n_timepoints", 1))
-        where = f" (time point 1 of {count}; Batch export predicts every one)" if count > 1 else ""
+        again = "Batch export" if isinstance(result, SavedResult) else "Predict all time points"
+        where = f" (time point 1 of {count}; {again} predicts every one)" if count > 1 else ""
         text = f"{record.name}{where}: predicted in {result.seconds:.1f} s on {result.device}."
         trust = trust_of(result)
         if trust is not None:

@@ -216,7 +216,8 @@ class InputView(OverviewView):
         """Show ``record``'s chosen channel: whole, or as an overview built in the background (once per
         channel; kept in ``record.extra``). The result panels are the runner's to fill."""
         volume = channel_volume(record.image, record.channel)
-        count, note = int(getattr(record.image, "n_timepoints", 1)), time_point_note(record.image, record.name)
+        count = int(getattr(record.image, "n_timepoints", 1))
+        note = time_point_note(record.image, record.name, slider=not self.is_large(record.image))
         if note:
             self.message.emit(note)
         if not self.is_large(record.image):

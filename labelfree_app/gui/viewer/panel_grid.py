@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QCheckBox,
     QGridLayout,
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from labelfree_app.gui.viewer.image_panel import ImagePanel
 from labelfree_app.gui.viewer.playback import FramePlayer
+from labelfree_app.gui.viewer.values import format_value, format_variance
 
 VARIANCE_COLORMAP = "viridis"
 OVERLAY_COLOUR = np.array([0.1, 1.0, 0.35], dtype=np.float32)  # green over grey
@@ -161,10 +163,21 @@ class PanelGrid(QWidget):
         row, col = (1, 2) if columns == 4 else (2, 0)  # Prediction and Variance are the last two panels
         self._grid.addWidget(self.under_results, row, col, 1, 2)
 
+    def add_side_panel(self, widget: QWidget, panel: ImagePanel) -> None:
+        """Keep ``widget`` (holding ``panel``, e.g. the Composite) right of the four panels in every
+        layout, its view linked to theirs."""
+        panel.link_to(self.input_panel)
+        self._grid.addWidget(widget, 0, 4, -1, 1)
+
     def add_control(self, widget: QWidget) -> None:
         """Add a toggle to the controls under the panels, after Overlay."""
         row = self._controls
         row.insertWidget(row.indexOf(self.overlay_box) + 1, widget)
+
+    def add_row(self, widget: QWidget) -> None:
+        """Add a row between the panels and the controls under them (e.g. the T slider)."""
+        layout = self.layout()
+        layout.insertWidget(layout.count() - 1, widget)
 
     def _best_columns(self) -> int:
         plane = self.input_panel.plane
@@ -349,6 +362,17 @@ class PanelGrid(QWidget):
             self._render_overlay()
 
     # --- crosshair ------------------------------------------------------------------------
+    def grab_without_crosshair(self) -> QImage:
+        """The panels as an image for the exported PNG: the mouse's crosshair is not part of the figure."""
+        lines = [line for panel in self.panels for line in (panel.v_line, panel.h_line) if line.isVisible()]
+        for line in lines:
+            line.setVisible(False)
+        try:
+            return self.grab().toImage()
+        finally:
+            for line in lines:
+                line.setVisible(True)
+
     def _on_mouse_moved(self, source: ImagePanel, scene_pos: QPointF) -> None:
         if not source.view_box.sceneBoundingRect().contains(scene_pos):
             return
@@ -370,7 +394,8 @@ class PanelGrid(QWidget):
         parts = [where]
         for panel in self.panels:
             value = panel.value_at(row, col)
-            parts.append(f"{panel.title} {'–' if value is None else f'{value:.4g}'}")
+            shown = format_variance(value) if panel is self.variance_panel else format_value(value)
+            parts.append(f"{panel.title} {shown}")
             tint = panel.tint_value_at(row, col) if panel.shows_tint else None
             if tint is not None:
                 parts.append(f"{panel.tint_name} {tint:.2f}")
