@@ -13,6 +13,7 @@ import tifffile
 from labelfree_app.errors import ImageTooLargeError
 from labelfree_app.gui.backend import CoreBackend
 from labelfree_app.gui.viewer import large_image
+from labelfree_app.gui.viewer.values import format_value
 from labelfree_app.io import overview as overview_module
 from labelfree_app.io import regions
 
@@ -76,7 +77,7 @@ def test_a_huge_image_opens_as_an_overview_in_full_resolution_coordinates(qtbot,
     assert x_hi - x_lo >= WIDTH * 0.99  # the axes read full-resolution pixels
     text = big_window.panels.probe(405.5, 203.2)  # full-resolution column 405, row 203
     block = data[200:208, 400:408].astype(np.float64).mean()
-    assert "x 405  y 203" in text and f"Input {block:.4g}" in text
+    assert "x 405  y 203" in text and f"Input {format_value(block)}" in text
     assert panel.detail is None
 
 
@@ -101,7 +102,7 @@ def test_zooming_in_reads_the_visible_region_at_full_resolution_off_the_gui_thre
     np.testing.assert_array_equal(panel.detail[0], data[y0:y1, x0:x1])
     assert panel.title_label.text.endswith("full resolution")
     text = big_window.panels.probe(333.5, 301.5)
-    assert f"Input {float(data[301, 333]):.4g}" in text  # the pixel itself, not its block's mean
+    assert f"Input {format_value(float(data[301, 333]))}" in text  # the pixel itself, not its block's mean
 
     panel.view_box.autoRange(padding=0.0)  # zoom out: back to the overview
     qtbot.waitUntil(lambda: panel.detail is None, timeout=5000)
