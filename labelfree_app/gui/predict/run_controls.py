@@ -258,6 +258,14 @@ class RunControls(QWidget):
         self.model_combo.blockSignals(False)
         self._on_model_changed()
 
+    def models(self) -> list[Any]:
+        """The installed models the pickers list."""
+        return list(self._models)
+
+    def fit_problem(self, model: Any) -> str | None:
+        """Why ``model`` does not fit the shown image ('needs a z-stack…'), or None when it fits."""
+        return self._fit_problem(model)
+
     def _fit_problem(self, model: Any) -> str | None:
         if self._facts is None or getattr(model, "manifest", None) is None:
             return None
