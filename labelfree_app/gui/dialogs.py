@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLineEdit
 
 from labelfree_app import __version__
 from labelfree_app.errors import LabelFreeError
+from labelfree_app.gui.models.labels import model_label
 
 THIRD_PARTY_LICENSES = (
     ("PySide6 (Qt for Python)", "LGPL-3.0"),
@@ -38,12 +39,14 @@ def folder_row(placeholder: str, choose: Callable[[], None]) -> tuple[QLineEdit,
 
 
 class ModelChecklist(QListWidget):
-    """The installed models, each with a tick box ("id — target (kind)"); the ``checked`` ones run."""
+    """The installed models, each with a tick box ("name — predicts target"; the id in its tooltip);
+    the ``checked`` ones run."""
 
     def __init__(self, models: Sequence[Any], checked: Sequence[str] = (), parent: QWidget | None = None) -> None:
         super().__init__(parent)
         for model in models:
-            item = QListWidgetItem(f"{model.id} — {getattr(model, 'target', '')} ({getattr(model, 'kind', '')})")
+            item = QListWidgetItem(f"{model_label(model)} — predicts {getattr(model, 'target', '')}")
+            item.setToolTip(f"{model.id}: {getattr(model, 'name', model.id)}")
             item.setData(Qt.ItemDataRole.UserRole, model.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             self.addItem(item)

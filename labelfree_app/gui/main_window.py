@@ -17,6 +17,7 @@ from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_
 from labelfree_app.gui.files import plane_series
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import DONE, FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.files.file_list import DOCK_SEPARATOR_STYLE
 from labelfree_app.gui.files.open_plan import plan_opening
 from labelfree_app.gui.files.shown_file import ShownFile
 from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
@@ -142,9 +143,8 @@ class MainWindow(FileDrops, QMainWindow):
             self.addDockWidget(area, dock)
         self.resizeDocks(
             [self.findChild(QDockWidget, "files_dock"), self.findChild(QDockWidget, "run_dock")],
-            [250, 290],
-            Qt.Orientation.Horizontal,
-        )
+            [320, 290], Qt.Orientation.Horizontal)
+        self.setStyleSheet(DOCK_SEPARATOR_STYLE)
 
     # --- messages -------------------------------------------------------------------------
     def show_message(self, text: str, timeout_ms: int = 0) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QBrush, QColor, QDesktopServices
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QDialog, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget,
                                QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
@@ -23,6 +23,8 @@ from labelfree_app.gui.batch.worker import BatchWorker
 from labelfree_app.gui.dialogs import ModelChecklist, folder_row
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import FileList
+from labelfree_app.gui.models.labels import model_label
+from labelfree_app.gui.open_folder import Opener, reveal_folder
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.settings import GuiSettings
 
@@ -55,6 +57,8 @@ class BatchDialog(FileDrops, QDialog):
         self.resize(900, 640)
         self.backend = backend
         self.settings = dict(settings or {})
+        self.opener: Opener | None = None  # QDesktopServices.openUrl unless a test sets one
+        self.model_names = {str(m.id): model_label(m) for m in models}  # the table names models, not ids
         self.worker: BatchWorker | None = None
         self.clock = BatchClock()
         self.ticker = QTimer(self)
@@ -257,9 +261,7 @@ class BatchDialog(FileDrops, QDialog):
         return self.worker.wait(ms) if self.worker is not None else True
 
     def open_output_folder(self) -> None:
-        folder = Path(self.out_edit.text().strip())
-        if folder.is_dir():
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        reveal_folder(Path(self.out_edit.text().strip()), self.summary_label.setText, self.opener)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -310,7 +312,7 @@ class BatchDialog(FileDrops, QDialog):
         index = self.table.rowCount()
         self.table.insertRow(index)
         r = "" if row.pearson_r is None else f"{row.pearson_r:.3f}"
-        values = (Path(row.input).name, row.model, row.status, f"{row.seconds:.1f}", r, row.error or row.note)
+        values = (Path(row.input).name, self.model_names.get(row.model, row.model), row.status, f"{row.seconds:.1f}", r, row.error or row.note)
         for column, text in enumerate(values):
             item = QTableWidgetItem(text)
             item.setToolTip(row.error or row.note or row.input)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from labelfree_app.core.settings import TABLE, is_diffusion
+from labelfree_app.gui.models.labels import MiddleElidedCombo, model_label
 from labelfree_app.gui.predict.scale_controls import ScaleControls
 from labelfree_app.models.fit import InputFacts, default_for_image, fit_problem
 
@@ -65,7 +66,7 @@ class RunControls(QWidget):
 
         self.target_combo = QComboBox()
         self.target_combo.setToolTip("The structure to predict")
-        self.model_combo = QComboBox()
+        self.model_combo = MiddleElidedCombo()
         self.model_combo.setToolTip("Installed models for this target")
         for combo in (self.target_combo, self.model_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -238,7 +239,7 @@ class RunControls(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for model in candidates:
-            label = f"{model.name} ({model.kind}, {model.dims}D)"
+            label = model_label(model)
             if getattr(model, "default", False):
                 label += " — default"
             if getattr(model, "demo", False):
@@ -247,6 +248,7 @@ class RunControls(QWidget):
             if problem:
                 label += " — does not fit this image"
             self.model_combo.addItem(label, model.id)
+            self.model_combo.setItemData(self.model_combo.count() - 1, label, Qt.ItemDataRole.ToolTipRole)
             if problem:
                 index = self.model_combo.count() - 1
                 self.model_combo.setItemData(index, f"{model.id} {problem}.", Qt.ItemDataRole.ToolTipRole)

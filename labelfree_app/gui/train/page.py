@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (QApplication, QDialog, QHBoxLayout, QLabel, QPushButton, QStackedWidget,
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.models.card import model_card_html
+from labelfree_app.gui.open_folder import Opener, reveal_folder
 from labelfree_app.gui.predict.run_controls import format_duration
 from labelfree_app.gui.train.live import LivePage
 from labelfree_app.gui.train.setup import SetupPage
@@ -76,6 +77,7 @@ class TrainDialog(QDialog):
         self.after_training: UseModel | None = None  # a prepared run (Improve): install, then hand the model here
         self.config: Any = None
         self.worker: TrainWorker | None = None
+        self.opener: Opener | None = None  # QDesktopServices.openUrl unless a test sets one
         self.state = "setup"  # setup | preparing | running | pausing | paused | stopping | finished
         self.result: Any = None  # TrainFinished
         self.manifest: dict[str, Any] = {}
@@ -275,7 +277,7 @@ class TrainDialog(QDialog):
 
     def _open_folder(self) -> None:
         if self.result is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.result.package)))
+            reveal_folder(Path(self.result.package), self.install_label.setText, self.opener)
 
     def _train_another(self) -> None:
         self.state = "setup"

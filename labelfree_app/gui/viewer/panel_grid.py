@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -28,6 +29,7 @@ from labelfree_app.gui.viewer.playback import FramePlayer
 from labelfree_app.gui.viewer.values import format_value, format_variance
 
 VARIANCE_COLORMAP = "viridis"
+WRAP_CONTROLS_BELOW_PX = 960
 OVERLAY_COLOUR = np.array([0.1, 1.0, 0.35], dtype=np.float32)  # green over grey
 
 UNET_DENOISING_NOTE = "U-Net model: one pass, no denoising steps"
@@ -111,13 +113,22 @@ class PanelGrid(QWidget):
         controls.addWidget(self.z_label)
         controls.addWidget(self.max_projection_box)
         controls.addWidget(self.overlay_box)
-        controls.addSpacing(16)
-        controls.addWidget(QLabel("Denoising"))
-        controls.addWidget(self.player, 3)
+        self.denoising_row = QWidget()  # moves under the other controls where the row is too narrow
+        # Its width never holds the window wide: below WRAP_CONTROLS_BELOW_PX it gets a row of its own.
+        self.denoising_row.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        denoising = QHBoxLayout(self.denoising_row)
+        denoising.setContentsMargins(16, 0, 0, 0)
+        denoising.addWidget(QLabel("Denoising"))
+        denoising.addWidget(self.player, 1)
+        controls.addWidget(self.denoising_row, 3)
+        self._wrap_row = QHBoxLayout()
+        under = QVBoxLayout()  # one layout item, so rows added above the controls stay above both
+        under.addLayout(controls)
+        under.addLayout(self._wrap_row)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._grid, 1)
-        layout.addLayout(controls)
+        layout.addLayout(under)
 
         for panel in (self.input_panel, self.prediction_panel):
             panel.histogram.sigLevelsChanged.connect(self._on_levels_changed)
@@ -179,6 +190,14 @@ class PanelGrid(QWidget):
         layout = self.layout()
         layout.insertWidget(layout.count() - 1, widget)
 
+    def _wrap_controls(self, wrap: bool) -> None:
+        """Below ``WRAP_CONTROLS_BELOW_PX`` the denoising player gets its own row (at 1366×768 its
+        slider otherwise shrinks to its handle)."""
+        target, source = (self._wrap_row, self._controls) if wrap else (self._controls, self._wrap_row)
+        if target.indexOf(self.denoising_row) < 0:
+            source.removeWidget(self.denoising_row)
+            target.addWidget(self.denoising_row, 3)
+
     def _best_columns(self) -> int:
         plane = self.input_panel.plane
         height_px, width_px = plane.shape if plane is not None else (1, 1)
@@ -194,6 +213,7 @@ class PanelGrid(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
+        self._wrap_controls(self.width() < WRAP_CONTROLS_BELOW_PX)
         if self.layout_columns is None:
             self._apply_layout()
 

@@ -20,6 +20,7 @@ class FramePlayer(QWidget):
         self.play_button.setToolTip("Replay the denoising steps")
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setToolTip("Denoising step")
+        self.slider.setMinimumWidth(120)  # never just its handle (issue 28 item 17)
         self.label = QLabel("")
         self.label.setMinimumWidth(90)
         layout = QHBoxLayout(self)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QUrl, Signal
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QLabel, QPushButton, QVBoxLayout, QWidget)
 
 from labelfree_app.gui.dialogs import ModelChecklist, folder_row
+from labelfree_app.gui.open_folder import Opener, reveal_folder
 from labelfree_app.gui.settings import GuiSettings
 from labelfree_app.gui.watch.table import SETTLING, ArrivalTable
 from labelfree_app.gui.watch.worker import WatchWorker
@@ -53,6 +53,7 @@ class WatchDialog(QDialog):
         self.backend = backend
         self.settings = dict(settings or {})
         self.worker: WatchWorker | None = None
+        self.opener: Opener | None = None  # QDesktopServices.openUrl unless a test sets one
         self.last_stopped: Any = None
         self._settling = 0
         self._current = ""
@@ -182,8 +183,7 @@ class WatchDialog(QDialog):
         return self.worker.wait(ms) if self.worker is not None else True
 
     def open_output_folder(self) -> None:
-        if self.out_dir().is_dir():
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.out_dir())))
+        reveal_folder(self.out_dir(), self.status_label.setText, self.opener)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
