@@ -49,6 +49,8 @@ class Backend(Protocol):
 
     def run(self, image: Any, model_id: str, settings: dict[str, Any]) -> Iterator[Any]: ...
 
+    def measure_step_seconds(self, model_id: str, device: str) -> float: ...
+
     def predict_to_file(self, image: Any, model_id: str, settings: dict[str, Any], inputs: Sequence[Path],
                         out_dir: Path | None = None) -> Iterator[Any]: ...
 
@@ -152,6 +154,10 @@ def leave_a_core_for_the_window() -> None:
     set_cpu_threads(max(1, usable_cpu_count() - 1))
 
 
+class BusyError(RuntimeError):
+    """The network is running a prediction: a step timing waits for another time."""
+
+
 class CoreBackend:
     """The real backend over ``labelfree_app.io``, ``models.registry`` and ``core.engine``."""
 
@@ -161,6 +167,7 @@ class CoreBackend:
         self._registry: Any = None
         self._engines: dict[tuple[str, str], Any] = {}
         self._engine_lock = threading.Lock()
+        self._network_busy = threading.Lock()  # a run and the step timing never share a network
         self._jobs: Any = None  # the batch job's EngineCache for ``predict_to_file``
         self._jobs_key: tuple[str, str] | None = None
 
@@ -266,9 +273,34 @@ class CoreBackend:
             settings = {"time_point": 0, **settings}
         events = engine.run(image, PredictSettings(**{k: v for k, v in settings.items() if k in known}))
         try:
-            yield from events
+            with self._network_busy:  # waits for a step timing (seconds), never the other way round
+                yield from events
         finally:
             events.close()
+
+    def measure_step_seconds(self, model_id: str, device: str) -> float:
+        """One diffusion step's seconds per sample per megapixel for ``model_id`` on ``device``
+        (core/step_time: measured once, then cached)."""
+        from labelfree_app.core import step_time
+        from labelfree_app.core.engine import PredictSettings
+
+        manifest = self.model_manifest(model_id)
+        key = step_time.cache_key(model_id, str(manifest.get("version", "")), device)
+        known = step_time.cached_step_seconds(key)
+        if known is not None:
+            return known
+        if not self._network_busy.acquire(blocking=False):
+            raise BusyError("the model is running; the estimate follows after this run")
+        try:
+            engine = self._engine(model_id, device)
+            channels = int((manifest.get("input") or {}).get("channels", 1))
+            known = step_time.measure_step_seconds(
+                lambda image, steps: engine.predict(image, PredictSettings(samples=1, steps=steps, device=device)),
+                channels)
+        finally:
+            self._network_busy.release()
+        step_time.store_step_seconds(key, known)
+        return known
 
     def predict_to_file(self, image: Any, model_id: str, settings: dict[str, Any], inputs: Sequence[Path],
                         out_dir: Path | None = None) -> Iterator[Any]:

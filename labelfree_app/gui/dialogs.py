@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
-                               QMessageBox, QPushButton, QTextBrowser, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QLineEdit, QListWidget, QListWidgetItem,
+                               QMessageBox, QPushButton, QScrollArea, QTextBrowser, QVBoxLayout, QWidget)
 
 from labelfree_app import __version__
 from labelfree_app.errors import LabelFreeError
@@ -141,3 +141,15 @@ def about_dialog(
     dialog = TextDialog("About LabelFree", about_html(models, manifests), parent)
     dialog.open()
     return dialog
+
+
+def vertical_scroll(widget: QWidget) -> QScrollArea:
+    """``widget`` in a scroll area that scrolls up and down only, so a tall panel (the Run controls)
+    never holds the window taller than a 768-pixel screen."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(widget)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area

@@ -13,7 +13,7 @@ from labelfree_app.errors import LabelFreeError
 from labelfree_app.io.reading import natural_sort_key
 from labelfree_app.gui.backend import Backend, channel_count, expand_paths, image_facts
 from labelfree_app.gui.batch.dialog import open_batch_dialog
-from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box
+from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box, vertical_scroll
 from labelfree_app.gui.files import plane_series
 from labelfree_app.gui.files.drops import FileDrops
 from labelfree_app.gui.files.file_list import DONE, FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
@@ -23,6 +23,7 @@ from labelfree_app.gui.files.shown_file import ShownFile
 from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
 from labelfree_app.gui.models.card import model_card_dialog
 from labelfree_app.gui.models.manager import ModelManagerDialog
+from labelfree_app.gui.predict.diffusion_estimate import DiffusionEstimate
 from labelfree_app.gui.predict.results import ResultActions
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.runner import PredictionRunner
@@ -67,6 +68,7 @@ class MainWindow(FileDrops, QMainWindow):
         self.channel_combo = QComboBox()
         self.channel_combo.setToolTip("Transmitted-light channel to predict from")
         self.controls = RunControls()
+        self.estimate = DiffusionEstimate(backend, self.controls, self.file_list)  # "8 × 25, ~3 min on this CPU"
         self._build_docks()
         self.hover_label = QLabel("")
         self.hover_label.setMinimumWidth(640)  # room for every panel's value at the crosshair
@@ -134,7 +136,7 @@ class MainWindow(FileDrops, QMainWindow):
         layout.addWidget(self.channel_combo)
         for title, widget, area, name in (
             ("Files", files, Qt.DockWidgetArea.LeftDockWidgetArea, "files_dock"),
-            ("Run", self.controls, Qt.DockWidgetArea.RightDockWidgetArea, "run_dock"),
+            ("Run", vertical_scroll(self.controls), Qt.DockWidgetArea.RightDockWidgetArea, "run_dock"),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(name)

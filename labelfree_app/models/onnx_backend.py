@@ -19,6 +19,7 @@ import importlib.util
 import io
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -206,6 +207,11 @@ def _write_cache(cache_path: Path, data: bytes) -> None:
         log.info("could not cache ONNX export at %s: %s", cache_path, exc)
 
 
+# torch.onnx.export keeps global state: two threads exporting at once (a run and the window's step
+# timing, a batch beside it) fail with "GLOBALS.in_onnx_export must be True".
+_EXPORT_LOCK = threading.Lock()
+
+
 def _export(
     network: nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
@@ -216,7 +222,7 @@ def _export(
     import torch
 
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
+    with _EXPORT_LOCK, warnings.catch_warnings():  # warnings' filters are process-wide too
         warnings.simplefilter("ignore")
         torch.onnx.export(
             network.eval(), example_inputs, buffer, input_names=input_names,

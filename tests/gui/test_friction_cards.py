@@ -9,7 +9,7 @@ import pytest
 
 from labelfree_app.gui.models.card import model_card_dialog, model_card_html
 from labelfree_app.paths import resources_dir
-from labelfree_app.training.card_text import card_sections
+from labelfree_app.models.card_text import card_sections
 
 BUNDLED = sorted(p.parent for p in (resources_dir() / "models").glob("*/manifest.json"))
 

@@ -312,7 +312,8 @@ class BatchDialog(FileDrops, QDialog):
         index = self.table.rowCount()
         self.table.insertRow(index)
         r = "" if row.pearson_r is None else f"{row.pearson_r:.3f}"
-        values = (Path(row.input).name, self.model_names.get(row.model, row.model), row.status, f"{row.seconds:.1f}", r, row.error or row.note)
+        model = self.model_names.get(row.model, row.model)
+        values = (Path(row.input).name, model, row.status, f"{row.seconds:.1f}", r, row.error or row.note)
         for column, text in enumerate(values):
             item = QTableWidgetItem(text)
             item.setToolTip(row.error or row.note or row.input)

@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtWidgets import QWidget
 
 from labelfree_app.gui.dialogs import TextDialog
-from labelfree_app.training.card_text import CardSection, card_sections
+from labelfree_app.models.card_text import CardSection, card_sections
 
 
 def _section_html(section: CardSection) -> str:
@@ -25,7 +25,7 @@ def _section_html(section: CardSection) -> str:
 
 
 def model_card_html(manifest: dict[str, Any]) -> str:
-    """The card (training/card_text) as HTML: sentences and short tables, never raw manifest values."""
+    """The card (models/card_text) as HTML: sentences and short tables, never raw manifest values."""
     name = html.escape(str(manifest.get("name", manifest.get("id", "model"))))
     parts = [f"<h2>{name}</h2>"]
     if manifest.get("demo"):

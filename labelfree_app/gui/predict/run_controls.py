@@ -114,7 +114,7 @@ class RunControls(QWidget):
         model_form.addRow("", self.card_button)
         model_form.addRow("Device", self.device_combo)
         self.diffusion_box = QGroupBox("Diffusion sampling")
-        diffusion_form = QFormLayout(self.diffusion_box)
+        diffusion_form = self.diffusion_form = QFormLayout(self.diffusion_box)
         diffusion_form.addRow("Samples", self.samples_spin)
         diffusion_form.addRow("Steps", self.steps_spin)
         diffusion_form.addRow("Sampler", self.sampler_combo)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from labelfree_app.training.model_card import trust_card_lines
-
 
 @dataclass(frozen=True)
 class CardSection:
@@ -170,15 +168,17 @@ def weakness_lines(manifest: Mapping[str, Any]) -> list[str]:
 
 def card_sections(manifest: Mapping[str, Any]) -> list[CardSection]:
     """The whole card, in the order a person reads it."""
+    from labelfree_app.training.model_card import trust_card_lines  # its module imports torch: only here
     description, _ = split_description(str(manifest.get("description", "")))
     license_ = str(manifest.get("license") or "not stated: ask its authors before sharing predictions")
     terms = [("Licence", license_)]
     if manifest.get("attribution"):
         terms.append(("Credit", str(manifest["attribution"])))
     trust = [line.strip() for line in trust_card_lines(manifest)[1:]]
+    kind = manifest.get("kind", "unet")
     return [
         CardSection("About", overview_rows(manifest), (description,) if description else ()),
-        CardSection("How well it does", lines=tuple(figure_lines(manifest.get("metrics") or {}, str(manifest.get("kind", "unet"))))),
+        CardSection("How well it does", lines=tuple(figure_lines(manifest.get("metrics") or {}, str(kind)))),
         CardSection("Known weaknesses", lines=tuple(weakness_lines(manifest))),
         CardSection("Training data", lines=tuple(training_lines(manifest))),
         CardSection("Licence and credit", tuple(terms)),
