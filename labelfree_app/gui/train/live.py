@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QV
 from labelfree_app.gui.predict.run_controls import format_duration
 from labelfree_app.gui.train.preview import ImageGrid
 
+PROGRESS_UNITS = 1000
 REDRAW_INTERVAL_S = 0.3  # painting the curves costs CPU the training needs
 SMOOTHING = 0.9  # exponential moving average of the loss drawn over the raw steps
 
@@ -30,6 +31,17 @@ def remaining_seconds(step: int, max_steps: int, steps_per_s: float, run_seconds
     if by_budget is not None and (by_steps is None or by_budget < by_steps):
         return by_budget, "time budget"
     return by_steps, "steps"
+
+
+def progress_of(step: int, max_steps: int, run_seconds: float, budget_s: float | None) -> tuple[int, str]:
+    """The bar's value (of ``PROGRESS_UNITS``) and text: it counts whichever ends the run first, so a
+    2-minute budget fills the bar in 2 minutes, not at 5 % of the preset's steps."""
+    by_steps = step / max_steps if max_steps > 0 else 0.0
+    by_time = run_seconds / budget_s if budget_s else 0.0
+    if budget_s and by_time >= by_steps:
+        text = f"{format_duration(min(run_seconds, budget_s))} of {format_duration(budget_s)} (step {step})"
+        return min(int(by_time * PROGRESS_UNITS), PROGRESS_UNITS), text
+    return min(int(by_steps * PROGRESS_UNITS), PROGRESS_UNITS), f"step {step} / {max_steps}"
 
 
 def smoothed(values: Sequence[float], weight: float = SMOOTHING) -> np.ndarray:
@@ -129,7 +141,7 @@ class LivePage(QWidget):
                 self.crops.set_image(0, col, None)
         self.max_steps = max_steps
         self.budget_s = None if budget_minutes is None else 60.0 * budget_minutes
-        self.progress.setRange(0, max(max_steps, 1))
+        self.progress.setRange(0, PROGRESS_UNITS)
         self.set_state("loading")
         self._redraw(force=True)
 
@@ -200,8 +212,9 @@ class LivePage(QWidget):
             self.raw_loss.setData([], [])
             self.smooth_loss.setData([], [])
         self.r_curve.setData(np.asarray(self.val_steps), np.asarray(self.val_rs))
-        self.progress.setValue(min(self.step, self.progress.maximum()))
-        self.progress.setFormat(f"step {self.step} / {self.max_steps}")
+        value, text = progress_of(self.step, self.max_steps, now - self._run_clock_start, self.budget_s)
+        self.progress.setValue(value)
+        self.progress.setFormat(text)
         rate = self.steps_per_second()
         left, why = remaining_seconds(self.step, self.max_steps, rate, now - self._run_clock_start, self.budget_s)
         eta = "estimating…" if left is None or rate == 0 else f"{format_duration(left)} ({why})"

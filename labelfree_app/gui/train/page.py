@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import (QApplication, QDialog, QHBoxLayout, QLabel, QPushButton, QStackedWidget,
+from PySide6.QtWidgets import (QApplication, QDialog, QHBoxLayout, QLabel, QMessageBox, QPushButton, QStackedWidget,
                                QTextBrowser, QVBoxLayout, QWidget)
 
 from labelfree_app.errors import LabelFreeError
@@ -78,6 +78,8 @@ class TrainDialog(QDialog):
         self.config: Any = None
         self.worker: TrainWorker | None = None
         self.opener: Opener | None = None  # QDesktopServices.openUrl unless a test sets one
+        self.confirm_close: Callable[[str], bool] = lambda question: QMessageBox.question(
+            self, "Stop training?", question) == QMessageBox.StandardButton.Yes
         self.state = "setup"  # setup | preparing | running | pausing | paused | stopping | finished
         self.result: Any = None  # TrainFinished
         self.manifest: dict[str, Any] = {}
@@ -268,12 +270,20 @@ class TrainDialog(QDialog):
                 running_on = use_model(model.id, list(models))
                 if running_on is not None:
                     text += f" Running it on {running_on} in the main window."
+                    self._raise_main_window()
                 else:
                     text += " Open an image in the main window and press Run."
             self.install_label.setText(text)
             self.installed.emit(model.id)
 
         call_in_thread(self.backend.list_models, listed, self._install_failed)
+
+    def _raise_main_window(self) -> None:
+        """The run the model was installed for shows in the main window: bring it in front of this one."""
+        main = self.parentWidget().window() if self.parentWidget() is not None else None
+        if main is not None:
+            main.raise_()
+            main.activateWindow()
 
     def _open_folder(self) -> None:
         if self.result is not None:
@@ -297,6 +307,10 @@ class TrainDialog(QDialog):
             self.wait(60000)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        if self.is_running() and not self.confirm_close(
+                "Training is running. Stop it now and keep the best model so far?"):
+            event.ignore()  # keep training
+            return
         self.shut_down()
         super().closeEvent(event)
 

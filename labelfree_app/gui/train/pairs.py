@@ -33,6 +33,7 @@ class DropList(FileDrops, QListWidget):
         self.setAcceptDrops(True)
         self.setToolTip(hint)
         self.setMinimumHeight(70)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # the file name at the end stays in view
 
     def paths(self) -> list[Path]:
         return [Path(self.item(i).text()) for i in range(self.count())]
