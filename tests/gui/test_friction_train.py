@@ -55,3 +55,16 @@ def test_install_and_run_raises_the_main_window_over_the_train_page(qtbot, monke
     monkeypatch.setattr(main, "activateWindow", lambda: raised.append("activate"))
     page._raise_main_window()
     assert raised == ["raise", "activate"]
+
+
+def test_the_pair_check_shows_the_picked_pair_large_not_as_65_px_thumbnails(qtbot, dialog, tmp_path):
+    bf, dapi = write_pairs(tmp_path, names=("a", "b"), shape=(96, 96))
+    dialog.resize(900, 700)
+    add_pairs(qtbot, dialog, [bf], [dapi])
+    box = dialog.setup.pairs_box
+    qtbot.wait(100)
+    view = box.preview.views[0][0]
+    assert view.height() >= 150, view.height()
+    box.pair_table.setCurrentCell(1, 0)
+    assert box.preview.items[0][1].image is not None
+    assert "b.tif" in box.preview.titles[0][1].text

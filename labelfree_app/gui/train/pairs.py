@@ -115,6 +115,8 @@ class PairsBox(QGroupBox):
         self.pair_table.setToolTip("Tick a pair's Validation box to hold the whole pair out for validation")
         self.pair_table.setMaximumHeight(120)
         self.preview = PairPreview()
+        self.pair_table.currentCellChanged.connect(  # the pair picked in the table, large
+            lambda row, *_: self.preview.show_pairs(self.pairs[row:row + 1]) if 0 <= row < len(self.pairs) else None)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -76,13 +76,14 @@ class ImageGrid(pg.GraphicsLayoutWidget):
 
 
 class PairPreview(ImageGrid):
-    """The first few checked pairs: input | target | overlay, one row each."""
+    """One checked pair, large enough to judge: input | target | overlay (the pair picked in the
+    table; three rows of thumbnails were about 65 px tall)."""
 
-    ROWS = 3
+    ROWS = 1
 
     def __init__(self) -> None:
         super().__init__(["Input (transmitted light)", "Target (fluorescence)", "Overlay"], rows=self.ROWS)
-        self.setMinimumHeight(260)
+        self.setMinimumHeight(240)
 
     def show_pairs(self, checked: Sequence[object]) -> None:
         """``checked``: ``CheckedPair`` values; those with thumbnails are shown."""
