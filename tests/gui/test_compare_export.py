@@ -76,7 +76,10 @@ def test_compare_without_ground_truth_explains_how_to_get_one(qtbot, window, tif
     drop_files(window, [tiff_2d])
     wait_loaded(qtbot, window)
     run_and_wait(qtbot, window)
+    offered: list = []
+    window.results.pick_ground_truth = lambda beside: offered.append(beside)  # the picker, cancelled
     assert window.results.compare_current() is None
+    assert offered == [tiff_2d]  # a file picker is offered, not only drag-and-drop
     message = window.statusBar().currentMessage()
     assert "no fluorescence channel" in message and "Prediction panel" in message
 

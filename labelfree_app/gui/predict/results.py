@@ -54,6 +54,7 @@ class ResultActions(QObject):
     ) -> None:
         super().__init__(parent)
         self.parent_widget = parent
+        self.pick_ground_truth: Callable[[Path], Path | None] = self._ask_ground_truth_file  # tests replace it
         self.backend = backend
         self.files = files
         self.panels = panels
@@ -89,9 +90,12 @@ class ResultActions(QObject):
         if observed is None:
             target = self.model_target(record.result.model_id) or "the model's target"
             self.messages.show_message(
-                f"{record.path.name} has no fluorescence channel for {target}; "
-                "drop a fluorescence image onto the Prediction panel to compare with it."
+                f"{record.path.name} has no fluorescence channel for {target}; choose a fluorescence image of "
+                "the same field (or drop one onto the Prediction panel) to compare with it."
             )
+            chosen = self.pick_ground_truth(record.path)
+            if chosen is not None:
+                self.load_ground_truth(chosen)  # compares once read
             return None
         predicted = first_channel(record.result.prediction)
         observed = first_channel(observed)
@@ -142,6 +146,11 @@ class ResultActions(QObject):
 
         call_in_thread(lambda: self.backend.read_image(path), done, failed)
         return True
+
+    def _ask_ground_truth_file(self, beside: Path) -> Path | None:
+        chosen, _ = QFileDialog.getOpenFileName(self.parent_widget, "Ground truth: a fluorescence image of this field",
+                                                str(beside.parent), "Images (*.tif *.tiff *.png);;All files (*)")
+        return Path(chosen) if chosen else None
 
     def choose_export_folder(self) -> Path | None:
         chosen = QFileDialog.getExistingDirectory(self.parent_widget, "Export folder",

@@ -7,10 +7,15 @@ between them. Differences are taken between z-scored images, so units do not mat
 
 from __future__ import annotations
 
-import numpy as np
-from PySide6.QtWidgets import QCheckBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from pathlib import Path
 
+import numpy as np
+from PySide6.QtWidgets import (QCheckBox, QDialog, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+                               QVBoxLayout, QWidget)
+
+from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.backend import Backend
+from labelfree_app.gui.viewer.compare_save import save_comparison
 from labelfree_app.gui.viewer.image_panel import ImagePanel, auto_levels
 from labelfree_app.io.channels import matching_channel  # noqa: F401 (the one name-part match; Compare's)
 
@@ -73,6 +78,7 @@ class CompareDialog(QDialog):
         self.predicted_mask = np.asarray(backend.otsu_mask(predicted), bool)
         self.mask_dice = dice(self.observed_mask, self.predicted_mask)
         self.flipped = False
+        self.source, self.where = source, where
 
         self.observed_panel = ImagePanel("Observed")
         self.predicted_panel = ImagePanel("Predicted")
@@ -100,18 +106,38 @@ class CompareDialog(QDialog):
         if source or where:
             self.summary_label.setText(f"{self.summary()}   ({', '.join(t for t in (source, where) if t)})")
 
-        grid = QGridLayout()
+        self.panels_widget = QWidget()  # what Save… writes as PNG
+        grid = QGridLayout(self.panels_widget)
+        grid.setContentsMargins(0, 0, 0, 0)
         grid.setSpacing(4)
         for index, panel in enumerate(self.panels):
             grid.addWidget(panel, index // 4, index % 4)
         top = QHBoxLayout()
         top.addWidget(self.summary_label, 1)
         top.addWidget(self.flip_box)
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save the panels as PNG and the figures (r, Dice) as JSON beside it")
+        self.save_button.clicked.connect(self._ask_and_save)
+        top.addWidget(self.save_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addLayout(grid, 1)
+        layout.addWidget(self.panels_widget, 1)
         self.resize(1400, 760)
         self._fill()
+
+    def save_to(self, png: Path) -> list[Path]:
+        """Write the panels (PNG) and the figures (JSON of the same name); says where in the summary."""
+        written = save_comparison(self, png)
+        self.summary_label.setText(f"{self.summary()}   Saved {written[0]} and {written[1].name}.")
+        return written
+
+    def _ask_and_save(self) -> None:
+        chosen, _ = QFileDialog.getSaveFileName(self, "Save comparison", "comparison.png", "PNG (*.png)")
+        if chosen:
+            try:
+                self.save_to(Path(chosen))
+            except (OSError, LabelFreeError) as exc:
+                self.summary_label.setText(f"{self.summary()}   Not saved: {exc}")
 
     def summary(self) -> str:
         return (
