@@ -68,3 +68,12 @@ def test_the_pair_check_shows_the_picked_pair_large_not_as_65_px_thumbnails(qtbo
     box.pair_table.setCurrentCell(1, 0)
     assert box.preview.items[0][1].image is not None
     assert "b.tif" in box.preview.titles[0][1].text
+
+
+def test_a_trained_model_never_takes_the_name_of_an_installed_one():
+    from labelfree_app.gui.train.page import unique_name
+
+    assert unique_name("My nuclei", ["Other"]) == "My nuclei"
+    assert unique_name("My nuclei", ["My nuclei"]) == "My nuclei (2)"
+    assert unique_name("My nuclei", ["My nuclei", "My nuclei (2)"]) == "My nuclei (3)"
+    assert unique_name("", ["x"]) == ""

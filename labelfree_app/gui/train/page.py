@@ -28,6 +28,17 @@ SETUP, LIVE, RESULT = 0, 1, 2
 UseModel = Callable[[str, list[Any]], str | None]  # (model id, installed models) -> file it runs on
 
 
+def unique_name(name: str, taken: Sequence[str]) -> str:
+    """``name``, or "name (2)", "name (3)"… where an installed model already has it: never two models
+    with one name in the pickers."""
+    if not name or name not in taken:
+        return name
+    number = 2
+    while f"{name} ({number})" in taken:
+        number += 1
+    return f"{name} ({number})"
+
+
 def build_config(choices: dict[str, Any]) -> Any:
     """The ``TrainConfig`` for the set-up page's choices (worker thread: it imports the core)."""
     from labelfree_app import paths
@@ -136,6 +147,7 @@ class TrainDialog(QDialog):
         self.setup.start_button.setEnabled(False)
         self.setup.say("")
         choices = self.setup.choices()  # read the widgets here, on the GUI thread
+        choices["name"] = unique_name(choices["name"], [str(getattr(m, "name", "")) for m in self.setup.models])
         call_in_thread(lambda: build_config(choices), self._begin, self._start_failed)
         return True
 
