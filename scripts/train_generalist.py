@@ -307,8 +307,8 @@ def checkpoint_package(run: str, step: int, work: Path) -> Path:
 
     folder = work / "runs" / run / "checkpoints" / f"step-{step:08d}"
     out = work / "models" / f"{run}-step{step}"
-    if not (out / "manifest.json").is_file():
-        kept = load_package(work / "models" / run)
+    if not (out / "manifest.json").is_file():  # a run still going has no package yet: a LOSO model's manifest
+        kept = load_package(work / "models" / run if (work / "models" / run).is_dir() else work / "models" / "loso-isl")
         save_package(out, kept.manifest.to_dict(), load_file(str(folder / "model.safetensors")), overwrite=True)
     return out
 
