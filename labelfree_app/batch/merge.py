@@ -16,7 +16,8 @@ from typing import Any, Generator, Sequence
 
 from labelfree_app.batch.plan import BatchJob, BatchPlanError, ModelRef
 from labelfree_app.batch.report import BatchRow
-from labelfree_app.core.events import PredictionResult
+from labelfree_app.core.drive import relay
+from labelfree_app.core.events import PredictionResult, without_result
 from labelfree_app.errors import LabelFreeError
 from labelfree_app.export import merged_id, write_merged
 from labelfree_app.io import ensure_free_space
@@ -81,7 +82,7 @@ def run_merged_job(job: BatchJob, out_dir: Path, options: Any, engines: Any,
         results, manifests = [], []
         for part in job.model.parts:  # one after the other, on the one image read above
             engine = engines.get(part, options.settings.device)
-            results.append((yield from _run_one(engine, image, options.settings)))
+            results.append((yield from relay(engine.run(image, options.settings), without_result)))
             manifests.append(engine.manifest)
         save_merged(results, manifests, job.input.files, path, pixel_size_um=getattr(image, "pixel_size_um", None),
                     hash_inputs=options.hash_inputs)
@@ -104,22 +105,6 @@ def run_merged_job(job: BatchJob, out_dir: Path, options: Any, engines: Any,
                      f"with the log file {log_file_path()}.")
     row.seconds = round(time.perf_counter() - start, 3)
     return row
-
-
-def _run_one(engine: Any, image: Any, settings: Any) -> Generator[Any, None, PredictionResult]:
-    """One model's whole-image run; yields its events, returns its result."""
-    result = None
-    run = engine.run(image, settings)
-    try:
-        for event in run:
-            if isinstance(event, PredictionResult):
-                result = event
-            else:
-                yield event
-    finally:
-        run.close()
-    assert result is not None
-    return result
 
 
 def _record_trust(row: BatchRow, results: Sequence[Any], parts: Sequence[ModelRef]) -> None:

@@ -23,9 +23,9 @@ from labelfree_app.batch.report import BatchRow
 from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
 from labelfree_app.batch.verify import check_output
 from labelfree_app.core import scale, trust_recorder
-from labelfree_app.core.drive import drive
+from labelfree_app.core.drive import drive, relay
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
-from labelfree_app.core.events import PredictionResult
+from labelfree_app.core.events import PredictionResult, without_result
 from labelfree_app.core.settings import is_diffusion
 from labelfree_app.errors import (
     DiskFullError,
@@ -309,16 +309,7 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
                                                        trust_map=options.trust_map, hash_inputs=options.hash_inputs)
         else:
-            run = engine.run(image, options.settings)
-            try:
-                for event in run:
-                    if isinstance(event, PredictionResult):
-                        result = event
-                    else:
-                        yield event
-            finally:
-                run.close()
-            assert result is not None
+            result = yield from relay(engine.run(image, options.settings), without_result)
             written = save_result(result, engine.manifest, job.input.files, paths,
                                   pixel_size_um=getattr(image, "pixel_size_um", None),
                                   save_steps=options.save_steps, trust_map=options.trust_map,

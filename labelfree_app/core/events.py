@@ -67,3 +67,8 @@ class PredictionResult:
 
 
 Event = Union[Progress, Preview, PredictionResult]
+
+
+def without_result(event: Any) -> Any:
+    """For ``drive.relay`` of an engine run: pass its events on, keep its result (the run's return value)."""
+    return None if isinstance(event, PredictionResult) else event
