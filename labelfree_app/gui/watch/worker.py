@@ -8,7 +8,6 @@ written prediction is read back here, on the worker thread, as a ``SavedResult``
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -16,14 +15,13 @@ from typing import Any, Callable, Iterator, Sequence
 from PySide6.QtCore import Signal
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.gui.batch.worker import PROGRESS_INTERVAL_S
-from labelfree_app.gui.generator_worker import GeneratorWorker
+from labelfree_app.gui.batch.worker import JobsWorker
 from labelfree_app.gui.streamed_run import saved_result_of
 
 _log = logging.getLogger(__name__)
 
 
-class WatchWorker(GeneratorWorker):
+class WatchWorker(JobsWorker):
     """Consumes the watch's event generator off the GUI thread."""
 
     waiting = Signal(object)  # batch.watch.Waiting: the files still settling, a problem sentence
@@ -36,28 +34,10 @@ class WatchWorker(GeneratorWorker):
 
     def __init__(self, backend: Any, folder: Path, models: Sequence[str], out_dir: Path, settings: dict[str, Any],
                  *, settle_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(self._events, thread_name="labelfree-watch")
+        super().__init__(self._events, thread_name="labelfree-watch", clock=clock)
         self._backend = backend
         self._args = (Path(folder), list(models), Path(out_dir), dict(settings))
         self._settle_s = float(settle_s)
-        self._stop = threading.Event()
-        self._abandon = threading.Event()
-        self._clock = clock
-        self._last_progress = float("-inf")
-
-    @property
-    def stopping(self) -> bool:
-        """Stop or Cancel was asked for."""
-        return self._stop.is_set()
-
-    def stop_after_current(self) -> None:
-        """Finish the file in progress, then stop watching (thread-safe)."""
-        self._stop.set()
-
-    def cancel(self) -> None:
-        """Abandon the file in progress now and stop watching (thread-safe)."""
-        self._stop.set()
-        self._abandon.set()
 
     def _events(self) -> Iterator[Any]:
         folder, models, out_dir, settings = self._args
@@ -74,9 +54,8 @@ class WatchWorker(GeneratorWorker):
         elif isinstance(event, JobStarted):
             self.jobStarted.emit(str(event.job.input.path), event.job.model.id)
         elif isinstance(event, JobProgress):
-            now, progress = self._clock(), event.progress
-            if progress.done >= progress.total or now - self._last_progress >= PROGRESS_INTERVAL_S:
-                self._last_progress = now
+            progress = event.progress
+            if self.progress_due(progress):
                 self.jobProgress.emit(str(event.job.input.path), event.job.model.id, progress.done, progress.total,
                                       progress.stage)
         elif isinstance(event, JobFinished):
