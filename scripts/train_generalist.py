@@ -4,6 +4,8 @@
     python scripts/train_generalist.py train --holdout none    # the bundled model (all sources)
     python scripts/train_generalist.py train --holdout mlcp    # leave-one-source-out model
     python scripts/train_generalist.py curve --source mlcp --start loso --minutes 10
+    python scripts/train_generalist.py diffusion --holdout mlcp --minutes 12   # residual diffusion on loso-mlcp
+    python scripts/train_generalist.py score-diffusion         # each LOSO diffusion on its held-out source
     python scripts/train_generalist.py report                  # tables (JSON + markdown) and the plot
 
 Sources (../shared/data; read, never copied into the repository), each split into training fields
@@ -314,21 +316,54 @@ def checkpoint_package(run: str, step: int, work: Path) -> Path:
 
 
 def cmd_diffusion(args: argparse.Namespace) -> None:
-    """Residual diffusion around lf-nuclei-2d: the U-Net gives the mean, the denoiser samples the rest."""
+    """Residual diffusion around a generalist U-Net: the U-Net gives the mean, the denoiser samples the
+    rest. ``--holdout S`` trains it without source S on top of loso-S (a leave-one-source-out pair)."""
     work = args.work
-    mean = work / "models" / "lf-nuclei-2d"
+    sources = [s for s in SOURCES if s != args.holdout]
+    name = "lf-nuclei-2d-diffusion" if args.holdout == "none" else f"loso-{args.holdout}-diffusion"
+    mean = work / "models" / (args.mean or ("lf-nuclei-2d" if args.holdout == "none" else f"loso-{args.holdout}"))
+    if not (mean / "manifest.json").is_file():
+        raise SystemExit(f"The mean U-Net {mean} is not there; train it first (train --holdout {args.holdout}).")
+    started = time.time()
     config = unet_config(
-        weighted(list(SOURCES), work), work / "models" / "lf-nuclei-2d-diffusion", work / "runs" / "lf-nuclei-2d-diffusion",
+        weighted(sources, work), work / "models" / name, work / "runs" / name,
         args.minutes, model_type="diffusion", val_every=500, lr=2e-4,
         diffusion=DiffusionSettings(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(), patch_size=2,
                                     sampler="dpmpp2m", sampling_steps=25, samples=8, val_samples=4,
                                     val_sampling_steps=10, val_max_shape=(128, 128), mean_model=str(mean)),
-        model_id="lf-nuclei-2d-diffusion", name="Nuclei from any transmitted light (2D, diffusion with uncertainty)",
-        license=MODEL_LICENSE, attribution=attribution(list(SOURCES)), data_description=data_text(list(SOURCES)),
+        model_id=name, name="Nuclei from any transmitted light (2D, diffusion with uncertainty)",
+        license=MODEL_LICENSE, attribution=attribution(sources), data_description=data_text(sources),
         description=("Residual diffusion around lf-nuclei-2d: the generalist U-Net predicts the mean and the "
                      "denoiser samples what it got wrong, so several samples give a mean and a variance map for "
                      "any single-plane bright-field or phase-contrast image."))
     train(config, progress=report_progress)
+    print(f"{name}: trained in {time.time() - started:.0f} s on top of {mean.name}", flush=True)
+
+
+def cmd_score_diffusion(args: argparse.Namespace) -> None:
+    """Each leave-one-source-out diffusion model on its held-out source's test crops (8 samples x
+    25 steps): r of the mean, within 1 and 2 sigma, Spearman of std vs error; its U-Net mean's r on
+    the same crops beside it. Written to report.json under 'diffusion_loso'."""
+    work = args.work
+    path = work / "report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    table = report.get("diffusion_loso", {})
+    for source in args.sources:
+        package = work / "models" / f"loso-{source}-diffusion"
+        if not (package / "manifest.json").is_file():
+            continue
+        found = [evaluate(package, [item.spec], samples=8, steps=args.steps, seed=0).rows[0]
+                 for item in diffusion_items(source, work)]
+        row = {key: round(float(np.mean([getattr(r, key) for r in found])), 4)
+               for key in ("pearson_r", "within_1sigma", "within_2sigma", "std_error_spearman")}
+        row["unet_pearson_r_same_crops"] = round(float(np.mean(
+            [evaluate(work / "models" / f"loso-{source}", [item.spec]).rows[0].pearson_r
+             for item in diffusion_items(source, work)])), 4)
+        row["crops"], row["steps"] = len(found), args.steps
+        table[source] = row
+        print(source, row, flush=True)
+        report["diffusion_loso"] = table
+        path.write_text(json.dumps(report, indent=1))
 
 
 def report_progress(event: object) -> None:
@@ -347,8 +382,8 @@ def diffusion_items(source: str, work: Path) -> list[Eval]:
 
     items = test_items(source, work)
     regions = {"isl": "640:896,640:896", "sephace": "384:640,544:800", "celldetective": "128:384,128:384",
-               "mlcp": "400:656,172:428"}
-    chosen = {"isl": items[1:2], "celldetective": items[:3]}.get(source, items[:1])  # ISL: plane 6
+               "mlcp": "400:656,172:428", "aisegcell": "896:1152,896:1152"}
+    chosen = {"isl": items[1:2], "celldetective": items[:3], "aisegcell": items[::2]}.get(source, items[:1])  # ISL: plane 6
     boxes = [(item, regions[source]) for item in chosen]
     crops = []
     for number, (item, region) in enumerate(boxes):
@@ -542,6 +577,11 @@ def main() -> int:
     p.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     p = sub.add_parser("diffusion")
     p.add_argument("--minutes", type=float, default=25)
+    p.add_argument("--holdout", choices=[*SOURCES, "none"], default="none")
+    p.add_argument("--mean", help="the mean U-Net under WORK/models (default: lf-nuclei-2d, or loso-SOURCE)")
+    p = sub.add_parser("score-diffusion")
+    p.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
+    p.add_argument("--steps", type=int, default=25)
     p = sub.add_parser("finalize")
     p.add_argument("--model", choices=["lf-nuclei-2d", "lf-nuclei-2d-diffusion"], required=True)
     p.add_argument("--hardware", default="2-core x86-64 CPU (torch, 1 thread), no GPU")
@@ -556,7 +596,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     {"prepare": lambda a: prepare(a.work), "train": cmd_train, "curve": cmd_curve, "score-run": cmd_score_run, "score": cmd_score,
-     "diffusion": cmd_diffusion, "report": cmd_report,
+     "diffusion": cmd_diffusion, "score-diffusion": cmd_score_diffusion, "report": cmd_report,
      "finalize": cmd_finalize}[args.command](args)
     return 0
 
