@@ -13,6 +13,10 @@ The calibration set (from ../shared/data, never copied into the repository):
 | lf-nuclei-2d (bundled; never saw aiSEGcell) | every aiSEGcell field |
 | isl-dapi-diffusion, isl-map2-diffusion | the four ISL test crops |
 | lf-nuclei-2d-diffusion | 256x256 centre crops of eight aiSEGcell fields |
+| leave-one-source-out diffusion models (build/generalist/models/loso-*-diffusion) | 256x256 centre crops of every field of the held-out source |
+
+The first bundled generalist (trained on four sources) gave the aiSEGcell rows; a bundled model that
+saw aiSEGcell gives none (its earlier rows stay in rows.json).
 
 Each item gives the features the engine computes (the same code path as ``labelfree predict``)
 and the actual Pearson r with the real stain. The fit is judged leave-one-source-out: the trust
@@ -153,21 +157,39 @@ def cases() -> list[dict]:
         package = gen.WORK / "models" / f"loso-{source}"
         if (package / "manifest.json").is_file():
             found.append(dict(model=str(package), family="unet", group=source, items=lambda s=source: source_items(s),
-                              profile=("generalist", tuple(x for x in gen.SOURCES if x != source))))
+                              profile=profile_sources(source)))
+        diffusion = gen.WORK / "models" / f"loso-{source}-diffusion"
+        if (diffusion / "manifest.json").is_file():
+            found.append(dict(model=str(diffusion), family="diffusion", group=source, profile=profile_sources(source),
+                              items=lambda s=source: centre_crops(source_items(s))))
     for target in ("DAPI", "MAP2"):
         for kind in ("unet", "diffusion"):
             found.append(dict(model=str(MODELS / f"isl-{target.lower()}-{kind}"), family=kind, group=f"isl-{target}",
                               items=lambda t=target: isl_items(t), profile=("isl", ())))
+    # The first bundled generalist (four sources) never saw aiSEGcell, nor some celldetective fields and
+    # sephaCe planes; its rows stay in rows.json. A bundled model trained on all five sources gives none.
     old = ("isl", "sephace", "celldetective", "mlcp")
-    found.append(dict(model=str(MODELS / "lf-nuclei-2d"), family="unet", group="aisegcell-bundled",
-                      items=lambda: source_items("aisegcell"), profile=("generalist", old)))
-    found.append(dict(model=str(MODELS / "lf-nuclei-2d-diffusion"), family="diffusion", group="aisegcell-bundled",
-                      items=aisegcell_crops, profile=("generalist", old)))
-    for source in ("celldetective", "sephace"):  # unseen fields of sources it saw: the diffusion's third and fourth
-        found.append(dict(model=str(MODELS / "lf-nuclei-2d-diffusion"), family="diffusion",
-                          group=f"{source}-unseen-fields", profile=("generalist", old),
-                          items=lambda s=source: unseen_field_crops(s)))
+    if not saw_aisegcell(MODELS / "lf-nuclei-2d"):
+        found.append(dict(model=str(MODELS / "lf-nuclei-2d"), family="unet", group="aisegcell-bundled",
+                          items=lambda: source_items("aisegcell"), profile=("generalist", old)))
+    if not saw_aisegcell(MODELS / "lf-nuclei-2d-diffusion"):
+        found.append(dict(model=str(MODELS / "lf-nuclei-2d-diffusion"), family="diffusion", group="aisegcell-bundled",
+                          items=aisegcell_crops, profile=("generalist", old)))
+        for source in ("celldetective", "sephace"):  # unseen fields of sources it saw: the diffusion's third and fourth
+            found.append(dict(model=str(MODELS / "lf-nuclei-2d-diffusion"), family="diffusion",
+                              group=f"{source}-unseen-fields", profile=("generalist", old),
+                              items=lambda s=source: unseen_field_crops(s)))
     return found
+
+
+def profile_sources(held_out: str) -> tuple[str, tuple[str, ...]]:
+    return ("generalist", tuple(x for x in gen.SOURCES if x != held_out))
+
+
+def saw_aisegcell(package: Path) -> bool:
+    """Whether a model's training data (as its manifest states it) included aiSEGcell."""
+    manifest = json.loads((package / "manifest.json").read_text())
+    return "aisegcell" in json.dumps(manifest.get("training", {})).lower()
 
 
 # --- input profiles --------------------------------------------------------------------------
