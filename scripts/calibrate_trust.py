@@ -419,11 +419,10 @@ def plot(rows: list[dict], predicted: list[float], key: str, flag: float) -> Non
 
 def cmd_profiles(args: argparse.Namespace) -> None:
     """Write the input profile of each bundled model into its manifest (weights untouched)."""
-    targets = {"lf-nuclei-2d": ("generalist", gen.SOURCES if args.new_generalist else
-                                ("isl", "sephace", "celldetective", "mlcp")),
-               "isl-dapi-unet": ("isl", ()), "isl-map2-unet": ("isl", ()), "isl-dapi-diffusion": ("isl", ()),
-               "isl-map2-diffusion": ("isl", ())}
-    targets["lf-nuclei-2d-diffusion"] = targets["lf-nuclei-2d"]
+    targets = {name: ("generalist", gen.SOURCES if saw_aisegcell(MODELS / name) else gen.SOURCES[:4])
+               for name in ("lf-nuclei-2d", "lf-nuclei-2d-diffusion")}
+    targets.update({name: ("isl", ()) for name in ("isl-dapi-unet", "isl-map2-unet", "isl-dapi-diffusion",
+                                                   "isl-map2-diffusion")})
     cache: dict = {}
     for name, (kind, sources) in targets.items():
         path = MODELS / name / "manifest.json"
@@ -444,11 +443,9 @@ def main() -> int:
     p = sub.add_parser("collect")
     p.add_argument("--only", default="", help="only models whose path contains this")
     sub.add_parser("fit")
-    p = sub.add_parser("profiles")
-    p.add_argument("--new-generalist", action="store_true", help="lf-nuclei-2d was trained on all five sources")
+    sub.add_parser("profiles")
     p = sub.add_parser("all")
     p.add_argument("--only", default="")
-    p.add_argument("--new-generalist", action="store_true")
     args = parser.parse_args()
     if not gen.PAIRED.is_dir():
         print(f"The data is not at {gen.DATA}; nothing to calibrate on.", file=sys.stderr)
