@@ -1,0 +1,169 @@
+"""Probe candidate trust features on the calibration rows (build/trust/rows.json) before adding any
+to core/trust.py. Each is judged as the calibration is: nested leave-one-source-out.
+
+    python scripts/probe_trust_features.py embeddings   # the networks' own features (neural precursors)
+    python scripts/probe_trust_features.py stain        # how much of r the real stain's quality decides
+    python scripts/probe_trust_features.py ceiling      # the best an estimate that knew each source's mean r could do
+
+embeddings: every field of every source through each leave-one-source-out U-Net's encoder (a 768²
+centre crop, percentile-normalized as the engine does). Per position of the bottleneck (1/16) and
+of the last encoder level (1/8, pooled to 1/16): the Mahalanobis distance to the positions of the
+sources the model trained on; per field the familiarity (share of training positions farther), the
+share beyond their 95th percentile, the log median distance, and the distance of the field's mean
+embedding to its 5 nearest training fields.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import calibrate_trust as ct  # noqa: E402
+import train_generalist as gen  # noqa: E402
+
+EMBED = ct.WORK / "embed"
+SIDE = 768
+
+
+def unet_rows(loso_only: bool = False) -> list[dict]:
+    rows = [r for r in ct.derived(json.loads((ct.WORK / "rows.json").read_text())) if r["family"] == "unet"]
+    return [r for r in rows if r["model"] in {f"loso-{s}" for s in gen.SOURCES}] if loso_only else rows
+
+
+def embed(model_source: str) -> dict[str, np.ndarray]:
+    """Bottleneck and level-3 features of every field under loso-``model_source``."""
+    import torch
+
+    from labelfree_app.core.normalize import Normalizer
+    from labelfree_app.models.package import load_package
+    from labelfree_app.training.datasets import read_input_image
+
+    dest = EMBED / f"{model_source}.npz"
+    if dest.is_file():
+        return dict(np.load(dest))
+    package = load_package(gen.WORK / "models" / f"loso-{model_source}")
+    net = package.build_network("cpu")
+    norm = Normalizer.from_dict(package.manifest.to_dict()["normalization"]["input"])
+    store = {}
+    for source in gen.SOURCES:
+        for name, spec in ct.source_items(source):
+            data = np.asarray(read_input_image(spec).data[0, 0], dtype=np.float32)
+            x = norm.fit(data).apply(data)
+            h, w = min(SIDE, x.shape[0] // 16 * 16), min(SIDE, x.shape[1] // 16 * 16)
+            y0, x0 = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
+            z = torch.from_numpy(np.ascontiguousarray(x[y0:y0 + h, x0:x0 + w]))[None, None]
+            with torch.no_grad():
+                for level in range(net.depth):
+                    z = net.encoders[level](z)
+                    if level == net.depth - 1:
+                        store[f"{source}|{name}|l3"] = torch.nn.functional.avg_pool2d(z, 2)[0].numpy().astype(np.float16)
+                    z = net.downs[level](z)
+                store[f"{source}|{name}|b"] = net.encoders[net.depth](z)[0].numpy().astype(np.float16)
+    EMBED.mkdir(parents=True, exist_ok=True)
+    np.savez(dest, **store)
+    return store
+
+
+def embedding_features(model_source: str, layer: str) -> dict[str, dict[str, float]]:
+    store = embed(model_source)
+    rng = np.random.default_rng(0)
+    keys = [k for k in store if k.endswith("|" + layer)]
+
+    def positions(key: str) -> np.ndarray:
+        return store[key].astype(np.float32).reshape(store[key].shape[0], -1).T
+
+    seen = [k for k in keys if k.split("|")[0] != model_source]
+    ref = np.concatenate([p[rng.choice(len(p), min(200, len(p)), replace=False)] for p in map(positions, seen)])
+    pooled = np.stack([positions(k).mean(0) for k in seen])
+    mu, cov = ref.mean(0), np.cov(ref, rowvar=False)
+    inv = np.linalg.inv(cov + np.eye(len(mu)) * 1e-3 * np.trace(cov) / len(mu))
+
+    def distance(x: np.ndarray) -> np.ndarray:
+        d = x - mu
+        return np.sqrt(np.einsum("ij,jk,ik->i", d, inv, d))
+
+    ref_d = np.sort(distance(ref))
+    spread = pooled.std(0) + 1e-6
+    knn_ref = np.median([np.sort(np.linalg.norm((pooled - p) / spread, axis=1))[1:6].mean() for p in pooled])
+    out = {}
+    for key in keys:
+        if key.split("|")[0] != model_source:
+            continue
+        x = positions(key)
+        d = distance(x)
+        knn = np.sort(np.linalg.norm((pooled - x.mean(0)) / spread, axis=1))[:5].mean()
+        out[key.split("|")[1]] = {"emb_fam": float(np.mean(1 - np.searchsorted(ref_d, d) / len(ref_d))),
+                                  "emb_far": float(np.mean(d > np.quantile(ref_d, 0.95))),
+                                  "emb_logd": float(np.log(np.median(d) / np.median(ref_d))),
+                                  "emb_knn": float(np.log(knn / knn_ref))}
+    return out
+
+
+def within(rows: list[dict], key: str) -> dict[str, float]:
+    """Spearman of a feature with r inside each group of rows."""
+    groups = sorted({r["group"] for r in rows})
+    return {g: round(ct.spearman([r["features"][key] for r in rows if r["group"] == g],
+                                 [r["r"] for r in rows if r["group"] == g]), 2) for g in groups}
+
+
+def cmd_embeddings() -> None:
+    rows = unet_rows(loso_only=True)
+    print(f"{len(rows)} predictions of the leave-one-source-out U-Nets")
+    base = ct.judge(rows, (("calibrated_r",),))["held_out"]
+    print("calibrated_r alone: held-out", base)
+    for layer in ("b", "l3"):
+        found = {(f"loso-{s}", item): f for s in gen.SOURCES for item, f in embedding_features(s, layer).items()}
+        for r in rows:
+            r["features"].update(found[(r["model"], r["item"])])
+        for name in ("emb_fam", "emb_far", "emb_logd", "emb_knn"):
+            held = ct.judge(rows, (("calibrated_r", name),))["held_out"]
+            print(f"{layer:2s} + {name:8s} held-out Spearman {held['spearman']:.3f} MAE {held['mean_abs_error']:.3f} "
+                  f"| within-source Spearman {within(rows, name)}")
+
+
+def cmd_stain() -> None:
+    from labelfree_app.training.datasets import read_target_zyx
+
+    rows = unet_rows()
+    specs = {n: s for source in gen.SOURCES for n, s in ct.source_items(source)}
+    snr = {n: gen.nuclear_snr(read_target_zyx(s)[0]) for n, s in specs.items()}
+    for r in rows:
+        r["features"]["stain_snr"] = snr.get(r["item"], float("nan"))
+    print("Spearman of r with the real stain's nuclear SNR, within each group:",
+          {g: v for g, v in within([r for r in rows if r["item"] in snr], "stain_snr").items()})
+    good = [r for r in rows if snr.get(r["item"], np.inf) >= gen.SNR_FULL_WEIGHT]
+    print(f"only fields whose stain has SNR >= {gen.SNR_FULL_WEIGHT:g} ({len(good)} of {len(rows)}):",
+          ct.judge(good, (("calibrated_r",),))["held_out"])
+
+
+def cmd_ceiling() -> None:
+    rows = unet_rows()
+    actual = np.array([r["r"] for r in rows])
+    means = {g: np.mean([r["r"] for r in rows if r["group"] == g]) for g in {r["group"] for r in rows}}
+    oracle = np.array([means[r["group"]] for r in rows])
+    print(f"each group's own mean r as the estimate ({len(rows)} U-Net predictions): Spearman "
+          f"{ct.spearman(list(oracle), list(actual)):.3f}, mean abs. error {np.mean(np.abs(oracle - actual)):.3f}")
+
+
+def main() -> int:
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    commands = {"embeddings": cmd_embeddings, "stain": cmd_stain, "ceiling": cmd_ceiling}
+    if command not in commands or not (ct.WORK / "rows.json").is_file():
+        print(__doc__, file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(1)
+    commands[command]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
