@@ -36,10 +36,11 @@ import train_generalist as gen  # noqa: E402
 from labelfree_app.core.engine import PredictionEngine, PredictSettings  # noqa: E402
 from labelfree_app.core.inputs import prepare_input  # noqa: E402
 from labelfree_app.core.metrics import pearson_r  # noqa: E402
-from labelfree_app.core.onnx_runner import OnnxUNetPredictor, TileShape, unet_cache_path  # noqa: E402
+from labelfree_app.core.runners import OnnxUNetPredictor  # noqa: E402
 from labelfree_app.models import onnx_int8  # noqa: E402
+from labelfree_app.models.architectures import TileShape  # noqa: E402
 from labelfree_app.models.manifest import Manifest  # noqa: E402
-from labelfree_app.models.onnx_backend import OnnxModule, _read_verified  # noqa: E402
+from labelfree_app.models.onnx_backend import OnnxModule, _read_verified, unet_cache_path  # noqa: E402
 from labelfree_app.models.package import load_package  # noqa: E402
 from labelfree_app.training.config import PairSpec  # noqa: E402
 from labelfree_app.training.datasets import read_input_image, read_target_zyx  # noqa: E402

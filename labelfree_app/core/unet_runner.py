@@ -3,7 +3,7 @@
 
 Tiling, padding, blending and normalization live elsewhere in core/; this only runs the network on
 (B, C_in, *tile) float32 arrays whose spatial sizes are multiples of ``required_multiple``. When the
-network's ONNX export is cached, the engine runs ``onnx_runner.OnnxUNetPredictor`` instead (no torch).
+network's ONNX export is cached, the engine runs ``runners.OnnxUNetPredictor`` instead (no torch).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from labelfree_app.core.devices import Device
-from labelfree_app.core.onnx_runner import TileShape
 from labelfree_app.errors import DeviceError
+from labelfree_app.models.architectures import TileShape
 from labelfree_app.models.manifest import Manifest
-from labelfree_app.models.onnx_backend import onnx_wanted
+from labelfree_app.models.onnx_backend import OnnxModule, onnx_wanted, unet_cache_path
 from labelfree_app.models.package import ModelPackage
 from labelfree_app.models.unet import UNet, fuse_for_inference
 
@@ -76,9 +76,7 @@ class UNetPredictor:
     def _onnx_module(self) -> Any:
         """Export once (cached on disk by weights sha256) and open an ONNX Runtime session."""
         if self._onnx is None:
-            from labelfree_app.core.onnx_runner import unet_cache_path
             from labelfree_app.core.threads import cpu_threads
-            from labelfree_app.models.onnx_backend import OnnxModule
 
             cache = unet_cache_path(self.manifest) if self.manifest is not None else None
             network = self.network.to(memory_format=torch.contiguous_format)

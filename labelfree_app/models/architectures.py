@@ -1,4 +1,4 @@
-"""The fixed table of network architectures a manifest may name.
+"""The fixed table of network architectures a manifest may name, and the tiles a network takes.
 
 A model file names an architecture by id; only ids in this table can be built, so a model
 package can never make LabelFree import or run code of its own.
@@ -6,10 +6,13 @@ package can never make LabelFree import or run code of its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from labelfree_app.errors import ManifestError
+import numpy as np
+
+from labelfree_app.errors import InputShapeError, ManifestError
 
 if TYPE_CHECKING:  # torch is imported when a network is built, so the GUI can start without it
     from torch import nn
@@ -87,6 +90,32 @@ def required_multiple(arch_id: str, kwargs: Mapping[str, Any]) -> int | None:
     if arch_id == "onnx_graph":
         return int(kwargs.get("required_multiple", 1))
     return None
+
+
+@dataclass(frozen=True)
+class TileShape:
+    """The tiles a network takes: (B, in_channels, *spatial), each spatial size a multiple."""
+
+    dims: int
+    in_channels: int
+    out_channels: int
+    required_multiple: int
+
+    def check(self, batch: np.ndarray) -> np.ndarray:
+        """``batch`` as contiguous float32; InputShapeError when the network cannot take it."""
+        batch = np.asarray(batch)
+        if batch.ndim != self.dims + 2 or batch.shape[1] != self.in_channels:
+            raise InputShapeError(
+                f"The model takes tiles of shape (batch, {self.in_channels}, {self.dims} spatial axes) "
+                f"but was given {batch.shape}."
+            )
+        spatial = batch.shape[2:]
+        if any(size % self.required_multiple for size in spatial):
+            raise InputShapeError(
+                f"The tile size {tuple(spatial)} is not a multiple of {self.required_multiple}, "
+                "which this network needs; pad the tile first."
+            )
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
 
 def kwargs_problem(arch_id: str, kwargs: Mapping[str, Any], prefix: str = "architecture.kwargs") -> tuple[str, str] | None:

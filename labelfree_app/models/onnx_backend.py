@@ -62,6 +62,11 @@ def cache_path(weights_sha256: str, arch: str, kwargs: dict, extra: str = "") ->
     return user_cache_dir() / "onnx" / f"{cache_key(weights_sha256, arch, kwargs, extra)}.onnx"
 
 
+def unet_cache_path(manifest: Any) -> Path:
+    """Where the ONNX export of a U-Net's weights is cached (``manifest``: its ``models.manifest.Manifest``)."""
+    return cache_path(manifest.weights.sha256, manifest.architecture.id, dict(manifest.architecture.kwargs))
+
+
 class OnnxModule:
     """A network exported to ONNX and run with ONNX Runtime on numpy arrays."""
 

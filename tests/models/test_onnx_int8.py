@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
-from labelfree_app.core.onnx_runner import unet_cache_path
 from labelfree_app.errors import SettingsError
 from labelfree_app.io import Image
 from labelfree_app.models import onnx_int8
-from labelfree_app.models.onnx_backend import _read_verified
+from labelfree_app.models.onnx_backend import _read_verified, unet_cache_path
 from labelfree_app.models.package import load_package
 from tests.factories import make_unet_package
 
