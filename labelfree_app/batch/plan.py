@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from labelfree_app.errors import FileAccessError, LabelFreeError, OverwriteInputError
-from labelfree_app.export import IMAGE_SUFFIXES, OutputPaths, image_stem, output_paths
+from labelfree_app.export import IMAGE_SUFFIXES, OutputPaths, image_stem, merged_id, output_paths
 
 OME_ZARR_SUFFIX = ".ome.zarr"
 
 REPORT_NAME = "batch_report"
+MERGED_KIND = "merged"  # the kind of a merged job's model (``merged_ref``)
 
 
 class BatchPlanError(LabelFreeError):
@@ -54,7 +55,17 @@ class ModelRef:
     sha256: str
     kind: str
     trust_map: bool = False  # it draws a trust map: a 2D model whose manifest records its training inputs
-    parts: tuple["ModelRef", ...] = ()  # a merged job's models (``batch.merge.merged_ref``), one channel each
+    parts: tuple["ModelRef", ...] = ()  # a merged job's models (``merged_ref``), one channel each
+
+
+def merged_ref(models: Sequence[ModelRef]) -> ModelRef:
+    """One 'model' for a merged job: id ``A+B`` and the models, in the order given, in ``parts``."""
+    ids = [m.id for m in models]
+    if len(models) < 2:
+        raise BatchPlanError("--merge needs two or more models; name each with --model (-m A -m B).")
+    if len(set(ids)) != len(ids):
+        raise BatchPlanError("The same model is named twice; name each model once.")
+    return ModelRef(id=merged_id(ids), path="", sha256="", kind=MERGED_KIND, parts=tuple(models))
 
 
 @dataclass(frozen=True)

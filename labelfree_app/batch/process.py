@@ -20,7 +20,6 @@ import numpy as np
 
 from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
-from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
 from labelfree_app.batch.verify import check_output
 from labelfree_app.core import scale, trust_recorder
 from labelfree_app.core.drive import drive, relay
@@ -280,10 +279,6 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     ``image`` is the input already read (a door that looked at it to choose the model).
     Only ``FATAL_ERRORS`` escape: any other failure becomes a "failed" row with its one-sentence reason.
     """
-    if job.model.parts:  # several models into one file: the same steps, in ``batch.merge``
-        from labelfree_app.batch.merge import run_merged_job
-
-        return (yield from run_merged_job(job, out_dir, options, engines, recorded, image=image))
     start = time.perf_counter()
     row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id)
     image = _read_for_trust_map(job, options, image)
@@ -297,35 +292,15 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
             row.note = "already done (use --overwrite to redo)"
             return row
     paths = job.outputs(out_dir, options.format)
-    remove_stale_temps(paths.all())
+    remove_stale_temps(wanted if job.model.parts else paths.all())  # a merged job writes its one file only
     try:
-        for path in paths.all():  # a folder (or, for OME-Zarr, a file) of the user's at an output's name stays
-            if options.format == "ome-zarr" or path.is_dir():
-                check_replaceable(path)
-        image = image if image is not None else read_input(job.input, options.rgb, options.position)
-        engine = engines.get(job.model, options.settings.device)
-        result: Any = None
-        if streams(engine, image, options.save_steps, settings=options.settings):
-            result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
-                                                       trust_map=options.trust_map, hash_inputs=options.hash_inputs)
+        if job.model.parts:  # several models into one file (``batch.merge``)
+            from labelfree_app.batch.merge import predict_merged
+
+            note = yield from predict_merged(row, job, out_dir, options, engines, image)
         else:
-            result = yield from relay(engine.run(image, options.settings), without_result)
-            written = save_result(result, engine.manifest, job.input.files, paths,
-                                  pixel_size_um=getattr(image, "pixel_size_um", None),
-                                  save_steps=options.save_steps, trust_map=options.trust_map,
-                                  hash_inputs=options.hash_inputs)
-        missing_map = _record_trust(row, result, job, options, expected=paths.trust in wanted,
-                                    wrote=paths.trust in written)
-        row.outputs = [str(p) for p in written]
-        row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
-        row.device = result.device
-        if options.target_channel is not None:
-            if isinstance(result, PredictionResult):
-                row.pearson_r, row.note = pearson_of_prediction(image, options.target_channel, result.prediction)
-            else:
-                row.pearson_r, row.note = pearson_of_file(image, options.target_channel, written[0])
-        row.note = " ".join([*result.notes, row.note, missing_map]).strip()
-        row.note = "; ".join(note for note in (redo_note, row.note) if note)
+            note = yield from _predict(row, job, paths, wanted, out_dir, options, engines, image)
+        row.note = "; ".join(n for n in (redo_note, note) if n)
         row.status = "done"
     except FATAL_ERRORS:
         raise
@@ -338,6 +313,40 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
                      f"with the log file {log_file_path()}.")
     row.seconds = round(time.perf_counter() - start, 3)
     return row
+
+
+def _predict(row: BatchRow, job: BatchJob, paths: OutputPaths, wanted: list[Path], out_dir: Path,
+             options: BatchOptions, engines: EngineCache, image: Any) -> Generator[Any, None, str]:
+    """``run_job``'s step for one model: predict, write its files, fill in ``row``; returns the row's note."""
+    for path in paths.all():  # a folder (or, for OME-Zarr, a file) of the user's at an output's name stays
+        if options.format == "ome-zarr" or path.is_dir():
+            check_replaceable(path)
+    image = image if image is not None else read_input(job.input, options.rgb, options.position)
+    engine = engines.get(job.model, options.settings.device)
+    result: Any = None
+    if streams(engine, image, options.save_steps, settings=options.settings):
+        result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
+                                                   trust_map=options.trust_map, hash_inputs=options.hash_inputs)
+    else:
+        result = yield from relay(engine.run(image, options.settings), without_result)
+        written = save_result(result, engine.manifest, job.input.files, paths,
+                              pixel_size_um=getattr(image, "pixel_size_um", None),
+                              save_steps=options.save_steps, trust_map=options.trust_map,
+                              hash_inputs=options.hash_inputs)
+    missing_map = _record_trust(row, result, job, options, expected=paths.trust in wanted,
+                                wrote=paths.trust in written)
+    row.outputs = [str(p) for p in written]
+    row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
+    row.device = result.device
+    score_note = ""
+    if options.target_channel is not None:  # scored against a fluorescence channel of the input
+        from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
+
+        if isinstance(result, PredictionResult):
+            row.pearson_r, score_note = pearson_of_prediction(image, options.target_channel, result.prediction)
+        else:
+            row.pearson_r, score_note = pearson_of_file(image, options.target_channel, written[0])
+    return " ".join([*result.notes, score_note, missing_map]).strip()
 
 
 def _record_trust(row: BatchRow, result: Any, job: BatchJob, options: BatchOptions, *, expected: bool,

@@ -18,15 +18,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from labelfree_app.batch import BatchDone, BatchOptions, JobFinished, parse_shard, plan_batch, run_batch
     from labelfree_app.batch.local import JobProgress, JobStarted
-    from labelfree_app.batch.plan import resolve_models
+    from labelfree_app.batch.plan import merged_ref, resolve_models
     from labelfree_app.io.channels import parse_channel
     from labelfree_app.models.registry import ModelRegistry
 
     registry = ModelRegistry()
     models = resolve_models(args.model or [default_model_for(args.inputs, registry)], registry)
     if args.merge:  # one job (one file, one report row) per input
-        from labelfree_app.batch.merge import merged_ref
-
         models = [merged_ref(models)]
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_batch(args.inputs, models, Path(args.output), shard=shard)

@@ -30,9 +30,8 @@ def _predict_inputs(items: Sequence[str], out_dir: Path, *, z_stack: bool) -> li
 
 def _named_model(ids: Sequence[str], merge: bool, registry: Any) -> Any:
     """The ``ModelRef`` the user named (None: the input decides); with ``merge`` the models named, as one
-    merged job (``batch.merge.merged_ref``: one multi-channel file per input)."""
-    from labelfree_app.batch.merge import merged_ref
-    from labelfree_app.batch.plan import BatchPlanError, resolve_models
+    merged job (``batch.plan.merged_ref``: one multi-channel file per input)."""
+    from labelfree_app.batch.plan import BatchPlanError, merged_ref, resolve_models
 
     if merge:
         return merged_ref(resolve_models(list(ids), registry))
