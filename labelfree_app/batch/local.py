@@ -115,7 +115,7 @@ def report_extra(plan: BatchPlan, options: BatchOptions) -> dict[str, Any]:
         "inputs_in_other_shards": plan.other_shards,
         "models": [{"id": m.id, "path": m.path, "sha256": m.sha256} for m in plan.models],
         "settings": {k: getattr(settings, k) for k in ("channel", "samples", "steps", "sampler", "seed", "tta",
-                                                       "device")} | {"overwrite": options.overwrite,
+                                                       "device", "precision", "scale", "pixel_size_um")} | {"overwrite": options.overwrite,
                                                                      "save_steps": options.save_steps,
                                                                      "target_channel": options.target_channel},
     }

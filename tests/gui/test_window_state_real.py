@@ -249,3 +249,20 @@ def test_nothing_of_the_previous_file_or_run_stays_on_screen(qtbot, window, demo
     window.runner.wait(5000)
     assert during == [(False, "Variance", "Prediction")] * 3, during
     assert _title(panels.variance_panel) == "Variance over 2 samples"
+
+
+def test_the_batch_dialog_carries_the_window_scale_and_the_batch_runs_with_it(qtbot, window, demo, tmp_path):
+    _open(qtbot, window, [demo])
+    select_model(window, UNET)
+    window.controls.scale_box.pixel_spin.setValue(0.62)
+    window.controls.scale_box.search_box.setChecked(True)
+    dialog = _batch_dialog(window)
+    box = dialog.settings_box.scale_box
+    assert box.values() == {"scale": "search", "pixel_size_um": 0.62}  # shown as the window has it
+    box.search_box.setChecked(False)  # edited in the dialog: this is what runs
+    dialog.set_models_checked([UNET])
+    dialog.out_edit.setText(str(tmp_path / "batch"))
+    done = _finish(qtbot, dialog)
+    assert done is not None and done.counts.get("done") == 1, dialog.summary_label.text()
+    settings = json.loads((tmp_path / "batch" / "batch_report.json").read_text())["settings"]
+    assert (settings["scale"], settings["pixel_size_um"]) == ("pixel-size", 0.62)

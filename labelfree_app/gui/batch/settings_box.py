@@ -12,15 +12,17 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLab
 
 from labelfree_app.core.settings import TABLE, is_diffusion
 from labelfree_app.gui.predict.run_controls import SAMPLERS, RunControls
+from labelfree_app.gui.predict.scale_controls import ScaleControls
 
 
 def window_settings(controls: RunControls) -> dict[str, Any]:
     """Every prediction setting of the Run panel, diffusion and U-Net alike (None = the model's default)."""
-    return {**controls.diffusion_values(), "tta": controls.tta_box.isChecked(), "device": controls.device()}
+    return {**controls.diffusion_values(), "tta": controls.tta_box.isChecked(), "device": controls.device(),
+            **controls.scale_box.values()}
 
 
 class BatchSettingsBox(QGroupBox):
-    """TTA, diffusion samples, steps, sampler and seed, and the device, for every file of a batch."""
+    """TTA, diffusion samples, steps, sampler and seed, the scale, and the device, for every file of a batch."""
 
     def __init__(self, settings: dict[str, Any], parent: QWidget | None = None) -> None:
         super().__init__("Prediction settings (every file)", parent)
@@ -39,12 +41,16 @@ class BatchSettingsBox(QGroupBox):
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setValue(int(settings.get("seed") or 0))
         self.diffusion_note = QLabel("")
+        self.scale_box = ScaleControls()
+        self.scale_box.setTitle("")
+        self.scale_box.restore(settings)
         form = QFormLayout(self)
         form.addRow("U-Net", self.tta_box)
         form.addRow("Diffusion samples", self.samples_spin)
         form.addRow("Diffusion steps", self.steps_spin)
         form.addRow("Sampler", self.sampler_combo)
         form.addRow("Seed", self.seed_spin)
+        form.addRow("Scale", self.scale_box)
         form.addRow("Device", QLabel(self.device))
         form.addRow("", self.diffusion_note)
 
@@ -61,7 +67,7 @@ class BatchSettingsBox(QGroupBox):
         """The settings the batch runs with (``PredictSettings`` fields; None = each model's default)."""
         return {"tta": self.tta_box.isChecked(), "samples": self.samples_spin.value() or None,
                 "steps": self.steps_spin.value() or None, "sampler": self.sampler_combo.currentData(),
-                "seed": self.seed_spin.value(), "device": self.device}
+                "seed": self.seed_spin.value(), "device": self.device, **self.scale_box.values()}
 
     def follow_models(self, models: Sequence[Any], checked: Callable[[], list[str]]) -> None:
         """Switch off what no ticked model uses (TTA without U-Nets, sampling without diffusion models)."""
