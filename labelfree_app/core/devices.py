@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from labelfree_app.errors import DeviceError
+from labelfree_app.errors import DeviceError, SettingsError
 from labelfree_app.torch_build import torch_is_cpu_only
 
 if TYPE_CHECKING:
@@ -117,6 +117,20 @@ def parse_device(name: str) -> Device:
     if not kind.isidentifier() or (colon and not index.isdigit()):
         raise ValueError(f"{name!r} is not a device name")
     return Device(kind, int(index) if colon else None)
+
+
+def check_loaded_on(wanted: str, loaded: Device) -> None:
+    """Refuse (``SettingsError``) settings that name a device other than "auto" and other than ``loaded``,
+    the device a model was loaded on, rather than silently ignore them."""
+    if wanted.strip().lower() == "auto":
+        return
+    try:
+        asked = parse_device(wanted)
+    except ValueError:
+        raise SettingsError(f"The device must be auto, cpu, cuda, cuda:N or mps, not {wanted!r}.") from None
+    if asked.type != loaded.type or (asked.index is not None and asked.index != (loaded.index or 0)):
+        raise SettingsError(f"The settings ask for device {wanted} but this model was loaded on {loaded}; "
+                            f"load it with device {wanted!r} or set the device to auto.")
 
 
 def select_device(preference: str | Device | torch.device | None = "auto") -> torch.device:

@@ -13,12 +13,12 @@ from typing import Any, Generator, Iterator
 import numpy as np
 
 from labelfree_app.core.allocator import tune_cpu_allocator
-from labelfree_app.core.devices import (choose_device, free_memory_bytes, is_out_of_memory, parse_device,
+from labelfree_app.core.devices import (check_loaded_on, choose_device, free_memory_bytes, is_out_of_memory,
                                         release_cached_memory)
 from labelfree_app.core.drive import drive, relay
 from labelfree_app.core.events import Event, PredictionResult, Progress
-from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, missing_mask,
-                                       naming_frame, prepare_input, time_points)
+from labelfree_app.core.inputs import (ModelInputSpec, PreparedInput, as_czyx, image_name, input_notes, mark_missing,
+                                       missing_mask, naming_frame, prepare_input, stack_planes, time_points)
 from labelfree_app.core.normalize import Normalizer
 from labelfree_app.core.runners import load_runner
 from labelfree_app.core.scale import Rescaler, choose as choose_scale, streamed_scale_note
@@ -62,25 +62,13 @@ class PredictionEngine:
         names another device is refused with a sentence rather than silently ignored."""
         if settings not in self._resolved:
             values = settings.resolve(self.manifest)
-            self._check_device(settings.device)
+            check_loaded_on(settings.device, self.device)
             values["device"] = str(self.device)
             if values.get("precision") is not None:
                 where = getattr(self.package, "path", None)
                 values["precision"] = choose_precision(values["precision"], self.manifest, where, self.device)
             self._resolved[settings] = values
         return self._resolved[settings]
-
-    def _check_device(self, wanted: str) -> None:
-        if wanted.strip().lower() == "auto":
-            return
-        try:
-            asked = parse_device(wanted)
-        except ValueError:
-            raise SettingsError(f"The device must be auto, cpu, cuda, cuda:N or mps, not {wanted!r}.") from None
-        mine = self.device
-        if asked.type != mine.type or (asked.index is not None and asked.index != (mine.index or 0)):
-            raise SettingsError(f"The settings ask for device {wanted} but this model was loaded on {mine}; "
-                                f"load it with device {wanted!r} or set the device to auto.")
 
     # -- public ---------------------------------------------------------------------------
     def run(self, image: Any, settings: PredictSettings | None = None) -> EngineRun:
@@ -108,7 +96,7 @@ class PredictionEngine:
                 else:
                     prediction, variance, frames = yield from self._run_unet(runner, prepared, settings)
             prediction, variance, frames = scale.back(prediction), scale.back(variance), scale.back(frames)
-            _mark_missing(scale.back_mask(missing), prediction, variance)
+            mark_missing(scale.back_mask(missing), prediction, variance)
             outputs.append((prediction, variance, frames))
         notes = input_notes(image, times, non_finite) + ([scale.choice.note] if scale.choice.note else [])
         if len(times) > 1:
@@ -272,8 +260,8 @@ class PredictionEngine:
             self._trust.add(stats.mean, x, stats.variance if tta else None)
             if tta:
                 variances.append(self._scale_variance(stats.variance))
-        prediction = _stack_planes(outputs, self.dims, prepared)
-        variance = _stack_planes(variances, self.dims, prepared) if variances else None
+        prediction = stack_planes(outputs, self.dims, prepared)
+        variance = stack_planes(variances, self.dims, prepared) if variances else None
         return prediction, variance, None
 
     def _scale_variance(self, variance: np.ndarray) -> np.ndarray:
@@ -335,8 +323,8 @@ class PredictionEngine:
             variances.append(self._scale_variance(var))
             if frames is not None:
                 frames_all.append(frames)
-        prediction = _stack_planes(means, self.dims, prepared)
-        variance = _stack_planes(variances, self.dims, prepared)
+        prediction = stack_planes(means, self.dims, prepared)
+        variance = stack_planes(variances, self.dims, prepared)
         frames_out = None
         if frames_all:
             frames_out = frames_all[0] if len(frames_all) == 1 else np.concatenate(frames_all, axis=2)
@@ -393,7 +381,7 @@ class PredictionEngine:
         """Streamed rows in z-scores -> output units, NaN where the input was not finite."""
         prediction = self._to_output_units(mean)
         variance = self._scale_variance(var) if var is not None else None
-        _mark_missing(missing, prediction, variance)
+        mark_missing(missing, prediction, variance)
         return prediction, variance
 
     def _effective_settings(self, settings: PredictSettings) -> dict[str, Any]:
@@ -404,18 +392,3 @@ class PredictionEngine:
         if self._tile_used is not None:
             values["tile"] = self._tile_used
         return values
-
-
-def _stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput) -> np.ndarray:
-    """(C, Y, X) per plane or one (C, Z, Y, X) -> one float32 (C, Z, Y, X) array."""
-    if dims == 3:
-        return np.ascontiguousarray(outputs[0], dtype=np.float32)
-    return np.ascontiguousarray(np.stack(outputs, axis=1), dtype=np.float32)
-
-
-def _mark_missing(missing: np.ndarray | None, *arrays: np.ndarray | None) -> None:
-    """NaN in each (C, …) output where the input was not finite."""
-    if missing is not None:
-        for array in arrays:
-            if array is not None:
-                array[:, missing] = np.nan

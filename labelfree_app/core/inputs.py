@@ -1,4 +1,5 @@
-"""Turn an image file's pixels into what a model takes: the right channel, planes and dims."""
+"""Turn an image file's pixels into what a model takes (the right channel, planes and dims), and the
+model's outputs per plane back into one image (NaN where the input was not finite)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,21 @@ def missing_mask(prepared: PreparedInput, dims: int) -> tuple[np.ndarray | None,
         return None, 0
     spatial = [m.any(axis=0) for m in masks]  # over channels: (Y, X) per 2D part, (Z, Y, X) in 3D
     return (spatial[0] if dims == 3 else np.stack(spatial)), count
+
+
+def stack_planes(outputs: list[np.ndarray], dims: int, prepared: PreparedInput) -> np.ndarray:
+    """(C, Y, X) per plane or one (C, Z, Y, X) -> one float32 (C, Z, Y, X) array."""
+    if dims == 3:
+        return np.ascontiguousarray(outputs[0], dtype=np.float32)
+    return np.ascontiguousarray(np.stack(outputs, axis=1), dtype=np.float32)
+
+
+def mark_missing(missing: np.ndarray | None, *arrays: np.ndarray | None) -> None:
+    """NaN in each (C, …) output where the input was not finite."""
+    if missing is not None:
+        for array in arrays:
+            if array is not None:
+                array[:, missing] = np.nan
 
 
 def input_notes(image: Any, times: list[int], non_finite: int) -> list[str]:
