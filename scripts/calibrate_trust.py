@@ -13,7 +13,7 @@ The calibration set (from ../shared/data, never copied into the repository):
 | lf-nuclei-2d (bundled; never saw aiSEGcell) | every aiSEGcell field |
 | isl-dapi-diffusion, isl-map2-diffusion | the four ISL test crops |
 | lf-nuclei-2d-diffusion | 256x256 centre crops of eight aiSEGcell fields |
-| leave-one-source-out diffusion models (build/generalist/models/loso-*-diffusion) | 256x256 centre crops of every field of the held-out source |
+| leave-one-source-out diffusion models (build/generalist/models/loso-*-diffusion) | 256x256 centre crops of 12 fields of the held-out source (all where it has fewer), spread evenly |
 
 The first bundled generalist (trained on four sources) gave the aiSEGcell rows; a bundled model that
 saw aiSEGcell gives none (its earlier rows stay in rows.json).
@@ -161,7 +161,7 @@ def cases() -> list[dict]:
         diffusion = gen.WORK / "models" / f"loso-{source}-diffusion"
         if (diffusion / "manifest.json").is_file():
             found.append(dict(model=str(diffusion), family="diffusion", group=source, profile=profile_sources(source),
-                              items=lambda s=source: centre_crops(source_items(s))))
+                              items=lambda s=source: centre_crops(evenly(source_items(s), 12))))
     for target in ("DAPI", "MAP2"):
         for kind in ("unet", "diffusion"):
             found.append(dict(model=str(MODELS / f"isl-{target.lower()}-{kind}"), family=kind, group=f"isl-{target}",
@@ -180,6 +180,13 @@ def cases() -> list[dict]:
                               group=f"{source}-unseen-fields", profile=("generalist", old),
                               items=lambda s=source: unseen_field_crops(s)))
     return found
+
+
+def evenly(items: list, count: int) -> list:
+    """At most ``count`` of ``items``, spread evenly over the list (sessions and regions in order)."""
+    if len(items) <= count:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
 
 
 def profile_sources(held_out: str) -> tuple[str, tuple[str, ...]]:
