@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {"isl": "ISL neurons (phase)", "sephace": "sephaCe (bright-field)", "celldetective": "MCF-7 (bright-field)",
-         "mlcp": "Jurkat, flow cytometer"}
+         "mlcp": "Jurkat, flow cytometer", "aisegcell": "aiSEGcell HSPCs (bright-field)"}
 
 
 def main() -> int:
@@ -26,10 +26,10 @@ def main() -> int:
     app = pg.mkQApp()
     pg.setConfigOptions(background="w", foreground="k", antialias=True)
     layout = pg.GraphicsLayoutWidget()
-    layout.resize(1600, 460)
+    layout.resize(1900, 460)
     for column, (source, name) in enumerate(NAMES.items()):
         plot = layout.addPlot(row=0, col=column, title=name)
-        plot.setLabel("bottom", "minutes of training (one CPU core)")
+        plot.setLabel("bottom", "minutes of training (wall clock, two runs sharing two cores)")
         plot.setLabel("left", "Pearson r on held-out fields" if column == 0 else "")
         plot.setXRange(0, 10)
         plot.setYRange(0, 1)
@@ -56,7 +56,7 @@ def main() -> int:
         app.processEvents()
     out = ROOT / "docs" / "finetune_curves.png"
     exporter = ImageExporter(layout.scene())
-    exporter.parameters()["width"] = 1600
+    exporter.parameters()["width"] = 1900
     exporter.export(str(out))
     print(out)
     return 0
