@@ -35,11 +35,12 @@ def reads(monkeypatch):
 
 
 def _outputs(out) -> dict[str, tuple[bytes, dict]]:
-    """Each written prediction's pixels and provenance (less the run's seconds, which differ every run)."""
+    """Each written prediction's pixels and provenance (less the run's seconds and the time it was written,
+    which differ every run)."""
     found = {}
     for path in sorted(out.iterdir()):
         if path.name.endswith(".ome.tif"):
-            provenance = {k: v for k, v in read_provenance(path).items() if k != "seconds"}
+            provenance = {k: v for k, v in read_provenance(path).items() if k not in ("seconds", "written_at")}
             found[path.name] = (np.asarray(read_image(path).data).tobytes(), provenance)
     return found
 
