@@ -1,9 +1,10 @@
 """Running a batch plan in this process, as a generator of events (the CLI and the GUI consume it).
 
 The report is rewritten every couple of seconds and at the end, so even a killed batch leaves a
-nearly current report, and every output is written atomically, so it leaves no partial image. ``should_stop`` is
-checked between jobs (stop after the current file); ``should_cancel`` inside a job (GUI cancel:
-that job writes nothing and is reported as cancelled).
+nearly current report, and every output is written atomically, so it leaves no partial image. A job's files
+are written on a thread while the network runs on the next job (``batch.writer``; its row and event follow
+when they are written, in order). ``should_stop`` is checked between jobs (stop after the current file);
+``should_cancel`` inside a job (GUI cancel: that job writes nothing and is reported as cancelled).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any, Callable, Generator, Iterator
 from labelfree_app.batch.lock import BatchLock
 from labelfree_app.batch.plan import BatchJob, BatchPlan
 from labelfree_app.batch.prefetch import InputPrefetch
-from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, remove_stale_temps, run_job
+from labelfree_app.batch.process import FATAL_ERRORS, BatchOptions, EngineCache, remove_stale_temps, start_job
 from labelfree_app.batch.report import (BatchRow, carry_forward, read_report, recorded_files, summarize,
                                         write_report)
+from labelfree_app.batch.writer import WriteBehind
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import Progress
 from labelfree_app.errors import LabelFreeError, OutputNotWritableError
@@ -30,6 +32,7 @@ from labelfree_app.io.atomic import check_writable_folder, ensure_free_space
 
 REPORT_INTERVAL_S = 2.0  # a killed batch's report lags by at most this; the outputs are the truth
 PREFETCH = True  # read the next input while the network runs (benchmarks/bench_batch_throughput.py turns it off)
+WRITE_BEHIND = True  # write a job's files on a thread while the network runs on the next (batch/writer.py)
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,33 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
     last_report = time.monotonic()
     position, run = -1, None
     prefetch = InputPrefetch(plan.out_dir, options)
+    writer = WriteBehind() if WRITE_BEHIND else None
+    cut_short: int | None = None  # the job whose writing an interruption stopped (else the running job is)
+
+    def finished(position: int, finish: Callable[[], BatchRow]) -> Generator[BatchEvent, None, bool]:
+        """Record a job's row once its files are written; False when the batch must stop (a fatal error)."""
+        nonlocal fatal, last_report, cut_short
+        try:
+            rows[position] = finish()
+        except FATAL_ERRORS as exc:
+            rows[position].status, rows[position].error = "failed", str(exc)
+            fatal = fatal or str(exc)
+            return False
+        except BaseException:
+            cut_short = position
+            raise
+        carry_forward([rows[position]], previous)
+        eta.add(rows[position])
+        if time.monotonic() - last_report >= REPORT_INTERVAL_S:
+            try:
+                write_report(rows, plan.out_dir, plan.report_name, extra=extra)
+            except LabelFreeError as exc:
+                fatal = fatal or str(exc)
+                return False
+            last_report = time.monotonic()
+        yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
+        return True
+
     try:
         for position, job in enumerate(plan.jobs):
             if should_stop():
@@ -171,11 +201,11 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
             image = prefetch.take(job)
             if PREFETCH and position + 1 < total:
                 prefetch.ahead(plan.jobs[position + 1])
-            run = run_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)),
-                          image=image)
+            run = start_job(job, plan.out_dir, options, engines, recorded.get((job.input.key, job.model.id)),
+                            image=image)
             try:
-                rows[position] = yield from relay(run, partial(job_progress, job),
-                                                  before_step=partial(raise_if_cancelled, should_cancel))
+                finish = yield from relay(run, partial(job_progress, job),
+                                          before_step=partial(raise_if_cancelled, should_cancel))
             except Cancelled:
                 run.close()
                 rows[position].status, rows[position].note = "cancelled", "cancelled by the user; nothing written"
@@ -185,26 +215,35 @@ def _run_jobs(plan: BatchPlan, options: BatchOptions, should_stop: Callable[[], 
                 rows[position].status, rows[position].error = "failed", str(exc)
                 fatal = str(exc)
                 break
-            carry_forward([rows[position]], previous)
-            eta.add(rows[position])
-            if time.monotonic() - last_report >= REPORT_INTERVAL_S:
-                try:
-                    write_report(rows, plan.out_dir, plan.report_name, extra=extra)
-                except LabelFreeError as exc:
-                    fatal = str(exc)
+            if writer is None:
+                if not (yield from finished(position, finish)):
                     break
-                last_report = time.monotonic()
-            yield JobFinished(rows[position], position + 1, total, eta.remaining(total - position - 1))
+                continue
+            written = writer.collect()  # the previous job's files, written while this one ran
+            if written is not None and not (yield from finished(*written)):
+                break
+            writer.submit(position, finish)
+        if writer is not None and (written := writer.collect()) is not None:
+            yield from finished(*written)
     except BaseException:  # Ctrl-C, or the consumer closed the batch: the report still says where it stopped
         prefetch.close()
         if run is not None:
             run.close()
+        if writer is not None:  # the write in flight completes (its files are whole) and keeps its row
+            with contextlib.suppress(Exception):
+                if (written := writer.collect()) is not None:
+                    rows[written[0]] = written[1]()
+                    carry_forward([rows[written[0]]], previous)
+            writer.close()
+        position = position if cut_short is None else cut_short
         if position >= 0 and rows[position].status == "not run":
             rows[position].status, rows[position].note = "cancelled", "interrupted; run the batch again to finish it"
         with contextlib.suppress(LabelFreeError):
             write_report(rows, plan.out_dir, plan.report_name, extra=extra)
         raise
     prefetch.close()
+    if writer is not None:
+        writer.close()
     report = (plan.out_dir / f"{plan.report_name}.csv", plan.out_dir / f"{plan.report_name}.json")
     try:
         report = write_report(rows, plan.out_dir, plan.report_name, extra=extra)

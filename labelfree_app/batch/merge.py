@@ -15,7 +15,7 @@ from typing import Any, Generator, Sequence
 
 from labelfree_app.batch.plan import BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
-from labelfree_app.batch.verify import check_output
+from labelfree_app.batch.verify import check_output, relative_name
 from labelfree_app.core.drive import relay
 from labelfree_app.core.events import PredictionResult, without_result
 from labelfree_app.export import write_merged
@@ -47,7 +47,7 @@ def predict_merged(row: BatchRow, job: BatchJob, out_dir: Path, options: Any, en
                    image: Any | None = None) -> Generator[Any, None, str]:
     """``process.run_job``'s step for a merged job: read the input once, run every model on it one after the
     other, write one file, fill in ``row``. Yields the engines' events; returns the row's note."""
-    from labelfree_app.batch.process import _relative, read_input
+    from labelfree_app.batch.process import read_input
 
     path = job.outputs(out_dir, options.format).prediction
     image = image if image is not None else read_input(job.input, options.rgb, options.position)
@@ -58,7 +58,7 @@ def predict_merged(row: BatchRow, job: BatchJob, out_dir: Path, options: Any, en
         manifests.append(engine.manifest)
     save_merged(results, manifests, job.input.files, path, pixel_size_um=getattr(image, "pixel_size_um", None),
                 hash_inputs=options.hash_inputs)
-    row.files = {_relative(path, out_dir): facts for facts in [check_output(path)[0]] if facts is not None}
+    row.files = {relative_name(path, out_dir): facts for facts in [check_output(path)[0]] if facts is not None}
     row.device = results[0].device
     _record_trust(row, results, job.model.parts)
     return " ".join(f"{part.id}: {note}" for part, r in zip(job.model.parts, results) for note in r.notes)

@@ -7,20 +7,22 @@ report row are the same whichever way a batch runs. Models are loaded once per p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Generator, Iterable
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 import numpy as np
 
 from labelfree_app.batch.plan import BatchInput, BatchJob, ModelRef
 from labelfree_app.batch.report import BatchRow
-from labelfree_app.batch.verify import check_output
+from labelfree_app.batch.verify import check_output, relative_name, verify_outputs
 from labelfree_app.core import scale, trust_recorder
 from labelfree_app.core.drive import drive, relay
 from labelfree_app.core.engine import PredictionEngine, PredictSettings
@@ -161,30 +163,6 @@ def _remove_written(before: dict[Path, tuple[int, int, int] | None]) -> None:
                 path.unlink(missing_ok=True)
 
 
-def _relative(path: Path, out_dir: Path) -> str:
-    try:
-        return Path(path).relative_to(out_dir).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
-
-
-def verify_outputs(wanted: list[Path], out_dir: Path,
-                   recorded: dict[str, dict[str, Any]] | None) -> tuple[dict[str, dict[str, Any]] | None, str]:
-    """Each output's facts when all are complete; else None and a note naming the broken ones."""
-    facts: dict[str, dict[str, Any]] = {}
-    problems = []
-    for path in wanted:
-        name = _relative(path, out_dir)
-        found, problem = check_output(path, (recorded or {}).get(name), decode_unrecorded=True)
-        if found is not None:
-            facts[name] = found
-        elif problem:
-            problems.append(f"{path.name} was incomplete ({problem})")
-    if len(facts) == len(wanted):
-        return facts, ""
-    return None, ("redone: " + "; ".join(problems)) if problems else ""
-
-
 def _estimate_bytes(result: PredictionResult, save_steps: bool, trust_map: bool = False) -> int:
     total = result.prediction.nbytes + (result.variance.nbytes if result.variance is not None else 0)
     if save_steps and result.frames is not None:
@@ -279,6 +257,15 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
     ``image`` is the input already read (a door that looked at it to choose the model).
     Only ``FATAL_ERRORS`` escape: any other failure becomes a "failed" row with its one-sentence reason.
     """
+    finish = yield from start_job(job, out_dir, options, engines, recorded, image=image)
+    return finish()
+
+
+def start_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: EngineCache,
+              recorded: dict[str, dict[str, Any]] | None = None, *,
+              image: Any | None = None) -> Generator[Any, None, Callable[[], BatchRow]]:
+    """``run_job`` up to the network's result: returns ``finish``, which writes the files, fills in the row
+    and returns it (``batch.writer`` calls it on a thread while the network runs on the next job)."""
     start = time.perf_counter()
     row = BatchRow(index=job.index, input=str(job.input.path), key=job.input.key, model=job.model.id)
     image = _read_for_trust_map(job, options, image)
@@ -290,18 +277,37 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         if facts is not None:
             row.status, row.files = "skipped", facts
             row.note = "already done (use --overwrite to redo)"
-            return row
+            return lambda: row
     paths = job.outputs(out_dir, options.format)
     remove_stale_temps(wanted if job.model.parts else paths.all())  # a merged job writes its one file only
-    try:
+    write: Callable[[], str] | None = None  # stays None when the job fails before writing
+    with _failure_recorded(row, job):
         if job.model.parts:  # several models into one file (``batch.merge``)
             from labelfree_app.batch.merge import predict_merged
 
             note = yield from predict_merged(row, job, out_dir, options, engines, image)
+            write = lambda: note  # noqa: E731  written already
         else:
-            note = yield from _predict(row, job, paths, wanted, out_dir, options, engines, image)
-        row.note = "; ".join(n for n in (redo_note, note) if n)
-        row.status = "done"
+            write = yield from _predict(row, job, paths, wanted, out_dir, options, engines, image)
+    return partial(_finish, row, job, write, redo_note, start)
+
+
+def _finish(row: BatchRow, job: BatchJob, write: Callable[[], str] | None, redo_note: str, start: float) -> BatchRow:
+    """A job's second half: ``write`` its files and fill in ``row`` (its status, note and seconds)."""
+    if write is not None:
+        with _failure_recorded(row, job):
+            note = write()
+            row.note = "; ".join(n for n in (redo_note, note) if n)
+            row.status = "done"
+    row.seconds = round(time.perf_counter() - start, 3)
+    return row
+
+
+@contextlib.contextmanager
+def _failure_recorded(row: BatchRow, job: BatchJob) -> Iterator[None]:
+    """Turn a job's failure into a "failed" row with its one-sentence reason; ``FATAL_ERRORS`` escape."""
+    try:
+        yield
     except FATAL_ERRORS:
         raise
     except LabelFreeError as exc:
@@ -311,42 +317,45 @@ def run_job(job: BatchJob, out_dir: Path, options: BatchOptions, engines: Engine
         row.status, row.outputs = "failed", []
         row.error = (f"Unexpected error ({type(exc).__name__}: {exc}); the batch went on. Please report it "
                      f"with the log file {log_file_path()}.")
-    row.seconds = round(time.perf_counter() - start, 3)
-    return row
 
 
 def _predict(row: BatchRow, job: BatchJob, paths: OutputPaths, wanted: list[Path], out_dir: Path,
-             options: BatchOptions, engines: EngineCache, image: Any) -> Generator[Any, None, str]:
-    """``run_job``'s step for one model: predict, write its files, fill in ``row``; returns the row's note."""
+             options: BatchOptions, engines: EngineCache, image: Any) -> Generator[Any, None, Callable[[], str]]:
+    """``start_job``'s step for one model: predict; returns what writes its files (a streamed result's
+    are written already) and fills in ``row``, returning the row's note."""
     for path in paths.all():  # a folder (or, for OME-Zarr, a file) of the user's at an output's name stays
         if options.format == "ome-zarr" or path.is_dir():
             check_replaceable(path)
     image = image if image is not None else read_input(job.input, options.rgb, options.position)
     engine = engines.get(job.model, options.settings.device)
     result: Any = None
+    written: list[Path] | None = None
     if streams(engine, image, options.save_steps, settings=options.settings):
         result, written = yield from stream_result(engine, image, options.settings, job.input.files, paths,
                                                    trust_map=options.trust_map, hash_inputs=options.hash_inputs)
     else:
         result = yield from relay(engine.run(image, options.settings), without_result)
-        written = save_result(result, engine.manifest, job.input.files, paths,
-                              pixel_size_um=getattr(image, "pixel_size_um", None),
-                              save_steps=options.save_steps, trust_map=options.trust_map,
-                              hash_inputs=options.hash_inputs)
-    missing_map = _record_trust(row, result, job, options, expected=paths.trust in wanted,
-                                wrote=paths.trust in written)
-    row.outputs = [str(p) for p in written]
-    row.files = {_relative(p, out_dir): facts for p in written if (facts := check_output(p)[0]) is not None}
-    row.device = result.device
-    score_note = ""
-    if options.target_channel is not None:  # scored against a fluorescence channel of the input
-        from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
 
-        if isinstance(result, PredictionResult):
-            row.pearson_r, score_note = pearson_of_prediction(image, options.target_channel, result.prediction)
-        else:
-            row.pearson_r, score_note = pearson_of_file(image, options.target_channel, written[0])
-    return " ".join([*result.notes, score_note, missing_map]).strip()
+    def write() -> str:
+        files = written if written is not None else save_result(
+            result, engine.manifest, job.input.files, paths, pixel_size_um=getattr(image, "pixel_size_um", None),
+            save_steps=options.save_steps, trust_map=options.trust_map, hash_inputs=options.hash_inputs)
+        missing_map = _record_trust(row, result, job, options, expected=paths.trust in wanted,
+                                    wrote=paths.trust in files)
+        row.outputs = [str(p) for p in files]
+        row.files = {relative_name(p, out_dir): facts for p in files if (facts := check_output(p)[0]) is not None}
+        row.device = result.device
+        score_note = ""
+        if options.target_channel is not None:  # scored against a fluorescence channel of the input
+            from labelfree_app.core.metrics import pearson_of_file, pearson_of_prediction
+
+            if isinstance(result, PredictionResult):
+                row.pearson_r, score_note = pearson_of_prediction(image, options.target_channel, result.prediction)
+            else:
+                row.pearson_r, score_note = pearson_of_file(image, options.target_channel, files[0])
+        return " ".join([*result.notes, score_note, missing_map]).strip()
+
+    return write
 
 
 def _record_trust(row: BatchRow, result: Any, job: BatchJob, options: BatchOptions, *, expected: bool,

@@ -2,7 +2,8 @@
 
 Reads only TIFF headers (every page's IFD, not the pixels): a file cut short by a crash, a copy or a
 full disk fails because its pages, its OME metadata or its last strip lie beyond the end of the file.
-Where the previous report recorded the file (size, plane shape, dtype, pages), it must match. An OME-Zarr
+Where the previous report recorded the file (size, plane shape, dtype, pages), it must match (``verify_outputs``
+checks all of a job's outputs against it). An OME-Zarr
 output must have every chunk of every level stored, and its stored bytes match the report.
 """
 
@@ -116,3 +117,28 @@ def _check_ome_zarr(path: Path, recorded: OutputFacts | None, decode_unrecorded:
             except Exception:  # noqa: BLE001 - numcodecs and zarr raise many types on a cut chunk
                 return None, f"its chunk {coords} of {levels[0]['path']} is damaged"
     return facts, ""
+
+
+def relative_name(path: Path, out_dir: Path) -> str:
+    """An output's name in the report: its path under ``out_dir`` (whole when outside it)."""
+    try:
+        return Path(path).relative_to(out_dir).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def verify_outputs(wanted: list[Path], out_dir: Path,
+                   recorded: dict[str, dict[str, Any]] | None) -> tuple[dict[str, dict[str, Any]] | None, str]:
+    """Each output's facts when all are complete; else None and a note naming the broken ones."""
+    facts: dict[str, dict[str, Any]] = {}
+    problems = []
+    for path in wanted:
+        name = relative_name(path, out_dir)
+        found, problem = check_output(path, (recorded or {}).get(name), decode_unrecorded=True)
+        if found is not None:
+            facts[name] = found
+        elif problem:
+            problems.append(f"{path.name} was incomplete ({problem})")
+    if len(facts) == len(wanted):
+        return facts, ""
+    return None, ("redone: " + "; ".join(problems)) if problems else ""
