@@ -127,7 +127,7 @@ def test_cancel_mid_way_keeps_the_frames_done_and_leaves_nothing_partial(qtbot, 
 
 
 def test_export_writes_a_tczyx_ome_tiff_and_a_movie_with_every_frame(qtbot, win, series_path, tmp_path):
-    from PIL import Image as PILImage
+    import imageio.v3 as iio
 
     _open(qtbot, win, series_path)
     assert _predict_all(qtbot, win) == "done"
@@ -144,6 +144,95 @@ def test_export_writes_a_tczyx_ome_tiff_and_a_movie_with_every_frame(qtbot, win,
     series = win.file_list.current().extra["series"]
     np.testing.assert_allclose(np.asarray(image.data)[2], np.asarray(read_image(series.frames[2].prediction).data))
     movie = next(p for p in written if "__movie" in p.name)
-    with PILImage.open(movie) as opened:
-        assert opened.n_frames == FRAMES
-        assert opened.size[0] > 3 * WIDTH  # input | prediction | overlay
+    frames = iio.imread(movie, index=None)  # a GIF, or an MP4 where an encoder is installed
+    assert frames.shape[0] == FRAMES
+    assert frames.shape[2] > 3 * WIDTH  # input | prediction | overlay
+
+
+def test_going_through_a_series_twice_keeps_only_the_last_few_frames_in_memory(qtbot, win, series_path, monkeypatch):
+    """A 500-frame series must not sit in memory: the window keeps the last ``KEPT_FRAMES`` frames of each
+    panel and reads the others again (from the input and the written files) when they are shown."""
+    import gc
+    import weakref
+
+    from labelfree_app.gui.predict import time_lapse
+
+    monkeypatch.setattr(time_lapse, "KEPT_FRAMES", 2)
+    _open(qtbot, win, series_path)
+    assert _predict_all(qtbot, win) == "done"
+    tl = win.time_lapse
+    read: list[weakref.ref] = []  # every frame array the window read, input and result alike
+
+    def watched(read_frame):
+        def read_and_watch(*args):
+            array = read_frame(*args)
+            read.append(weakref.ref(array))
+            return array
+        return read_and_watch
+
+    monkeypatch.setattr(time_lapse, "frame_volume", watched(time_lapse.frame_volume))
+    monkeypatch.setattr(tl, "_read", watched(tl._read))
+    held = []
+    for t in [*range(FRAMES), *range(FRAMES)]:  # the bar sits on the last frame, so each step is a move
+        tl.bar.set_time(t)
+        held.append(len(tl._cache))
+    gc.collect()
+    assert len(read) == 2 * 2 * FRAMES  # input + prediction, read again on the second pass
+    assert max(held) <= 3 * time_lapse.KEPT_FRAMES
+    alive = sum(ref() is not None for ref in read)
+    assert alive <= 3 * time_lapse.KEPT_FRAMES  # not one per frame: nothing else (panels, items) keeps them
+    np.testing.assert_allclose(win.panels.input_panel.plane, np.asarray(read_image(series_path).data[FRAMES - 1, 0, 0]))
+
+
+def test_the_movie_is_written_picture_by_picture_not_gathered_first(tmp_path, monkeypatch):
+    """Each picture of the movie is on disk before the next one is made (a GIF here), so a 500-frame movie
+    holds one picture, not 500."""
+    from PIL import Image as PILImage
+
+    from labelfree_app.gui.predict import series_export
+
+    monkeypatch.setattr(series_export, "can_write_mp4", lambda: False)
+    grey = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (20, 2))[:, :48]  # (20, 48), 25 levels
+    made, on_disk = [], []
+
+    def pictures():
+        for t in range(FRAMES):
+            on_disk.append(sum(p.stat().st_size for p in tmp_path.iterdir()))
+            picture = np.stack([np.roll(grey, 4 * t, axis=1), grey, np.full_like(grey, 30 * t)], axis=-1)
+            made.append(picture)
+            yield picture
+
+    path = series_export.write_movie(tmp_path / "movie", pictures(), 5)
+    assert path.name == "movie.gif" and [p.name for p in tmp_path.iterdir()] == ["movie.gif"]
+    assert all(after > before for before, after in zip(on_disk, on_disk[1:])), on_disk
+    with PILImage.open(path) as gif:
+        assert gif.n_frames == FRAMES and gif.info["loop"] == 0 and gif.info["duration"] == 200
+        for t in range(FRAMES):
+            gif.seek(t)
+            np.testing.assert_array_equal(np.asarray(gif.convert("RGB")), made[t])
+
+
+@pytest.mark.parametrize("library", ["imageio_ffmpeg", "av"])
+def test_an_mp4_movie_is_written_through_the_temp_file_with_every_picture(tmp_path, monkeypatch, library):
+    """Where an MP4 encoder is installed: the atomic temp file's name does not end in .mp4, so the
+    container is named, not guessed; each encoder takes the pictures one at a time."""
+    import importlib.util
+
+    pytest.importorskip(library)
+    from labelfree_app.gui.predict import series_export
+
+    other = {"imageio_ffmpeg": "av", "av": "imageio_ffmpeg"}[library]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == other else find_spec(name, *a))
+    grey = np.tile(np.linspace(0, 255, 65).astype(np.uint8), (33, 1))  # odd sides: the encoder pads or scales
+
+    def pictures():
+        for t in range(FRAMES):
+            yield np.stack([np.roll(grey, 5 * t, axis=1), grey, np.full_like(grey, 40 * t)], axis=-1)
+
+    path = series_export.write_movie(tmp_path / "movie", pictures(), 5)
+    assert path.name == "movie.mp4" and [p.name for p in tmp_path.iterdir()] == ["movie.mp4"]
+    import imageio.v3 as iio
+
+    frames = iio.imread(path, index=None, **({"plugin": "pyav"} if library == "av" else {}))
+    assert frames.shape[0] == FRAMES and frames.shape[1] >= 33 and frames.shape[2] >= 65
