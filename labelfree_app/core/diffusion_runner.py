@@ -25,6 +25,7 @@ from labelfree_app.core.welford import Welford
 from labelfree_app.models.diffusion.samplers import make_sampler
 from labelfree_app.models.diffusion.samplers import sample as run_sampler
 from labelfree_app.models.diffusion.schedule import NoiseSchedule
+from labelfree_app.models.diffusion.variance_scale import variance_scale
 from labelfree_app.models.manifest import DiffusionSettings as ManifestDiffusion
 from labelfree_app.models.onnx_backend import onnx_wanted
 
@@ -91,7 +92,9 @@ class DiffusionRunner:
         """Draw ``samples`` samples conditioned on ``cond`` (C_in, *spatial).
 
         Yields progress and throttled previews; returns (mean, variance, frames) in normalized
-        units, frames being (F, C, Z, Y, X) in output units or None.
+        units, frames being (F, C, Z, Y, X) in output units or None. The variance is the samples'
+        times the square of the manifest's fitted ``variance_scale`` where it was fitted for these
+        steps, sampler and eta (``models/diffusion/variance_scale.py``), else the samples' own.
         """
         spatial = cond.shape[1:]
         stats = Welford()
@@ -128,7 +131,11 @@ class DiffusionRunner:
                 done_samples += size
                 del final
             frames_arr = np.stack(frames) if frames else None
-            return stats.mean.astype(np.float32), stats.variance.astype(np.float32), frames_arr
+            variance = stats.variance.astype(np.float32)
+            scale = variance_scale(self._manifest.get("diffusion"), steps=steps, sampler=sampler, eta=eta)
+            if scale is not None:  # few steps spread less: the fitted factor keeps the reference calibration
+                variance *= np.float32(scale * scale)
+            return stats.mean.astype(np.float32), variance, frames_arr
         finally:
             frames.clear()
             mean_cache.clear()

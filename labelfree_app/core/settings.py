@@ -15,6 +15,7 @@ import numpy as np
 
 from labelfree_app.errors import SettingsError
 from labelfree_app.io.channels import parse_channel
+from labelfree_app.models.diffusion.variance_scale import variance_scale
 from labelfree_app.models.manifest import OUTPUT_DTYPES, SAMPLERS
 from labelfree_app.models.manifest import DiffusionSettings as ManifestDiffusion
 
@@ -171,6 +172,9 @@ class PredictSettings:
         if diffusion and out["steps"] > train_steps:
             raise SettingsError(f"This model was trained with {train_steps} noise steps, so it can sample with at "
                                 f"most {train_steps} steps, not {out['steps']}.")
+        # the std factor fitted for sampling this way (models/diffusion/variance_scale.py); None: the samples' own
+        out["variance_scale"] = variance_scale(model, steps=out["steps"], sampler=out["sampler"],
+                                               eta=out["eta"]) if diffusion else None
         out["frames"] = self.frames if diffusion else 0
         out["tta"] = bool(self.tta) and not diffusion
         out["batch_size"] = self.batch_size or TABLE["batch_size"].default

@@ -68,8 +68,13 @@ def overview_rows(manifest: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
             ("Output in", _output_units(manifest))]
     diffusion = manifest.get("diffusion")
     if isinstance(diffusion, dict) and diffusion:
-        rows.append(("Default sampling", f"{diffusion.get('samples', '?')} samples × {diffusion.get('steps', '?')} "
-                                         f"steps ({diffusion.get('sampler', '?')})"))
+        text = (f"{diffusion.get('samples', '?')} samples × {diffusion.get('steps', '?')} steps "
+                f"({diffusion.get('sampler', '?')})")
+        fitted = diffusion.get("variance_scale")
+        if isinstance(fitted, dict) and fitted.get("steps") == diffusion.get("steps"):
+            text += (f"; spread × {fitted.get('scale')} to keep the calibration of {fitted.get('reference_steps')} "
+                     "steps")
+        rows.append(("Default sampling", text))
     rows.append(("Test-time augmentation", "yes (flips and rotations averaged)" if manifest.get("tta") else "no"))
     rows.append(("Version / id", f"{manifest.get('version', '?')} · {manifest.get('id', '?')}"))
     return tuple(rows)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,6 +80,25 @@ class TilingSpec:
     halo: tuple[int, ...]
 
 
+VARIANCE_SCALE_RANGE = (0.1, 10.0)  # a std factor outside this is a broken fit, not a calibration
+
+
+@dataclass(frozen=True)
+class VarianceScale:
+    """Sampling with fewer steps spreads the samples less: at ``steps`` steps (with ``sampler`` and
+    ``eta``) the std is multiplied by ``scale`` (the variance by its square) so that it keeps the
+    calibration measured at ``reference_steps``. Fitted by ``scripts/calibrate_diffusion_steps.py``;
+    ``fitted_on`` says on what, ``figures`` holds its validation and held-out figures (free-form)."""
+
+    steps: int
+    sampler: str
+    scale: float
+    eta: float = 0.0
+    reference_steps: int = 25
+    fitted_on: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class DiffusionSettings:
     """A diffusion model's settings; these defaults are what a manifest that leaves a key out means,
@@ -92,6 +111,7 @@ class DiffusionSettings:
     steps: int = 25
     samples: int = 8
     eta: float = 0.0
+    variance_scale: VarianceScale | None = None  # none: the samples' own spread at every step count
 
 
 @dataclass(frozen=True)
@@ -145,6 +165,8 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (a fresh dict that ``from_dict`` reads back to an equal manifest)."""
         data = _jsonable(asdict(self))
+        if data["diffusion"] is not None and data["diffusion"]["variance_scale"] is None:
+            del data["diffusion"]["variance_scale"]  # older manifests never had it: they read back the same
         return {key: data[key] for key in _JSON_ORDER}
 
 
@@ -335,12 +357,36 @@ class _ManifestReader(FieldReader):
             samples=self.int_at_least(section, "diffusion.samples", 1, d.samples),
             eta=float(self.get(section, "diffusion.eta", (int, float), d.eta)),
         )
+        settings = replace(settings, variance_scale=self._variance_scale(section, settings.train_steps))
         if settings.steps > settings.train_steps:
             limit = settings.train_steps
             raise self.fail("diffusion.steps", f"is {settings.steps} but may not exceed diffusion.train_steps ({limit})")
         if not 0.0 <= settings.eta <= 1.0:
             raise self.fail("diffusion.eta", f"is {settings.eta} but must be between 0 and 1")
         return settings
+
+    def _variance_scale(self, diffusion: Mapping[str, Any], train_steps: int) -> VarianceScale | None:
+        section = self.section(diffusion, "diffusion.variance_scale", optional=True)
+        if section is None:
+            return None
+        name = "diffusion.variance_scale"
+        scale = float(self.get(section, f"{name}.scale", (int, float)))
+        low, high = VARIANCE_SCALE_RANGE
+        if not (math.isfinite(scale) and low <= scale <= high):
+            raise self.fail(f"{name}.scale", f"is {scale} but must be a std factor between {low:g} and {high:g}",
+                            "refit it with scripts/calibrate_diffusion_steps.py or remove diffusion.variance_scale")
+        eta = float(self.get(section, f"{name}.eta", (int, float), 0.0))
+        if not 0.0 <= eta <= 1.0:
+            raise self.fail(f"{name}.eta", f"is {eta} but must be between 0 and 1")
+        return VarianceScale(
+            steps=self.int_at_least(section, f"{name}.steps", 1, high=train_steps),
+            sampler=self.choice(section, f"{name}.sampler", SAMPLERS),
+            scale=scale,
+            eta=eta,
+            reference_steps=self.int_at_least(section, f"{name}.reference_steps", 1, 25, high=train_steps),
+            fitted_on=self.get(section, f"{name}.fitted_on", str, ""),
+            figures=copy.deepcopy(self.get(section, f"{name}.figures", dict, {})),
+        )
 
     def _training(self, data: Mapping[str, Any]) -> TrainingInfo | None:
         section = self.section(data, "training", optional=True)
