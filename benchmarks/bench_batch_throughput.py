@@ -1,11 +1,23 @@
-"""Batch throughput: N × 1024² images through ``run_batch``, with and without reading the next input
-ahead, against the time the network itself spent on the same tiles (in the same process).
+"""Batch throughput: N × 1024² images through ``run_batch``, with and without writing each job's files on a
+thread while the network runs on the next (``batch.writer``; the next input is read ahead in both), against the
+time the network itself spent on the same tiles (in the same process).
 
     python benchmarks/bench_batch_throughput.py                   # lf-nuclei-2d, 8 images
     python benchmarks/bench_batch_throughput.py --images 100 --model isl-dapi-unet --precision int8
 
 Prints images/s and wall time / network time (1.00 = limited by the network alone) for each mode,
-alternating the modes so that a drifting machine load hits both alike.
+alternating the modes so that a drifting machine load hits both alike (``--read-ahead-too`` adds a mode
+with neither).
+
+Measured 2026-12-07 on the 2-core CPU while LOADED by other work (two trainings and other jobs, load average
+6-8), 30 × 1024² zlib uint16, lf-nuclei-2d fp32, ONNX Runtime (100 images did not fit the time a loaded machine
+gave; 30 did):
+  2 rounds:  write behind  wall 47.0 s, network 43.6 s, wall/network 1.08 (0.64 images/s)
+             write in line wall 51.1 s, network 47.4 s, wall/network 1.08 (0.59 images/s)
+  1 round:   write behind  wall 50.4 s, network 47.0 s, 1.07;  write in line wall 39.3 s, network 36.7 s, 1.07
+The network's own time drifts by a quarter between runs on the loaded machine, and wall/network is 1.07-1.08
+either way: within 10 % of the network's time, and the write on a thread gains nothing measurable here, since
+writing a 1024² job (OME-TIFF, provenance, sha256) takes ~0.05 s of its ~1.5 s.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--read-ahead-too", action="store_true", help="also time with no read-ahead and no write-behind")
     args = parser.parse_args()
 
     import tifffile
@@ -70,23 +83,26 @@ def main() -> None:
         engine = engines.get(models[0], options.settings.device)
         engine._precision = engine.resolve(options.settings)["precision"]
         timed_runner(engine)
-        rows = {True: [], False: []}
+        modes = {"read ahead, write behind": (True, True), "read ahead, write in line": (True, False)}
+        if args.read_ahead_too:
+            modes["neither"] = (False, False)
+        rows: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
         for _ in range(args.rounds):
-            for prefetch in (True, False):
+            for mode, (prefetch, write_behind) in modes.items():
                 out = Path(tmp) / "out"
                 shutil.rmtree(out, ignore_errors=True)
-                local.PREFETCH = prefetch
+                local.PREFETCH, local.WRITE_BEHIND = prefetch, write_behind
                 network["s"] = 0.0
                 start = time.perf_counter()
                 *_, done = run_batch(plan_batch([inputs], models, out), options, engines=engines)
                 wall = time.perf_counter() - start
                 assert done.ok, done.rows
-                rows[prefetch].append((wall, network["s"]))
+                rows[mode].append((wall, network["s"]))
     print(f"{args.images} × {args.size}² with {args.model} ({args.precision}); medians of {args.rounds} rounds")
-    for prefetch, figures in rows.items():
+    for mode, figures in rows.items():
         wall = float(np.median([w for w, _ in figures]))
         net = float(np.median([n for _, n in figures]))
-        print(f"prefetch {'on ' if prefetch else 'off'}: {args.images / wall:5.2f} images/s, wall {wall:6.1f} s, "
+        print(f"{mode:<26}: {args.images / wall:5.2f} images/s, wall {wall:6.1f} s, "
               f"network {net:6.1f} s, wall/network {wall / net:4.2f}")
 
 
