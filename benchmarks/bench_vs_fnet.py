@@ -15,11 +15,14 @@ import-fnet`, then `labelfree predict IMAGE -o OUT --model PACKAGE -q` (the veri
 built by the warm-up run and cached, as on any second use). The two commands run in turn, A B A B …,
 and the ratio is taken pair by pair (median of the pairs), so a drifting machine load hits both alike.
 
-Measured 2026-12-07 on the 2-core CPU while it was LOADED by other work (two trainings and other jobs,
-load average 6-8), 1024² uint16, 5 pairs of whole processes timed from outside, medians (min-max):
+Measured 2026-12-07 on the 2-core CPU, 1024² uint16, 5 pairs of whole processes timed from outside, medians
+(min-max). While other work loaded it lightly (load average ~2):
+  wall   labelfree predict  3.39 s (3.30-3.47)   fnet stand-in  6.66 s (6.41-7.09)   paired ratio 0.50 (0.47-0.53)
+  CPU    labelfree predict  6.18 s (6.06-6.29)   fnet stand-in 11.42 s (10.97-12.04) paired ratio 0.54 (0.50-0.57)
+While it was heavily LOADED (two trainings and other jobs, load average 6-8):
   wall   labelfree predict 36.6 s (22.6-68.8)   fnet stand-in 72.1 s (57.3-95.3)   paired ratio 0.46 (0.39-1.11)
   CPU    labelfree predict  6.29 s (6.20-7.10)  fnet stand-in 12.25 s (11.67-12.57) paired ratio 0.54 (0.50-0.58)
-  peak memory 1245 MiB against 1334 MiB. The two predictions agree: Pearson r 0.986 over the whole image,
+  peak memory 1237-1245 MiB against 1318-1334 MiB. The two predictions agree: Pearson r 0.986 over the whole image,
   1.0000 on a 300² region away from the borders and tile seams (LabelFree tiles 512² + 32 halo; fnet pads).
 The wall clock of a loaded machine is mostly waiting for a core; the CPU seconds are the steadier figure.
 Where `labelfree predict`'s 1024² goes (cProfile, one process, same loaded machine, 26.5 s in all): the network
