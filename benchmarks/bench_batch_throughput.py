@@ -9,15 +9,17 @@ Prints images/s and wall time / network time (1.00 = limited by the network alon
 alternating the modes so that a drifting machine load hits both alike (``--read-ahead-too`` adds a mode
 with neither).
 
-Measured 2026-12-07 on the 2-core CPU while LOADED by other work (two trainings and other jobs, load average
-6-8), 30 × 1024² zlib uint16, lf-nuclei-2d fp32, ONNX Runtime (100 images did not fit the time a loaded machine
-gave; 30 did):
+Measured 2026-12-07 on the 2-core CPU, lf-nuclei-2d fp32, ONNX Runtime, zlib uint16 inputs.
+100 × 1024², 1 round, other work lighter (load average falling from ~3 to ~0.5):
+  write behind  wall 74.4 s, network 68.0 s, wall/network 1.09 (1.34 images/s)
+  write in line wall 75.4 s, network 68.8 s, wall/network 1.10 (1.33 images/s)
+30 × 1024² while heavily LOADED (two trainings and other jobs, load average 6-8):
   2 rounds:  write behind  wall 47.0 s, network 43.6 s, wall/network 1.08 (0.64 images/s)
              write in line wall 51.1 s, network 47.4 s, wall/network 1.08 (0.59 images/s)
   1 round:   write behind  wall 50.4 s, network 47.0 s, 1.07;  write in line wall 39.3 s, network 36.7 s, 1.07
-The network's own time drifts by a quarter between runs on the loaded machine, and wall/network is 1.07-1.08
-either way: within 10 % of the network's time, and the write on a thread gains nothing measurable here, since
-writing a 1024² job (OME-TIFF, provenance, sha256) takes ~0.05 s of its ~1.5 s.
+A batch runs within 10 % of the network's own time either way; the write on a thread gains about 1 % here,
+since writing a 1024² job (OME-TIFF, provenance, sha256) takes ~0.05 s of its ~0.7 s. What remains (~9 %) is
+reading and decoding beside the network on 2 cores, the trust features and the per-job checks.
 """
 
 from __future__ import annotations
