@@ -18,8 +18,8 @@ Measured 2026-12-07 on the 2-core CPU, lf-nuclei-2d fp32, ONNX Runtime, zlib uin
              write in line wall 51.1 s, network 47.4 s, wall/network 1.08 (0.59 images/s)
   1 round:   write behind  wall 50.4 s, network 47.0 s, 1.07;  write in line wall 39.3 s, network 36.7 s, 1.07
 A batch runs within 10 % of the network's own time either way; the write on a thread gains about 1 % here,
-since writing a 1024² job (OME-TIFF, provenance, sha256) takes ~0.05 s of its ~0.7 s. What remains (~9 %) is
-reading and decoding beside the network on 2 cores, the trust features and the per-job checks.
+since writing a 1024² job (OME-TIFF, provenance, sha256) takes ~0.05 s of its ~0.7 s. The remaining ~9 % was not
+split here (reading ahead, trust features and per-job checks share the 2 cores with the network).
 """
 
 from __future__ import annotations
