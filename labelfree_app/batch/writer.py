@@ -35,10 +35,11 @@ class WriteBehind:
     def collect(self) -> tuple[int, Callable[[], BatchRow]] | None:
         """Wait for the write in flight: its job's position and a call that returns its row (or raises
         the write's fatal error); None when nothing was in flight."""
-        pending, self._pending = self._pending, None
+        pending = self._pending
         if pending is None:
             return None
-        pending[1].exception()  # wait here, so the caller's call returns at once
+        pending[1].exception()  # wait here, so the caller's call returns at once; an interrupt leaves it pending
+        self._pending = None
         return pending[0], pending[1].result
 
     def close(self) -> None:
