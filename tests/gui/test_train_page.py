@@ -44,6 +44,7 @@ def write_pairs(root: Path, names: tuple[str, ...] = ("field",), shape: tuple[in
 @pytest.fixture
 def dialog(qtbot):
     page = TrainDialog(CoreBackend())
+    page.confirm_close = lambda question: True  # a test that fails mid-training must not hang on the question
     qtbot.addWidget(page)
     page.show()
     yield page
