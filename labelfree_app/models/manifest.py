@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from labelfree_app.errors import ManifestError
 from labelfree_app.models.architectures import ARCHITECTURES, network_problem, required_multiple
+from labelfree_app.models.diffusion.variance_scale import VARIANCE_SCALE_RANGE, VarianceScale
 from labelfree_app.models.manifest_fields import FieldReader
 
 FORMAT_VERSION = 1
@@ -78,25 +79,6 @@ class NormalizationSettings:
 class TilingSpec:
     tile_shape: tuple[int, ...]
     halo: tuple[int, ...]
-
-
-VARIANCE_SCALE_RANGE = (0.1, 10.0)  # a std factor outside this is a broken fit, not a calibration
-
-
-@dataclass(frozen=True)
-class VarianceScale:
-    """Sampling with fewer steps spreads the samples less: at ``steps`` steps (with ``sampler`` and
-    ``eta``) the std is multiplied by ``scale`` (the variance by its square) so that it keeps the
-    calibration measured at ``reference_steps``. Fitted by ``scripts/calibrate_diffusion_steps.py``;
-    ``fitted_on`` says on what, ``figures`` holds its validation and held-out figures (free-form)."""
-
-    steps: int
-    sampler: str
-    scale: float
-    eta: float = 0.0
-    reference_steps: int = 25
-    fitted_on: str = ""
-    figures: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

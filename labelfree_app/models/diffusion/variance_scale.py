@@ -10,7 +10,26 @@ was checked. No torch here: ``core.settings`` records the applied scale in the p
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+VARIANCE_SCALE_RANGE = (0.1, 10.0)  # a std factor outside this is a broken fit, not a calibration
+
+
+@dataclass(frozen=True)
+class VarianceScale:
+    """Sampling with fewer steps spreads the samples less: at ``steps`` steps (with ``sampler`` and
+    ``eta``) the std is multiplied by ``scale`` (the variance by its square) so that it keeps the
+    calibration measured at ``reference_steps``. Fitted by ``scripts/calibrate_diffusion_steps.py``;
+    ``fitted_on`` says on what, ``figures`` holds its validation and held-out figures (free-form)."""
+
+    steps: int
+    sampler: str
+    scale: float
+    eta: float = 0.0
+    reference_steps: int = 25
+    fitted_on: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def variance_scale(diffusion: Mapping[str, Any] | None, *, steps: int, sampler: str, eta: float) -> float | None:
