@@ -340,6 +340,19 @@ def cmd_diffusion(args: argparse.Namespace) -> None:
     print(f"{name}: trained in {time.time() - started:.0f} s on top of {mean.name}", flush=True)
 
 
+def diffusion_row(diffusion: Path, unet: Path, source: str, work: Path, steps: int = 25) -> dict:
+    """A diffusion model on a source's test crops (8 samples): r of the mean, within 1 and 2 sigma,
+    Spearman of std vs error; its U-Net mean's r on the same crops beside it."""
+    items = diffusion_items(source, work)
+    found = [evaluate(diffusion, [item.spec], samples=8, steps=steps, seed=0).rows[0] for item in items]
+    row = {key: round(float(np.mean([getattr(r, key) for r in found])), 4)
+           for key in ("pearson_r", "within_1sigma", "within_2sigma", "std_error_spearman")}
+    row["unet_pearson_r_same_crops"] = round(float(np.mean([evaluate(unet, [item.spec]).rows[0].pearson_r
+                                                            for item in items])), 4)
+    row["crops"], row["steps"] = len(found), steps
+    return row
+
+
 def cmd_score_diffusion(args: argparse.Namespace) -> None:
     """Each leave-one-source-out diffusion model on its held-out source's test crops (8 samples x
     25 steps): r of the mean, within 1 and 2 sigma, Spearman of std vs error; its U-Net mean's r on
@@ -352,14 +365,7 @@ def cmd_score_diffusion(args: argparse.Namespace) -> None:
         package = work / "models" / f"loso-{source}-diffusion"
         if not (package / "manifest.json").is_file():
             continue
-        found = [evaluate(package, [item.spec], samples=8, steps=args.steps, seed=0).rows[0]
-                 for item in diffusion_items(source, work)]
-        row = {key: round(float(np.mean([getattr(r, key) for r in found])), 4)
-               for key in ("pearson_r", "within_1sigma", "within_2sigma", "std_error_spearman")}
-        row["unet_pearson_r_same_crops"] = round(float(np.mean(
-            [evaluate(work / "models" / f"loso-{source}", [item.spec]).rows[0].pearson_r
-             for item in diffusion_items(source, work)])), 4)
-        row["crops"], row["steps"] = len(found), args.steps
+        row = diffusion_row(package, work / "models" / f"loso-{source}", source, work, args.steps)
         table[source] = row
         print(source, row, flush=True)
         report["diffusion_loso"] = table
@@ -464,14 +470,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     if diffusion.is_dir() and ("diffusion" not in report or args.redo):
         rows = {}
         for source in SOURCES:
-            found = []
-            for item in diffusion_items(source, work):
-                found.append(evaluate(diffusion, [item.spec], samples=8, steps=25, seed=0).rows[0])
-            rows[source] = {key: float(np.mean([getattr(r, key) for r in found]))
-                            for key in ("pearson_r", "within_1sigma", "within_2sigma", "std_error_spearman")}
-            unet = [evaluate(models / "lf-nuclei-2d", [item.spec]).rows[0].pearson_r
-                    for item in diffusion_items(source, work)]
-            rows[source]["unet_pearson_r_same_crops"] = float(np.mean(unet))
+            rows[source] = diffusion_row(diffusion, models / "lf-nuclei-2d", source, work)
             print(source, rows[source], flush=True)
         report["diffusion"] = rows
         path.write_text(json.dumps(report, indent=1))
