@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from shiboken6 import isValid
 
 from labelfree_app.core.events import Preview, Progress, PredictionResult
 from labelfree_app.errors import LabelFreeError
@@ -93,15 +94,21 @@ _live_calls: set[_CallSignals] = set()
 
 
 def call_in_thread(
-    fn: Callable[[], Any], on_done: Callable[[Any], None], on_failed: Callable[[BaseException], None]
+    fn: Callable[[], Any], on_done: Callable[[Any], None], on_failed: Callable[[BaseException], None],
+    *, owner: QObject | None = None,
 ) -> None:
-    """Run ``fn`` on the global thread pool; its value or exception comes back on the GUI thread."""
+    """Run ``fn`` on the global thread pool; its value or exception comes back on the GUI thread.
+
+    With ``owner`` (the widget the callbacks draw into), a value that comes back after Qt deleted
+    the owner (its window was closed meanwhile) is dropped instead of drawn into a deleted item.
+    """
     signals = _CallSignals()
     _live_calls.add(signals)
 
     def finish(callback: Callable[[Any], None], value: Any) -> None:
         _live_calls.discard(signals)
-        callback(value)
+        if owner is None or isValid(owner):
+            callback(value)
 
     signals.done.connect(lambda value: finish(on_done, value))
     signals.failed.connect(lambda exc: finish(on_failed, exc))

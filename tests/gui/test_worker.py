@@ -220,6 +220,35 @@ def test_call_in_thread_returns_value_or_exception_on_the_gui_thread(qtbot, fail
         assert kind == "done" and value != gui_thread
 
 
+@pytest.mark.parametrize("closed", [False, True])
+def test_call_in_thread_drops_a_value_whose_owner_was_deleted_meanwhile(qtbot, closed):
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QWidget
+    from shiboken6 import isValid
+
+    owner = QWidget()
+    release = threading.Event()
+    outcome: list = []
+    finished = threading.Event()
+
+    def work():
+        release.wait(5)
+        finished.set()
+        return 1
+
+    call_in_thread(work, outcome.append, outcome.append, owner=owner)
+    if closed:
+        owner.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        assert not isValid(owner)
+    release.set()
+    qtbot.waitUntil(finished.is_set, timeout=3000)
+    qtbot.wait(100)  # the queued result reaches the GUI thread
+    assert outcome == ([] if closed else [1])
+    if not closed:
+        owner.deleteLater()
+
+
 # --- the generic GeneratorWorker ----------------------------------------------------------------
 
 

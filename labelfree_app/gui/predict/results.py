@@ -144,7 +144,7 @@ class ResultActions(QObject):
                 str(exc) if isinstance(exc, LabelFreeError) else f"{path.name} could not be read ({exc})."
             )
 
-        call_in_thread(lambda: self.backend.read_image(path), done, failed)
+        call_in_thread(lambda: self.backend.read_image(path), done, failed, owner=self.panels)
         return True
 
     def _ask_ground_truth_file(self, beside: Path) -> Path | None:
@@ -220,5 +220,5 @@ class ResultActions(QObject):
             user_error = isinstance(exc, LabelFreeError)
             self.messages.report_error(str(exc) if user_error else f"Export failed ({exc}).", user_error)
 
-        call_in_thread(work, done, failed)
+        call_in_thread(work, done, failed, owner=self.panels)
         return True

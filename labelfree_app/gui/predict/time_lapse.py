@@ -300,7 +300,7 @@ class TimeLapse(QObject):
             user_error = isinstance(exc, LabelFreeError)
             self.messages.report_error(str(exc) if user_error else f"Export failed ({exc}).", user_error)
 
-        call_in_thread(work, done, failed)
+        call_in_thread(work, done, failed, owner=self.panels)
         return True
 
     def discard_all(self) -> None:

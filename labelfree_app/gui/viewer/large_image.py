@@ -98,7 +98,7 @@ class OverviewView(QObject):
                 self.panel.clear("The overview could not be read")
                 self.message.emit(str(exc))
 
-        call_in_thread(build, built, failed)
+        call_in_thread(build, built, failed, owner=self.panel)
 
     def _keep(self, cache: dict[Any, Any], key: Any) -> None:
         """Mark ``cache[key]`` as just used; the least recently used beyond ``KEPT_OVERVIEWS`` are dropped
@@ -183,7 +183,7 @@ class OverviewView(QObject):
                 self.message.emit(str(exc))
             self._read_pending()
 
-        call_in_thread(lambda: read_region(volume, *bounds), done, failed)
+        call_in_thread(lambda: read_region(volume, *bounds), done, failed, owner=self.panel)
 
     def _read_pending(self) -> None:
         if self._pending or self.overview is not None:
