@@ -184,6 +184,48 @@ def test_going_through_a_series_twice_keeps_only_the_last_few_frames_in_memory(q
     np.testing.assert_allclose(win.panels.input_panel.plane, np.asarray(read_image(series_path).data[FRAMES - 1, 0, 0]))
 
 
+def test_playback_reads_frames_ahead_off_the_gui_thread_and_shows_every_one_in_order(
+        qtbot, win, series_path, monkeypatch):
+    """On a slow disk playback slows down but never reads on the GUI thread, skips a frame or shows a
+    frame that is not read yet; dragging the slider still reads at once."""
+    import threading
+    import time
+
+    from labelfree_app.gui.predict import time_lapse
+
+    _open(qtbot, win, series_path)
+    assert _predict_all(qtbot, win) == "done"
+    tl, bar = win.time_lapse, win.time_lapse.bar
+    bar.set_time(0)
+    tl._cache.clear()  # as after going elsewhere in a long series: nothing ahead is kept
+    readers: list[bool] = []  # per read: on the GUI thread?
+
+    def slow(read_frame):
+        def read(*args):
+            readers.append(threading.current_thread() is threading.main_thread())
+            time.sleep(0.15)
+            return read_frame(*args)
+        return read
+
+    monkeypatch.setattr(time_lapse, "frame_volume", slow(time_lapse.frame_volume))
+    monkeypatch.setattr(tl, "_read", slow(tl._read))
+    shown: list[tuple[int, np.ndarray]] = []
+    tl.frameShown.connect(lambda t: shown.append((t, win.panels.input_panel.plane.copy())))
+    bar.set_fps(30)
+    bar.play()
+    qtbot.waitUntil(lambda: len(shown) >= FRAMES + 1, timeout=20000)
+    bar.pause()
+    assert readers and not any(readers)  # every playback read ran on the thread pool
+    order = [t for t, _ in shown]
+    assert order[:FRAMES + 1] == [*range(1, FRAMES), 0, 1]  # each frame once, in order, looping
+    frames = np.asarray(read_image(series_path).data)[:, 0, 0]
+    for t, plane in shown:
+        np.testing.assert_allclose(plane, frames[t])
+    readers.clear()
+    bar.set_time(3)  # the slider: shown at once (read now if it is not kept)
+    np.testing.assert_allclose(win.panels.input_panel.plane, frames[3])
+
+
 def test_the_movie_is_written_picture_by_picture_not_gathered_first(tmp_path, monkeypatch):
     """Each picture of the movie is on disk before the next one is made (a GIF here), so a 500-frame movie
     holds one picture, not 500."""

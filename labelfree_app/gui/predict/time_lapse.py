@@ -5,14 +5,14 @@ For an image with time points that the window shows whole (not a huge plane's ov
 and the result panels show the frame's prediction (and variance) where one is predicted, else a
 note. Frames are read when shown, from the input (kept lazy: ``CoreBackend.read_image``) and from
 the files *Predict all time points* wrote, and only the last ``KEPT_FRAMES`` are kept, so a long
-series never sits in memory. *Predict all time points* runs ``series_run.predict_series`` (the batch
-job, one time point at a time, into the cache) on a ``GeneratorWorker``; each frame is shown as it
-lands, progress and ETA go to the Run panel, and Cancel keeps the frames done.
+series never sits in memory; while the series plays, the next ``READ_AHEAD`` frames are read on the
+thread pool (``frame_cache.FrameCache``). *Predict all time points* runs ``series_run.predict_series``
+(the batch job, one time point at a time, into the cache) on a ``GeneratorWorker``; each frame is
+shown as it lands, progress and ETA go to the Run panel, and Cancel keeps the frames done.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +25,7 @@ from labelfree_app.errors import LabelFreeError
 from labelfree_app.gui.backend import frame_volume
 from labelfree_app.gui.files.file_list import OpenFile
 from labelfree_app.gui.generator_worker import DONE, GeneratorWorker
+from labelfree_app.gui.predict.frame_cache import FrameCache, Read
 from labelfree_app.gui.predict.run_controls import RunControls
 from labelfree_app.gui.predict.series_export import export_series
 from labelfree_app.gui.predict.series_run import FrameDone, SeriesResult, discard_series, new_series
@@ -33,6 +34,7 @@ from labelfree_app.gui.viewer.time_bar import TimeBar
 from labelfree_app.gui.worker import call_in_thread
 
 KEPT_FRAMES = 8  # frames (input, prediction, variance) kept for going back and forth
+READ_AHEAD = 3  # frames read ahead while playing (fewer than half of KEPT_FRAMES)
 SERIES = "series"  # OpenFile.extra keys
 TIME = "time_point"
 
@@ -78,11 +80,12 @@ class TimeLapse(QObject):
         self.predict_button.clicked.connect(self.predict_all)
         self.export_button.clicked.connect(lambda: self.export_current())
         self.bar.timeChanged.connect(self.show_time)
+        self.bar.ready = self._ready
         self.record: OpenFile | None = None  # the shown file, when it has time points to move through
         self.worker: GeneratorWorker | None = None
         self.running: OpenFile | None = None
         self._running_series: SeriesResult | None = None
-        self._cache: OrderedDict[tuple[Any, ...], np.ndarray | None] = OrderedDict()
+        self._cache = FrameCache(lambda: 3 * KEPT_FRAMES, owner=panels)
         self._series: list[SeriesResult] = []  # their frames live in the cache until the app quits
         self._newest: int | None = None  # the slider follows the newest frame while it sits on it
         self._overlay_later = False  # the overlay was on before a frame without a prediction
@@ -117,7 +120,7 @@ class TimeLapse(QObject):
         t = int(t)
         record.extra[TIME] = t
         count, panels = time_points(record), self.panels
-        volume = self._frame(("input", record.channel, t), lambda: frame_volume(record.image, record.channel, t))
+        volume = self._cache.get(*self._input_read(record, t))
         self._put(panels.input_panel, volume)
         panels.input_panel.set_title(f"Input — {record.name} (time point {t + 1} of {count})")
         prediction, variance = self._result_at(record, t)
@@ -146,14 +149,38 @@ class TimeLapse(QObject):
         panel.volume = np.asarray(volume, dtype=np.float32)
         panel.show_plane(self.panels.z, self.panels.max_projection)
 
-    def _result_at(self, record: OpenFile, t: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _input_read(self, record: OpenFile, t: int) -> Read:
+        image, channel = record.image, record.channel
+        return ("input", channel, t), lambda: frame_volume(image, channel, t)
+
+    def _result_reads(self, record: OpenFile, t: int) -> list[Read]:
+        """The reads of time point ``t``'s prediction (and variance) that *Predict all time points* wrote."""
         series: SeriesResult | None = record.extra.get(SERIES)
         frame = series.frames.get(t) if series is not None else None
-        if frame is not None:
-            key = (id(series), t)
-            prediction = self._frame(("prediction", *key), lambda: self._read(frame.prediction))
-            variance = self._frame(("variance", *key), lambda: self._read(frame.variance)) if frame.variance else None
-            return prediction, variance
+        if frame is None:
+            return []
+        reads: list[Read] = [(("prediction", id(series), t), lambda: self._read(frame.prediction))]
+        if frame.variance:
+            reads.append((("variance", id(series), t), lambda: self._read(frame.variance)))
+        return reads
+
+    def _ready(self, t: int) -> bool:
+        """Whether time point ``t`` can be shown without waiting on the disk (asked while playing); its
+        frames and those of the next ``READ_AHEAD`` time points are read on the thread pool meanwhile."""
+        record = self.record
+        if record is None or record.image is None:
+            return True
+        count = time_points(record)
+        reads = [self._input_read(record, t), *self._result_reads(record, t)]
+        ahead = [read for k in range(1, min(READ_AHEAD, KEPT_FRAMES // 2 - 1) + 1)
+                 for read in (self._input_read(record, (t + k) % count), *self._result_reads(record, (t + k) % count))]
+        return self._cache.ready(reads, ahead)
+
+    def _result_at(self, record: OpenFile, t: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        reads = self._result_reads(record, t)
+        if reads:
+            prediction = self._cache.get(*reads[0])
+            return prediction, self._cache.get(*reads[1]) if len(reads) > 1 else None
         result = record.result
         if t == 0 and result is not None and isinstance(getattr(result, "prediction", None), np.ndarray):
             variance = result.variance
@@ -162,17 +189,6 @@ class TimeLapse(QObject):
 
     def _read(self, path: Path | None) -> np.ndarray:
         return np.asarray(self.backend.read_image(Path(str(path))).data[0], dtype=np.float32)  # (Z, Y, X)
-
-    def _frame(self, key: tuple[Any, ...], read: Callable[[], np.ndarray]) -> np.ndarray:
-        """``read()`` once per key; the ``KEPT_FRAMES`` × 3 most recently shown stay."""
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        value = np.asarray(read(), dtype=np.float32)
-        self._cache[key] = value
-        while len(self._cache) > 3 * KEPT_FRAMES:
-            self._cache.popitem(last=False)
-        return value
 
     # --- predicting every time point ------------------------------------------------------
     def is_running(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QSpinBox, QWidget
 
@@ -12,7 +14,8 @@ MAX_FPS = 30
 class TimeBar(QWidget):
     """``timeChanged(t)`` whenever the shown time point changes (slider, playback or ``set_time``).
 
-    Hidden for images with fewer than two time points. Playback loops until paused."""
+    Hidden for images with fewer than two time points. Playback loops until paused; it moves on only
+    to a time point for which ``ready(t)`` is true (the frames are read), else it waits a tick."""
 
     timeChanged = Signal(int)
 
@@ -37,6 +40,7 @@ class TimeBar(QWidget):
         layout.addWidget(self.label)
         layout.addWidget(self.play_button)
         layout.addWidget(self.fps_spin)
+        self.ready: Callable[[int], bool] | None = None
         self._timer = QTimer(self)
         self._timer.timeout.connect(self._advance)
         self.play_button.toggled.connect(self._on_play_toggled)
@@ -89,7 +93,9 @@ class TimeBar(QWidget):
             self._timer.stop()
 
     def _advance(self) -> None:
-        self.slider.setValue((self.slider.value() + 1) % self.count)
+        following = (self.slider.value() + 1) % self.count
+        if self.ready is None or self.ready(following):
+            self.slider.setValue(following)
 
     def _on_slider(self, value: int) -> None:
         self._update_label()
