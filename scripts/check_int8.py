@@ -40,7 +40,7 @@ from labelfree_app.core.runners import OnnxUNetPredictor  # noqa: E402
 from labelfree_app.models import onnx_int8  # noqa: E402
 from labelfree_app.models.architectures import TileShape  # noqa: E402
 from labelfree_app.models.manifest import Manifest  # noqa: E402
-from labelfree_app.models.onnx_backend import OnnxModule, _read_verified, unet_cache_path  # noqa: E402
+from labelfree_app.models.onnx_backend import OnnxModule, read_verified_cache, unet_cache_path  # noqa: E402
 from labelfree_app.models.package import load_package  # noqa: E402
 from labelfree_app.training.config import PairSpec  # noqa: E402
 from labelfree_app.training.datasets import read_input_image, read_target_zyx  # noqa: E402
@@ -108,11 +108,11 @@ def check(model_id: str) -> dict:
     manifest = package.manifest
     fp32 = PredictionEngine(package, device="cpu")
     cache = unet_cache_path(manifest)
-    if _read_verified(cache) is None:
+    if read_verified_cache(cache) is None:
         from labelfree_app.core.unet_runner import UNetPredictor
 
         UNetPredictor(package, backend="onnx")._onnx_module()
-    fp32_bytes = _read_verified(cache)
+    fp32_bytes = read_verified_cache(cache)
     assert fp32_bytes is not None
     pairs, calibration_data = training_inputs(model_id, manifest)
     started = time.perf_counter()

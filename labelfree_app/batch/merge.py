@@ -25,15 +25,15 @@ from labelfree_app.io import ensure_free_space
 def save_merged(results: Sequence[PredictionResult], manifests: Sequence[dict[str, Any]], inputs: list[Path],
                 path: Path, *, pixel_size_um: dict[str, float] | None = None, hash_inputs: bool = True) -> Path:
     """Check the destination and write the merged file (``export.write_merged``); whole or not at all."""
-    from labelfree_app.batch.process import _identity, _remove_written
+    from labelfree_app.batch.process import file_identity, remove_written
 
     path.parent.mkdir(parents=True, exist_ok=True)
     ensure_free_space(path.parent, int(sum(r.prediction.nbytes for r in results) * 1.05) + 65536)
-    before = {path: _identity(path)}
+    before = {path: file_identity(path)}
     try:
         return write_merged(results, manifests, inputs, path, pixel_size_um=pixel_size_um, hash_inputs=hash_inputs)
     except BaseException:
-        _remove_written(before)
+        remove_written(before)
         raise
 
 

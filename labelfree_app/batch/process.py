@@ -145,7 +145,8 @@ def remove_stale_temps(paths: Iterable[Path], *, older_than_s: float = STALE_TEM
     return removed
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from another (inode, mtime, size); None when it is not there."""
     try:
         stat = path.stat()
     except OSError:
@@ -153,10 +154,10 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def _remove_written(before: dict[Path, tuple[int, int, int] | None]) -> None:
+def remove_written(before: dict[Path, tuple[int, int, int] | None]) -> None:
     """Remove the outputs this attempt created or replaced: a job is written whole or not at all."""
     for path, identity in before.items():
-        if _identity(path) not in (identity, None):
+        if file_identity(path) not in (identity, None):
             if path.is_dir() and not path.is_symlink():  # an OME-Zarr output
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -215,7 +216,7 @@ def stream_result(engine: PredictionEngine, image: Any, settings: PredictSetting
     from labelfree_app.export import StreamedFiles
 
     paths.prediction.parent.mkdir(parents=True, exist_ok=True)
-    before = {path: _identity(path) for path in paths.all()}
+    before = {path: file_identity(path) for path in paths.all()}
     dtype = str(engine.resolve(settings).get("dtype", "float32"))
     try:
         with StreamedFiles(paths, dtype, pixel_size_um=getattr(image, "pixel_size_um", None),
@@ -223,7 +224,7 @@ def stream_result(engine: PredictionEngine, image: Any, settings: PredictSetting
             result = yield from engine.stream(image, settings, files)
             written = files.finish(result, engine.manifest, inputs, hash_inputs=hash_inputs, trust_map=trust_map)
     except BaseException:
-        _remove_written(before)
+        remove_written(before)
         raise
     return result, written
 
@@ -237,12 +238,12 @@ def save_result(result: PredictionResult, manifest: dict[str, Any], inputs: list
     folder = paths.prediction.parent
     folder.mkdir(parents=True, exist_ok=True)
     ensure_free_space(folder, _estimate_bytes(result, save_steps, trust_map))
-    before = {path: _identity(path) for path in paths.all()}
+    before = {path: file_identity(path) for path in paths.all()}
     try:
         return write_result(result, manifest, inputs, paths, pixel_size_um=pixel_size_um,
                             save_steps=save_steps, trust_map=trust_map, hash_inputs=hash_inputs)
     except BaseException:  # a full disk, Ctrl-C: no prediction left without its variance
-        _remove_written(before)
+        remove_written(before)
         raise
 
 

@@ -100,7 +100,7 @@ def int8_onnx_predictor(package: Any, manifest_dict: dict[str, Any], device: Any
 
     The int8 network is cached like the float32 export; it is built from that export (made first
     where it is not cached yet, which imports torch once) and the package's calibrated ranges."""
-    from labelfree_app.models.onnx_backend import _read_verified, _write_cache
+    from labelfree_app.models.onnx_backend import read_verified_cache, write_cache
     from labelfree_app.models.onnx_int8 import build_int8, int8_cache_path, refusal
 
     manifest: Manifest = package.manifest
@@ -110,16 +110,16 @@ def int8_onnx_predictor(package: Any, manifest_dict: dict[str, Any], device: Any
     path = int8_cache_path(manifest)
     if not path.is_file():
         fp32 = unet_cache_path(manifest)
-        data = _read_verified(fp32)
+        data = read_verified_cache(fp32)
         if data is None:  # export the float32 network once (torch), then read it back verified
             from labelfree_app.core.unet_runner import UNetPredictor
 
             UNetPredictor(package, device=device, backend="onnx")._onnx_module()
-            data = _read_verified(fp32)
+            data = read_verified_cache(fp32)
         network = build_int8(data, package.path, manifest) if data is not None else None
         if network is None:
             return None
-        _write_cache(path, network)
+        write_cache(path, network)
     module = OnnxModule.from_cache(path, ["input"], threads=cpu_threads())
     if module is None:
         return None

@@ -88,7 +88,7 @@ class OnnxModule:
             return
         model_bytes = _export(network, tuple(example_inputs), list(input_names), dynamic_axes)
         if cache_path is not None:
-            _write_cache(cache_path, model_bytes)
+            write_cache(cache_path, model_bytes)
         self.session = self._session(model_bytes)
 
     @classmethod
@@ -112,7 +112,7 @@ class OnnxModule:
 
     def _open_cached(self, cache_path: Path) -> Any:
         """A session on the cached export when it is verified and opens, else None (and it is deleted)."""
-        cached = _read_verified(cache_path)
+        cached = read_verified_cache(cache_path)
         if cached is None:
             return None
         try:
@@ -177,7 +177,7 @@ def _discard(cache_path: Path, reason: str) -> None:
             log.info("could not delete %s: %s", path, exc)
 
 
-def _read_verified(cache_path: Path) -> bytes | None:
+def read_verified_cache(cache_path: Path) -> bytes | None:
     """The cached export when it matches the sha256 recorded beside it; otherwise None (and a
     mismatched or unrecorded cache file is deleted)."""
     try:
@@ -198,7 +198,7 @@ def _read_verified(cache_path: Path) -> bytes | None:
     return data
 
 
-def _write_cache(cache_path: Path, data: bytes) -> None:
+def write_cache(cache_path: Path, data: bytes) -> None:
     """Write the export, then its sha256 record, each atomically; a cache that cannot be written only
     costs time."""
     from labelfree_app.errors import LabelFreeError

@@ -13,7 +13,7 @@ from labelfree_app.core.engine import PredictionEngine, PredictSettings
 from labelfree_app.errors import SettingsError
 from labelfree_app.io import Image
 from labelfree_app.models import onnx_int8
-from labelfree_app.models.onnx_backend import _read_verified, unet_cache_path
+from labelfree_app.models.onnx_backend import read_verified_cache, unet_cache_path
 from labelfree_app.models.package import load_package
 from tests.factories import make_unet_package
 
@@ -23,7 +23,7 @@ pytest.importorskip("onnxruntime")
 def _record(package, *, passed: bool, tamper: bool = False):
     """Calibrate and quantize the package's network as scripts/check_int8.py does, and record a verdict."""
     PredictionEngine(package, device="cpu").predict(_image(), PredictSettings(precision="fp32"))  # caches fp32
-    fp32 = _read_verified(unet_cache_path(package.manifest))
+    fp32 = read_verified_cache(unet_cache_path(package.manifest))
     rng = np.random.default_rng(0)
     ranges = onnx_int8.calibrate(fp32, [rng.normal(0, 1, (1, 1, 64, 64)).astype(np.float32) for _ in range(4)])
     network = onnx_int8.quantize(fp32, ranges)
@@ -45,7 +45,7 @@ def _image() -> Image:
 def test_quantization_is_deterministic_so_a_rebuild_matches_the_checked_network(tmp_path):
     package = make_unet_package(tmp_path)
     PredictionEngine(package, device="cpu").predict(_image(), PredictSettings(precision="fp32"))
-    fp32 = _read_verified(unet_cache_path(package.manifest))
+    fp32 = read_verified_cache(unet_cache_path(package.manifest))
     ranges = onnx_int8.calibrate(fp32, [np.ones((1, 1, 32, 32), np.float32)])
     assert onnx_int8.quantize(fp32, ranges) == onnx_int8.quantize(fp32, ranges)
 
