@@ -331,7 +331,7 @@ def cmd_diffusion(args: argparse.Namespace) -> None:
         diffusion=DiffusionSettings(base_channels=16, channel_mults=(1, 2, 2), attention_levels=(), patch_size=2,
                                     sampler="dpmpp2m", sampling_steps=25, samples=8, val_samples=4,
                                     val_sampling_steps=10, val_max_shape=(128, 128), mean_model=str(mean)),
-        model_id=name, name="Nuclei from any transmitted light (2D, diffusion with uncertainty)",
+        model_id=name, name="Nuclei from any transmitted light (2D, diffusion with uncertainty)", resume=args.resume,
         license=MODEL_LICENSE, attribution=attribution(sources), data_description=data_text(sources),
         description=("Residual diffusion around lf-nuclei-2d: the generalist U-Net predicts the mean and the "
                      "denoiser samples what it got wrong, so several samples give a mean and a variance map for "
@@ -575,6 +575,7 @@ def main() -> int:
     p.add_argument("--checkpoint", type=int, default=0, help="score the run's checkpoint at this step")
     p.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     p = sub.add_parser("diffusion")
+    p.add_argument("--resume", action="store_true", help="go on from the run's last checkpoint (this many minutes more)")
     p.add_argument("--minutes", type=float, default=25)
     p.add_argument("--holdout", choices=[*SOURCES, "none"], default="none")
     p.add_argument("--mean", help="the mean U-Net under WORK/models (default: lf-nuclei-2d, or loso-SOURCE)")

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from PySide6.QtCore import QByteArray, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QDockWidget, QLabel, QMainWindow, QVBoxLayout, QWidget
 
 from labelfree_app.errors import LabelFreeError
-from labelfree_app.io.reading import natural_sort_key
-from labelfree_app.gui.backend import Backend, channel_count, expand_paths, image_facts
+from labelfree_app.gui.backend import Backend, channel_count, image_facts
 from labelfree_app.gui.batch.dialog import open_batch_dialog
 from labelfree_app.gui.dialogs import about_dialog, error_box, unexpected_error_box, vertical_scroll
-from labelfree_app.gui.files import plane_series
-from labelfree_app.gui.files.drops import FileDrops
-from labelfree_app.gui.files.file_list import DONE, FAILED, IMAGE_FILTER, LOADED, LOADING, FileList, OpenFile
+from labelfree_app.gui.files.file_list import FAILED, FileList, OpenFile
 from labelfree_app.gui.files.file_list import DOCK_SEPARATOR_STYLE
-from labelfree_app.gui.files.open_plan import plan_opening
+from labelfree_app.gui.files.opening import UNREADABLE, FileOpening
 from labelfree_app.gui.files.shown_file import ShownFile
-from labelfree_app.gui.menus import MenuCallbacks, build_menus, fill_recent_menu
+from labelfree_app.gui.menus import MenuCallbacks, build_menus
 from labelfree_app.gui.models.card import model_card_dialog
 from labelfree_app.gui.models.manager import ModelManagerDialog
 from labelfree_app.gui.predict.diffusion_estimate import DiffusionEstimate
@@ -42,10 +39,9 @@ from labelfree_app.gui.watch.landing import WindowLanding
 from labelfree_app.gui.worker import call_in_thread
 
 PICKED_MODEL = "picked_model"  # OpenFile.extra key: the model the user chose for that image
-UNREADABLE = "This file could not be read — hover it in the list to see why"
 
 
-class MainWindow(FileDrops, QMainWindow):
+class MainWindow(FileOpening, QMainWindow):
     """LabelFree's window. ``backend`` reaches the core; ``settings`` persist between sessions."""
 
     exported = Signal(list)  # paths written by an export
@@ -159,116 +155,6 @@ class MainWindow(FileDrops, QMainWindow):
             self.dialogs.append(error_box(self, text))
         else:
             self.dialogs.append(unexpected_error_box(self, text, self.log_file))
-
-    # --- files ----------------------------------------------------------------------------
-    def files_dropped(self, paths: list[Path]) -> None:
-        self.open_inputs(paths)
-
-    def open_dialog(self) -> None:
-        chosen, _ = QFileDialog.getOpenFileNames(self, "Open images", self.settings.get("last_folder"), IMAGE_FILTER)
-        if chosen:
-            self.open_inputs([Path(p) for p in chosen])
-
-    def open_folder_dialog(self) -> None:
-        chosen = QFileDialog.getExistingDirectory(self, "Open folder", self.settings.get("last_folder"))
-        if chosen:
-            self.open_inputs([Path(chosen)])
-
-    def open_inputs(self, paths: Sequence[Path], *, ask: bool = True) -> list[OpenFile]:
-        """Every door's way in (drop, File ▸ Open, Open folder, the command line), as ``open_plan``
-        plans it: a plane series becomes one z-stack if the user says so (without ``ask``: always),
-        the other files open one by one in natural order, fluorescence-named files are set aside
-        with a word in the status bar. Shows the first entry."""
-        files = expand_paths(paths)
-        if not files:
-            self.show_message("No TIFF or PNG images were found in what was opened.")
-            return []
-        plan = plan_opening(files)
-        records: list[OpenFile] = []
-        singles = list(plan.singles)
-        for stack in plan.stacks:
-            if not ask or self.ask_open_as_stack(len(stack)):
-                records.append(self.open_plane_stack(stack))
-            else:
-                singles.extend(stack)
-        if singles:
-            records += self.open_paths(sorted(singles, key=natural_sort_key))
-        if records:
-            self.file_list.select(records[0])
-        if plan.note():
-            self.show_message(plan.note())
-        return records
-
-    def ask_open_as_stack(self, count: int) -> bool:
-        """Asks the user (a hook tests replace)."""
-        return plane_series.ask_open_as_stack(self, count)
-
-    def open_stack_dialog(self) -> OpenFile | None:
-        """File ▸ Open planes as z-stack: the chosen files become one entry."""
-        chosen = plane_series.choose_planes(self, self.settings.get("last_folder"))
-        return self.open_plane_stack(chosen) if chosen else None
-
-    def open_plane_stack(self, paths: Sequence[Path]) -> OpenFile:
-        """One list entry for single-plane files, read together in the background as one z-stack."""
-
-        def read(record: OpenFile, planes: list[Path]) -> None:
-            self.load_record(record, lambda: self.backend.read_plane_series(planes))
-
-        record = plane_series.open_plane_stack(self.file_list, paths, read)
-        self.settings.set("last_folder", str(record.path.parent))
-        return record
-
-    def open_paths(self, paths: Sequence[Path]) -> list[OpenFile]:
-        """Add files (folders expand to their images), read them in the background, show the first."""
-        files = expand_paths(paths)
-        if not files:
-            self.show_message("No TIFF or PNG images were found in what was opened.")
-            return []
-        records = []
-        for path in files:
-            existing = self.file_list.find(path)
-            record = existing or self.file_list.add(path)
-            records.append(record)
-            if existing is None or record.state == FAILED:
-                self.load_record(record)
-            self._remember_recent(path)
-        self.settings.set("last_folder", str(files[0].parent))
-        self.file_list.select(records[0])
-        return records
-
-    def load_record(self, record: OpenFile, read: Callable[[], Any] | None = None) -> None:
-        """Read ``record`` (its file, or with ``read``) in the background and show it when done."""
-        self.file_list.set_state(record, LOADING)
-        path = record.path
-        read = read or (lambda: self.backend.read_image(path))
-
-        def done(image: Any) -> None:
-            record.image = image
-            try:
-                record.channel = self.backend.transmitted_channel(image)
-            except LabelFreeError:
-                record.channel = 0
-            self.file_list.set_state(record, DONE if record.result is not None else LOADED)  # a watch's result
-            if self.file_list.current() is record:
-                self.show_file(record)
-
-        def failed(exc: BaseException) -> None:
-            reason = str(exc) if isinstance(exc, LabelFreeError) else f"{record.name} could not be read ({exc})."
-            self.file_list.set_state(record, FAILED, reason)
-            self.show_message(reason)
-            if self.file_list.current() is record:
-                self.panels.input_panel.clear(UNREADABLE)
-                self.panels.clear_results()
-
-        call_in_thread(read, done, failed)
-
-    def _remember_recent(self, path: Path) -> None:
-        self.settings.add_recent_file(path)
-        self._fill_recent_menu()
-
-    def _fill_recent_menu(self) -> None:
-        fill_recent_menu(self.menus.recent_menu, list(self.settings.get("recent_files")),
-                         lambda path: self.open_paths([path]))
 
     def _on_ground_truth_dropped(self, paths: list[Path]) -> None:
         """A file dropped on the Prediction panel is ground truth for the shown image (opened if none)."""
