@@ -4,6 +4,8 @@ to core/trust.py. Each is judged as the calibration is: nested leave-one-source-
     python scripts/probe_trust_features.py embeddings   # the networks' own features (neural precursors)
     python scripts/probe_trust_features.py stain        # how much of r the real stain's quality decides
     python scripts/probe_trust_features.py ceiling      # the best an estimate that knew each source's mean r could do
+    python scripts/probe_trust_features.py fits         # every linear fit on 1-3 of the recorded features
+    python scripts/probe_trust_features.py curves       # more good predictions: fine-tuned models on unseen fields
 
 embeddings: every field of every source through each leave-one-source-out U-Net's encoder (a 768²
 centre crop, percentile-normalized as the engine does). Per position of the bottleneck (1/16) and
@@ -152,9 +154,80 @@ def cmd_ceiling() -> None:
           f"{ct.spearman(list(oracle), list(actual)):.3f}, mean abs. error {np.mean(np.abs(oracle - actual)):.3f}")
 
 
+FIT_FEATURES = ("calibrated_r", "familiar_mean", "input_sd", "pred_mean", "abs_mean", "pred_p99", "pred_sd",
+                "pred_sep", "unfamiliar_share", "log_unfamiliar")
+
+
+def cmd_fits() -> None:
+    """Every trust model on 1-3 of the features the engine records (and log unfamiliar share), judged
+    nested leave-one-source-out; the ten best by held-out mean absolute error."""
+    from itertools import combinations
+
+    rows = unet_rows()
+    for r in rows:
+        r["features"]["log_unfamiliar"] = float(np.log(r["features"]["unfamiliar_share"] + 0.01))
+    found = []
+    for k in (1, 2, 3):
+        for names in combinations(FIT_FEATURES, k):
+            held = ct.judge(rows, (names,))["held_out"]
+            found.append((held["mean_abs_error"], held["spearman"], names))
+    print(f"{len(found)} feature sets over {len(rows)} U-Net predictions; best by held-out mean abs. error:")
+    for error, rho, names in sorted(found)[:10]:
+        print(f"  Spearman {rho:.3f}  MAE {error:.3f}  {', '.join(names)}")
+
+
+def cmd_curves() -> None:
+    """Predictions of the fine-tuning curve runs (from the leave-one-source-out model, and from scratch,
+    10 minutes on the source's training fields) on that source's test fields, which they never trained
+    on: good predictions the calibration lacks. Collected into WORK/rows_curves.json, then added to the
+    training side of each fold (never to the held-out side) of the calibrated_r fit."""
+    from labelfree_app.core.engine import PredictionEngine
+    from labelfree_app.models.package import load_package
+    from labelfree_app.training.sampling import Region
+
+    path = ct.WORK / "rows_curves.json"
+    extra = json.loads(path.read_text()) if path.is_file() else []
+    done = {(r["model"], r["item"]) for r in extra}
+    for source in gen.SOURCES:
+        items = []
+        for n, item in enumerate(gen.test_items(source, gen.WORK)):
+            spec = item.spec if not item.region else ct.crop_pair(
+                f"test_{source}_{n}", item.spec, tuple(Region.parse(item.region).slices[-2:]))
+            items.append((f"test_{source}_{n}", spec))
+        for start in ("loso", "scratch"):
+            model, package = f"curve-{source}-{start}", gen.WORK / "models" / f"curve-{source}-{start}"
+            todo = [(n, s) for n, s in items if (model, n) not in done]
+            if not todo or not (package / "manifest.json").is_file():
+                continue
+            engine = PredictionEngine(load_package(package), device="cpu")
+            sources = tuple(gen.SOURCES) if start == "loso" else (source,)
+            profile = ct.profile_for("generalist", sources, ct.input_normalizer(engine.manifest))
+            engine.manifest["trust"] = {"input_profile": profile.to_dict()}
+            for name, spec in todo:
+                feats, r, seconds = ct.predict_item(engine, spec, "unet")
+                extra.append(dict(model=model, family="unet", group=f"{source}-{start}", item=name, r=r,
+                                  seconds=seconds, features=feats))
+                path.write_text(json.dumps(extra, indent=1))
+    extra = ct.derived(extra)
+    rows = unet_rows()
+    actual = np.array([r["r"] for r in rows])
+    print(f"{len(extra)} curve predictions (mean r {np.mean([r['r'] for r in extra]):.3f}) beside {len(rows)} rows")
+    for label, added in (("calibration rows only", []), ("with the curve predictions", extra)):
+        predicted = np.zeros(len(rows))
+        for source in sorted({ct.source_of(r) for r in rows}):
+            train = [r for r in [*rows, *added] if ct.source_of(r) != source]
+            model = ct.TrustModel.fit([r["features"] for r in train], [r["r"] for r in train], ("calibrated_r",))
+            for i, r in enumerate(rows):
+                if ct.source_of(r) == source:
+                    predicted[i] = model.expected_r(r["features"])
+        print(f"  {label}: held-out Spearman {ct.spearman(list(predicted), list(actual)):.3f}, "
+              f"mean abs. error {np.mean(np.abs(predicted - actual)):.3f}")
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    commands = {"embeddings": cmd_embeddings, "stain": cmd_stain, "ceiling": cmd_ceiling}
+    commands = {"embeddings": cmd_embeddings, "stain": cmd_stain, "ceiling": cmd_ceiling, "fits": cmd_fits,
+                "curves": cmd_curves}
     if command not in commands or not (ct.WORK / "rows.json").is_file():
         print(__doc__, file=sys.stderr)
         return 2
