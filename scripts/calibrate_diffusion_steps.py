@@ -164,18 +164,22 @@ def unscaled(package: Any) -> Any:
     return replace(package, manifest=replace(manifest, diffusion=replace(manifest.diffusion, variance_scale=None)))
 
 
-def sample(engine: Any, crop: Crop, steps: int, seed: int, samples: int) -> dict[str, np.ndarray]:
-    """Mean, variance and the target (in the same units, as ``training.evaluate`` compares them)."""
+def sample(engine: Any, crop: Crop, steps: int, seed: int, samples: int, zscore: bool) -> dict[str, np.ndarray]:
+    """Mean, variance and the target in the same units, as ``training.evaluate`` compares them: the
+    stain's where the model knows them and the crops are of its one stain (the ISL models); z-scores
+    with ``zscore`` (the generalist: each source's stain has its own camera, dye and bit depth)."""
     from labelfree_app.core.engine import PredictSettings
     from labelfree_app.core.events import PredictionResult
     from labelfree_app.training import PairSpec
     from labelfree_app.training.datasets import normalize_target, read_input_image, read_target_zyx
 
     spec = PairSpec(input=str(crop.input), target=str(crop.target))
-    settings = PredictSettings(samples=samples, steps=steps, seed=seed, device="cpu")
+    zscore = zscore or not (engine.manifest.get("normalization") or {}).get("output")
+    settings = PredictSettings(samples=samples, steps=steps, seed=seed, device="cpu",
+                               units="zscore" if zscore else None)
     result = next(e for e in engine.run(read_input_image(spec), settings) if isinstance(e, PredictionResult))
     target = read_target_zyx(spec)
-    if not (engine.manifest.get("normalization") or {}).get("output"):
+    if zscore:
         target = normalize_target(target)
     return {"mean": np.asarray(result.prediction[0, 0]), "variance": np.asarray(result.variance[0, 0]),
             "target": np.asarray(target[0])}
@@ -188,7 +192,6 @@ def figures(run: dict[str, np.ndarray], scale: float = 1.0) -> dict[str, float]:
 
     variance = run["variance"] * scale * scale
     cal = uncertainty_calibration(run["mean"], variance, run["target"])
-    # explained_r does not change with the units (stain or z-score): both its terms scale by the slope squared
     return {"within_1sigma": cal.within_1sigma, "within_2sigma": cal.within_2sigma,
             "std_error_spearman": cal.std_error_spearman, "pearson_r": float(pearson_r(run["mean"], run["target"])),
             "explained_r": float(output_features(run["mean"], variance)["explained_r"])}
@@ -253,13 +256,14 @@ def calibrate(model: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     sampler = package.manifest.diffusion.sampler
     engine = PredictionEngine(package, device="cpu")
     val, test = crops_for(data, tmp / model)
+    zscore = bool(((data.get("training") or {}).get("settings") or {}).get("datasets"))  # several sources
     print(f"{model}: {len(val)} validation crops, {len(test)} test crops, sampler {sampler}, "
           f"{args.reference_steps} vs {args.steps} steps, {args.samples} samples, seeds {args.seeds}", flush=True)
     runs: dict[str, dict[int, list[dict[str, np.ndarray]]]] = {"val": {}, "test": {}}
     start = time.perf_counter()
     for part, items in (("val", val), ("test", test)):
         for steps in (args.reference_steps, args.steps):
-            runs[part][steps] = [sample(engine, crop, steps, seed, args.samples)
+            runs[part][steps] = [sample(engine, crop, steps, seed, args.samples, zscore)
                                  for crop in items for seed in args.seeds]
             print(f"  {part} at {steps} steps: {time.perf_counter() - start:.0f} s", flush=True)
     scale, fit = fit_scale(runs["val"][args.reference_steps], runs["val"][args.steps])

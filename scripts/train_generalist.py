@@ -342,9 +342,10 @@ def cmd_diffusion(args: argparse.Namespace) -> None:
 
 def diffusion_row(diffusion: Path, unet: Path, source: str, work: Path, steps: int = 25) -> dict:
     """A diffusion model on a source's test crops (8 samples): r of the mean, within 1 and 2 sigma,
-    Spearman of std vs error; its U-Net mean's r on the same crops beside it."""
+    Spearman of std vs error, in z-scores (each source's stain has its own units); its U-Net mean's
+    r on the same crops beside it."""
     items = diffusion_items(source, work)
-    found = [evaluate(diffusion, [item.spec], samples=8, steps=steps, seed=0).rows[0] for item in items]
+    found = [evaluate(diffusion, [item.spec], samples=8, steps=steps, seed=0, units="zscore").rows[0] for item in items]
     row = {key: round(float(np.mean([getattr(r, key) for r in found])), 4)
            for key in ("pearson_r", "within_1sigma", "within_2sigma", "std_error_spearman")}
     row["unet_pearson_r_same_crops"] = round(float(np.mean([evaluate(unet, [item.spec]).rows[0].pearson_r

@@ -173,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     args.input_channel, args.target_channel = _channel(args.input_channel), _channel(args.target_channel)
     package = ModelRegistry().resolve(args.model)
     report = evaluate(package, _pairs_from_args(args), region=args.region, device=args.device,
-                      samples=args.samples, steps=args.steps, tta=args.tta, seed=args.seed)
+                      samples=args.samples, steps=args.steps, tta=args.tta, seed=args.seed, units=args.units)
     print(report.to_table())
     if args.json:
         Path(args.json).write_text(report.to_json())
@@ -235,6 +235,9 @@ def register(sub: Any) -> None:
     e.add_argument("--steps", type=int)
     e.add_argument("--tta", action="store_true")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--units", choices=["stain", "zscore"],
+                   help="compare in z-scores (prediction and target each z-scored), or in the stain's units "
+                        "(the default where the model knows them); z-scores for a stain from another lab")
     e.add_argument("--device", default="auto")
     e.add_argument("--json", help="also write the report as JSON to this file")
     e.set_defaults(func=cmd_evaluate)

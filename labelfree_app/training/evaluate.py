@@ -3,7 +3,10 @@
 Each input is predicted whole by the prediction engine (exactly as ``labelfree predict`` does)
 and the metrics are computed on an optional region (e.g. the held-out test quadrant). A model
 whose manifest has no output normalization predicts in z-score units of its training targets,
-so its predictions are compared with the z-scored target; NRMSE and SSIM are in those units.
+so its predictions are compared with the z-scored target; NRMSE and SSIM are in those units. A
+model that knows its stain's units is compared in them, unless asked for ``units="zscore"``: then
+prediction and target are both z-scored, which is the fair way to score the calibration of a model
+on a stain whose intensities it never saw (another lab's camera, dye or bit depth).
 """
 
 from __future__ import annotations
@@ -104,13 +107,16 @@ def evaluate(
     steps: int | None = None,
     tta: bool = False,
     seed: int = 0,
+    units: str | None = None,
     progress: Callable[[Any], None] | None = None,
 ) -> EvaluationReport:
     """Predict every pair's input with ``package`` (a path or a loaded package) and score it.
 
     ``region`` ("y0:y1,x0:x1") restricts the metrics to a part of each image; ``samples`` /
     ``steps`` override the diffusion defaults; ``tta`` asks a U-Net for test-time-augmentation
-    variance (then its calibration is reported too). ``progress`` receives the engine's events.
+    variance (then its calibration is reported too). ``units``: "zscore" compares z-scores even where
+    the model knows its stain's units (None: the stain's units where it knows them). ``progress``
+    receives the engine's events.
     """
     from labelfree_app.core.engine import PredictionEngine, PredictSettings
     from labelfree_app.core.events import PredictionResult
@@ -123,11 +129,11 @@ def evaluate(
     manifest = package.manifest.to_dict() if hasattr(package.manifest, "to_dict") else dict(package.manifest)
     engine = PredictionEngine(package, device=device)
     box = Region.parse(region) if region else None
-    normalized_units = not (manifest.get("normalization") or {}).get("output")
+    normalized_units = units == "zscore" or not (manifest.get("normalization") or {}).get("output")
     rows = []
     for spec in pairs:
         settings = PredictSettings(channel=spec.input_channel, samples=samples, steps=steps, tta=tta,
-                                   seed=seed, device=device)
+                                   seed=seed, device=device, units=units)
         result: PredictionResult | None = None
         for event in engine.run(read_input_image(spec), settings):
             if isinstance(event, PredictionResult):
@@ -144,7 +150,8 @@ def evaluate(
     return EvaluationReport(
         model_id=str(manifest.get("id", "")), kind=str(manifest.get("kind", "")), region=region,
         rows=tuple(rows), units=units,
-        settings={"samples": samples, "steps": steps, "tta": tta, "seed": seed, "device": str(engine.device)})
+        settings={"samples": samples, "steps": steps, "tta": tta, "seed": seed, "device": str(engine.device),
+                  "units": "zscore" if normalized_units else "stain"})
 
 
 def linear_baseline(

@@ -73,6 +73,32 @@ def test_diffusion_evaluation_reports_calibration(tmp_path: Path) -> None:
     assert row.std_error_spearman is not None
 
 
+def test_zscore_units_score_calibration_whatever_the_stains_intensities(tmp_path: Path) -> None:
+    """The same stain recorded in other units (another camera, bit depth, dye brightness): in z-scores
+    the figures do not move; in the stain's units the error is mostly the change of units."""
+    pair = write_pair(tmp_path / "data", "field", shape=(64, 64), seed=9)
+    package = train(tiny_config(pair, tmp_path / "diffusion", model_type="diffusion", max_steps=3, val_every=0,
+                                checkpoint_every=0, val_region="32:64,32:64"))
+    manifest = json.loads((Path(package) / "manifest.json").read_text())
+    assert manifest["normalization"]["output"]  # it knows its stain's units
+    other = tmp_path / "data" / "other_units.tif"
+    tifffile.imwrite(other, tifffile.imread(pair[1]).astype(np.float32) * 37.0 + 9000.0)
+    rows = {}
+    for target in (pair[1], other):
+        for units in ("zscore", None):
+            report = evaluate(package, [PairSpec(str(pair[0]), str(target))], samples=2, steps=2, device="cpu",
+                              units=units)
+            rows[(target, units)] = report.rows[0]
+            assert report.settings["units"] == (units or "stain")
+    same, moved = rows[(pair[1], "zscore")], rows[(other, "zscore")]
+    assert moved.pearson_r == pytest.approx(same.pearson_r, abs=1e-4)
+    assert moved.within_1sigma == pytest.approx(same.within_1sigma, abs=1e-3)
+    assert math.isfinite(same.std_error_spearman)
+    assert moved.std_error_spearman == pytest.approx(same.std_error_spearman, abs=1e-3)
+    assert moved.median_abs_error == pytest.approx(same.median_abs_error, rel=1e-3)
+    assert rows[(other, None)].median_abs_error > 20 * rows[(pair[1], None)].median_abs_error  # stain units
+
+
 def test_linear_baseline_recovers_a_per_pixel_linear_target(tmp_path: Path) -> None:
     planes = np.stack([smooth_texture((64, 64), seed) for seed in range(4)]).astype(np.float32)
     tifffile.imwrite(tmp_path / "stack.tif", planes, imagej=True, metadata={"axes": "ZYX"})
