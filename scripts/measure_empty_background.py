@@ -1,6 +1,10 @@
 """How often a model paints structure where there is none: empty background, measured.
 
     python scripts/measure_empty_background.py MODEL [MODEL ...]
+    python scripts/measure_empty_background.py --test-fields resources/models/lf-nuclei-2d   # a model that trained on aiSEGcell
+
+``--test-fields``: the empty crops come only from the aiSEGcell fields that the generalist keeps for
+testing (two sessions; ``scripts/train_generalist.py``), for a model trained on the others.
 
 Two sets of held-out pixels with no stained structure (from ../shared/data; never trained on by the
 models compared, see each row's note):
@@ -41,14 +45,16 @@ def background_level(target: np.ndarray) -> tuple[float, np.ndarray]:
     return float(below.mean() + 2 * below.std()), z
 
 
-def empty_crops(limit_per_field: int = 2) -> list[tuple[str, np.ndarray, float]]:
-    """(name, input crop, background level) of cell-free aiSEGcell windows."""
+def empty_crops(limit_per_field: int = 2, only: set[str] | None = None) -> list[tuple[str, np.ndarray, float]]:
+    """(name, input crop, background level) of cell-free aiSEGcell windows (of the ``only`` input files)."""
     from skimage.filters import threshold_otsu
 
     from labelfree_app.io import read_image
 
     out = []
     for path in sorted((DATA / "aisegcell_hspc").glob("*_input.tif")):
+        if only is not None and path.name not in only:
+            continue
         target = np.asarray(read_image(str(path).replace("_input.tif", "_target_nuc.tif")).data[0, 0], np.float64)
         level, z = background_level(target)
         otsu = threshold_otsu(z)
@@ -102,9 +108,16 @@ def main() -> int:
         print(f"The data is not at {DATA}.", file=sys.stderr)
         return 1
     torch.set_num_threads(2)
-    crops, ecoli = empty_crops(), ecoli_fields()
+    models = [a for a in sys.argv[1:] if a != "--test-fields"]
+    only = None
+    if "--test-fields" in sys.argv:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import train_generalist as gen
+
+        only = {Path(item.spec.input).name for item in gen.test_items("aisegcell", gen.WORK)}
+    crops, ecoli = empty_crops(only=only), ecoli_fields()
     results = {}
-    for model in sys.argv[1:]:
+    for model in models:
         engine = PredictionEngine(load_package(model), device="cpu")
         crop_shares = [painted_share(engine, image, level) for _, image, level in crops]
         ecoli_shares = [painted_share(engine, image, level, mask) for _, image, mask, level in ecoli]

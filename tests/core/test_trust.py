@@ -209,3 +209,11 @@ def test_a_tta_run_falls_back_to_the_plain_unet_calibration(tmp_path, monkeypatc
     engine = PredictionEngine(make_unet_package(tmp_path), device="cpu")
     result = engine.predict(Image.from_array(smooth_field(1, (64, 64))[None, None], "CZYX"), PredictSettings(tta=True))
     assert result.variance is not None and result.trust is not None
+
+
+def test_a_doubtful_unet_run_without_tta_is_told_to_try_it_and_one_with_variance_is_not() -> None:
+    plain = {"pred_sd": 0.3, "pred_mean": 0.1, "unfamiliar_share": 0.0}
+    for level in ("uncertain", "not trustworthy"):
+        assert "Test-time augmentation" in explain(level, plain)[1]
+        assert "Test-time augmentation" not in explain(level, {**plain, "explained_share": 0.5})[1]
+    assert "Test-time augmentation" not in explain("good", plain)[1]

@@ -48,6 +48,9 @@ def format_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+TTA_TIP = ("Predict 8 flipped and rotated copies and average them: slower, better on a microscope the model "
+           "never saw, and it shows their variance")
+
 class RunControls(QWidget):
     """Emits ``runRequested`` / ``cancelRequested`` / ``cardRequested(model_id)``."""
 
@@ -89,8 +92,8 @@ class RunControls(QWidget):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2**31 - 1)
         self.seed_spin.setToolTip("Same seed, same result")
-        self.tta_box = QCheckBox("Test-time augmentation variance")
-        self.tta_box.setToolTip("Predict flipped/rotated copies and show their variance")
+        self.tta_box = QCheckBox("Test-time augmentation (8× the time)")
+        self.tta_box.setToolTip(TTA_TIP)
 
         self.run_button = QPushButton("Run")
         self.run_button.setDefault(True)
@@ -305,7 +308,7 @@ class RunControls(QWidget):
         offers_tta = bool(getattr(model, "tta", False))
         self.tta_box.setEnabled(offers_tta)
         self.tta_box.setToolTip(
-            "Predict flipped/rotated copies and show their variance"
+            TTA_TIP
             if offers_tta
             else "This model does not offer test-time augmentation"
         )
