@@ -231,7 +231,8 @@ def predict_item(engine, spec: PairSpec, family: str) -> tuple[dict, float, floa
     from labelfree_app.training.datasets import read_input_image, read_target_zyx
 
     image = read_input_image(spec)
-    settings = PredictSettings(samples=8, steps=25, seed=0) if family == "diffusion" else PredictSettings()
+    settings = (PredictSettings(samples=8, steps=25, seed=0) if family == "diffusion" else
+                PredictSettings(tta=family == "unet-tta"))
     start = time.perf_counter()
     result = engine.predict(image, settings)
     seconds = time.perf_counter() - start
@@ -246,14 +247,18 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
     path = WORK / "rows.json"
     rows = json.loads(path.read_text()) if path.is_file() else []
-    done = {(r["model"], r["item"]) for r in rows}
+    done = {(r["model"], r["item"], r["family"]) for r in rows}
     profiles: dict = {}
     for case in cases():
         if args.only and args.only not in case["model"]:
             continue
+        if getattr(args, "tta", False):  # the U-Nets again, each with test-time augmentation
+            if case["family"] != "unet":
+                continue
+            case = {**case, "family": "unet-tta"}
         model = Path(case["model"]).name
         items = case["items"]()
-        todo = [(n, s) for n, s in items if (model, n) not in done]
+        todo = [(n, s) for n, s in items if (model, n, case["family"]) not in done]
         if not todo:
             continue
         engine = PredictionEngine(load_package(case["model"]), device="cpu")
@@ -449,6 +454,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("collect")
     p.add_argument("--only", default="", help="only models whose path contains this")
+    p.add_argument("--tta", action="store_true", help="the U-Net items again, predicted with test-time augmentation")
     sub.add_parser("fit")
     sub.add_parser("profiles")
     p = sub.add_parser("all")

@@ -6,6 +6,8 @@ to core/trust.py. Each is judged as the calibration is: nested leave-one-source-
     python scripts/probe_trust_features.py ceiling      # the best an estimate that knew each source's mean r could do
     python scripts/probe_trust_features.py fits         # every linear fit on 1-3 of the recorded features
     python scripts/probe_trust_features.py curves       # more good predictions: fine-tuned models on unseen fields
+    python scripts/probe_trust_features.py tta          # the 8 TTA looks' agreement as a sample spread
+                                                        # (after: calibrate_trust.py collect --tta --only loso-)
 
 embeddings: every field of every source through each leave-one-source-out U-Net's encoder (a 768²
 centre crop, percentile-normalized as the engine does). Per position of the bottleneck (1/16) and
@@ -224,10 +226,26 @@ def cmd_curves() -> None:
               f"mean abs. error {np.mean(np.abs(predicted - actual)):.3f}")
 
 
+def cmd_tta() -> None:
+    """The leave-one-source-out U-Nets' predictions again with test-time augmentation (rows of family
+    'unet-tta'): does the agreement of the 8 looks (``explained_r``, as for diffusion samples) say
+    how good the prediction is? Judged nested leave-one-source-out, beside the plain runs' estimate on
+    the same fields."""
+    rows = ct.derived(json.loads((ct.WORK / "rows.json").read_text()))
+    tta = [r for r in rows if r["family"] == "unet-tta"]
+    plain = {(r["model"], r["item"]): r for r in rows if r["family"] == "unet"}
+    same = [plain[(r["model"], r["item"])] for r in tta if (r["model"], r["item"]) in plain]
+    print(f"{len(tta)} predictions with TTA; mean r {np.mean([r['r'] for r in same]):.3f} without, "
+          f"{np.mean([r['r'] for r in tta]):.3f} with")
+    print("  without TTA, calibrated_r:", ct.judge(same, (("calibrated_r",),))["held_out"])
+    for names in (("calibrated_r",), ("explained_r",), ("calibrated_r", "explained_r")):
+        print(f"  with TTA, {', '.join(names)}:", ct.judge(tta, (names,))["held_out"])
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     commands = {"embeddings": cmd_embeddings, "stain": cmd_stain, "ceiling": cmd_ceiling, "fits": cmd_fits,
-                "curves": cmd_curves}
+                "curves": cmd_curves, "tta": cmd_tta}
     if command not in commands or not (ct.WORK / "rows.json").is_file():
         print(__doc__, file=sys.stderr)
         return 2
