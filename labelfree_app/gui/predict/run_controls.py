@@ -307,11 +307,7 @@ class RunControls(QWidget):
         self.unet_box.setVisible(model is not None and not diffusion)
         offers_tta = bool(getattr(model, "tta", False))
         self.tta_box.setEnabled(offers_tta)
-        self.tta_box.setToolTip(
-            TTA_TIP
-            if offers_tta
-            else "This model does not offer test-time augmentation"
-        )
+        self.tta_box.setToolTip(TTA_TIP if offers_tta else "This model does not offer test-time augmentation")
         self._update_run_button()
         self.modelChanged.emit(model.id if model is not None else "")
 
