@@ -287,11 +287,12 @@ def source_of(row: dict) -> str:
     return row["group"].split("-")[0]
 
 
-def held_out_predictions(rows: list[dict], names: tuple[str, ...]) -> list[float]:
-    """Each item's expected r from a trust model fitted without its source."""
+def held_out_predictions(rows: list[dict], names: tuple[str, ...], extra: list[dict] = ()) -> list[float]:
+    """Each item's expected r from a trust model fitted without its source (``extra`` rows join the
+    fitting side of every fold, their own source's excepted)."""
     out = [0.0] * len(rows)
     for source in sorted({source_of(r) for r in rows}):
-        train = [r for r in rows if source_of(r) != source]
+        train = [r for r in [*rows, *extra] if source_of(r) != source]
         model = TrustModel.fit([r["features"] for r in train], [r["r"] for r in train], names)
         for i, r in enumerate(rows):
             if source_of(r) == source:

@@ -26,8 +26,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import train_generalist as gen  # noqa: E402
 
-MODEL_UM = 0.3112  # the generalist's pixel size
-
 
 def source_r(source: str, factors: list[float], tta: bool) -> float:
     """Mean r over the source's test fields of loso-SOURCE's averaged predictions."""
@@ -43,7 +41,7 @@ def source_r(source: str, factors: list[float], tta: bool) -> float:
     for item in gen.test_items(source, gen.WORK):
         image = read_input_image(item.spec)
         predictions = [np.asarray(engine.predict(image, PredictSettings(
-            tta=tta, pixel_size_um=MODEL_UM * factor, units="zscore", channel=item.spec.input_channel)
+            tta=tta, pixel_size_um=gen.CANONICAL_UM * factor, units="zscore", channel=item.spec.input_channel)
         ).prediction[0, 0], np.float64) for factor in factors]
         prediction, truth = np.mean(predictions, axis=0), normalize_target(read_target_zyx(item.spec))[0]
         if item.region:

@@ -215,13 +215,7 @@ def cmd_curves() -> None:
     actual = np.array([r["r"] for r in rows])
     print(f"{len(extra)} curve predictions (mean r {np.mean([r['r'] for r in extra]):.3f}) beside {len(rows)} rows")
     for label, added in (("calibration rows only", []), ("with the curve predictions", extra)):
-        predicted = np.zeros(len(rows))
-        for source in sorted({ct.source_of(r) for r in rows}):
-            train = [r for r in [*rows, *added] if ct.source_of(r) != source]
-            model = ct.TrustModel.fit([r["features"] for r in train], [r["r"] for r in train], ("calibrated_r",))
-            for i, r in enumerate(rows):
-                if ct.source_of(r) == source:
-                    predicted[i] = model.expected_r(r["features"])
+        predicted = np.array(ct.held_out_predictions(rows, ("calibrated_r",), added))
         print(f"  {label}: held-out Spearman {ct.spearman(list(predicted), list(actual)):.3f}, "
               f"mean abs. error {np.mean(np.abs(predicted - actual)):.3f}")
 
